@@ -1,0 +1,24 @@
+"""cachelab: a near cache kept coherent through Redis, and a lab that shows why."""
+
+from cachelab.backends import BackendUnavailable, connect
+from cachelab.cluster import Cluster
+from cachelab.coherence import STRATEGIES, Strategy
+from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
+from cachelab.node import CacheNode, Flight
+from cachelab.stats import NodeStats
+
+__all__ = [
+    "ABSENT",
+    "NO_VALUE",
+    "STRATEGIES",
+    "BackendUnavailable",
+    "CacheNode",
+    "Cluster",
+    "Flight",
+    "InvalidMessage",
+    "Message",
+    "NodeStats",
+    "Strategy",
+    "connect",
+]
+__version__ = "0.1.0"

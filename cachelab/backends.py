@@ -1,0 +1,52 @@
+"""connect(): the embedded fakeredis server, or a real Redis at a URL."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import fakeredis
+import redis
+
+_lock = threading.Lock()
+_server: fakeredis.FakeServer | None = None
+
+
+class BackendUnavailable(redis.ConnectionError):
+    """The Redis server at the given URL cannot be reached."""
+
+
+def embedded_server() -> fakeredis.FakeServer:
+    """The process-wide fakeredis server that ``connect()`` shares."""
+    global _server
+    with _lock:
+        if _server is None:
+            _server = fakeredis.FakeServer()
+        return _server
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """A client of the embedded fakeredis server (``None``) or of the Redis at ``url``."""
+    if url is None:
+        return fakeredis.FakeRedis(server=embedded_server())
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str or None, not {type(url).__name__}")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise ValueError(f"not a Redis URL: {redact(url)} ({exc})") from None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise BackendUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
+    return client
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,101 @@
+"""Cluster: N nodes on one backend, settle(), and history recording."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from typing import Any
+
+import redis
+
+from cachelab.backends import connect
+from cachelab.history import Op, Recorder
+from cachelab.node import CacheNode
+
+
+def node_names(n: int) -> list[str]:
+    """``a``, ``b``, ... ``z``, then ``n26``, ``n27``, ..."""
+    letters = string.ascii_lowercase
+    return [letters[i] if i < len(letters) else f"n{i}" for i in range(n)]
+
+
+class Cluster:
+    """``n`` CacheNodes sharing one Redis and one namespace (a fresh one by default)."""
+
+    def __init__(
+        self,
+        n: int,
+        url: str | None = None,
+        strategy: str = "invalidate",
+        *,
+        namespace: str | None = None,
+        record: bool = False,
+        client: redis.Redis | None = None,
+        **node_options: Any,
+    ) -> None:
+        if type(n) is not int or n < 1:
+            raise ValueError(f"a cluster needs a positive int of nodes, not {n!r}")
+        self.redis = client if client is not None else connect(url)
+        self.namespace = namespace or f"cluster-{secrets.token_hex(4)}"
+        self.recorder = Recorder() if record else None
+        self.nodes: list[CacheNode] = []
+        try:
+            for name in node_names(n):
+                self.nodes.append(self._node(name, strategy, node_options))
+        except BaseException:
+            self.close()
+            raise
+
+    def _node(self, name: str, strategy: str, options: dict[str, Any]) -> CacheNode:
+        """Start one member node."""
+        return CacheNode(
+            self.redis, name=name, namespace=self.namespace, strategy=strategy,
+            recorder=self.recorder, **options,
+        )
+
+    def __getitem__(self, name: str) -> CacheNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def history(self) -> list[Op]:
+        """Every operation recorded (``record=True``), with monotonic times."""
+        if self.recorder is None:
+            raise ValueError("this cluster does not record; create it with record=True")
+        return self.recorder.history
+
+    def settle(self, timeout: float = 5.0) -> bool:
+        """True once every node has handled every message published before the call."""
+        if not self.nodes:
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            nonce = secrets.token_hex(8)
+            self.nodes[0].publish_sync(nonce)
+            resend = min(deadline, time.monotonic() + 0.25)
+            while time.monotonic() < resend:
+                if all(node.synced(nonce) for node in self.nodes):
+                    return True
+                time.sleep(0.002)
+            if time.monotonic() >= deadline:
+                return False
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Every node's counters, by node name."""
+        return {node.name: node.stats.to_dict() for node in self.nodes}
+
+    def close(self) -> None:
+        """Stop every node's listener, then wait for them all."""
+        for node in self.nodes:
+            node.stop()
+        for node in self.nodes:
+            node.join()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

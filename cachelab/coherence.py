@@ -1,0 +1,67 @@
+"""Coherence strategies: small policy objects, apart from the mechanism.
+
+A strategy decides what a write publishes and what a message does to the local
+store. It knows nothing of sockets, threads or Redis. Reconnects and sequence gaps
+are handled the same way by every subscribing strategy (flush), in the node.
+"""
+
+from __future__ import annotations
+
+from cachelab.local import LocalStore
+from cachelab.messages import NO_VALUE, Message
+
+
+class Strategy:
+    """Base policy: peers evict a key when it changes."""
+
+    name = "invalidate"
+    subscribes = True
+    carries_value = False
+
+    def apply(self, store: LocalStore, msg: Message) -> bool:
+        """Apply a peer's change to ``store``; False if it was outdated."""
+        return store.invalidate(msg.key, msg.seq)
+
+    def __repr__(self) -> str:
+        return f"<strategy {self.name}>"
+
+
+class NoCoherence(Strategy):
+    """A local cache with a TTL only: no messages. It exists to show staleness."""
+
+    name = "none"
+    subscribes = False
+
+
+class Invalidate(Strategy):
+    """Peers drop the key and reload it on their next read."""
+
+
+class Update(Strategy):
+    """Peers take the new value from the message, if they hold the key."""
+
+    name = "update"
+    carries_value = True
+
+    def apply(self, store: LocalStore, msg: Message) -> bool:
+        """Replace the cached value for sets; evict for deletes and invalidations."""
+        if msg.op == "set" and msg.value is not NO_VALUE:
+            return store.update(msg.key, msg.value, msg.seq)
+        return store.invalidate(msg.key, msg.seq)
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "none": NoCoherence,
+    "invalidate": Invalidate,
+    "update": Update,
+}
+
+
+def strategy_for(name: str | Strategy) -> Strategy:
+    """Look a strategy up by name; ValueError names the choices."""
+    if isinstance(name, Strategy):
+        return name
+    try:
+        return STRATEGIES[name]()
+    except (KeyError, TypeError):
+        choices = ", ".join(sorted(STRATEGIES))
+        raise ValueError(f"unknown strategy {name!r}; choose one of {choices}") from None

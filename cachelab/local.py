@@ -1,0 +1,155 @@
+"""The bounded local store: LRU + TTL backstop + version floors ("tombstones").
+
+Like a cachetools ``Cache`` it knows nothing of Redis and is not thread-safe: the
+node holds one lock around every call. Every entry carries the version it was
+read at; every entry that leaves (evicted, expired, invalidated) leaves its
+version behind as a short-lived floor, so an older fill arriving late is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cachelab.messages import NO_VALUE
+
+Timer = Callable[[], float]
+_FOREVER = float("inf")
+
+
+class LocalStore:
+    """A bounded LRU of ``key -> (value, version, expires_at)`` with version floors."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        ttl: float | None = None,
+        *,
+        timer: Timer = time.monotonic,
+        tombstones: bool = True,
+        tombstone_ttl: float = 60.0,
+        ordering: bool = True,
+    ) -> None:
+        if type(maxsize) is not int or maxsize < 1:
+            raise ValueError(f"max_entries must be a positive int, not {maxsize!r}")
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
+        if not tombstone_ttl > 0:
+            raise ValueError(f"tombstone_ttl must be positive, not {tombstone_ttl!r}")
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self.timer = timer
+        self.tombstones = tombstones
+        self.tombstone_ttl = tombstone_ttl
+        self.ordering = ordering
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self._data: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def items(self) -> Iterator[tuple[str, Any, int]]:
+        """Yield ``(key, value, version)`` from least to most recently used."""
+        for key, (value, version, _) in list(self._data.items()):
+            yield key, value, version
+
+    def get(self, key: str) -> tuple[Any, int] | None:
+        """Return ``(value, version)`` and mark it used, or None on a miss."""
+        entry = self._data.get(key)
+        if entry is None or entry[2] <= self.timer():
+            if entry is not None:
+                self._drop(key)
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return entry[0], entry[1]
+
+    def peek(self, key: str) -> tuple[Any, int] | None:
+        """Return ``(value, version)`` without touching LRU order or counters."""
+        entry = self._data.get(key)
+        return None if entry is None else (entry[0], entry[1])
+
+    def floor(self, key: str) -> int:
+        """The minimum version a fill of ``key`` must carry (0 when none is known)."""
+        floor = self._floors.get(key)
+        if floor is None:
+            return 0
+        if floor[1] <= self.timer():
+            del self._floors[key]
+            return 0
+        return floor[0]
+
+    def known_version(self, key: str) -> int:
+        """The newest version this store has seen for ``key``."""
+        entry = self._data.get(key)
+        return max(self.floor(key), 0 if entry is None else entry[1])
+
+    def fill(self, key: str, value: Any, version: int) -> bool:
+        """Store a value read at ``version``, unless something newer is known."""
+        if self.tombstones and version < self.floor(key):
+            return False
+        current = self._data.get(key)
+        if self.ordering and current is not None and current[1] > version:
+            return False
+        self._store(key, value, version)
+        return True
+
+    def update(self, key: str, value: Any, version: int) -> bool:
+        """Replace a cached value with a newer one; absent keys only raise the floor."""
+        if self.ordering and version <= self.known_version(key):
+            return False
+        self._raise_floor(key, version)
+        if key in self._data:
+            self._store(key, value, version)
+        return True
+
+    def invalidate(self, key: str, version: int) -> bool:
+        """Drop ``key`` for a change at ``version``; False if already known."""
+        if self.ordering and version <= self.known_version(key):
+            return False
+        self._data.pop(key, None)
+        self._raise_floor(key, version)
+        return True
+
+    def flush(self, *, forget_floors: bool = False) -> int:
+        """Drop every entry (and the floors too after a server change); return how many."""
+        dropped = len(self._data)
+        self._data.clear()
+        if forget_floors:
+            self._floors.clear()
+        return dropped
+
+    def _store(self, key: str, value: Any, version: int) -> None:
+        """Insert or replace, then evict the least recently used beyond ``maxsize``."""
+        expires = _FOREVER if self.ttl is None else self.timer() + self.ttl
+        self._data[key] = (value, version, expires)
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            old_key, (_, old_version, _) = self._data.popitem(last=False)
+            self.evictions += 1
+            self._raise_floor(old_key, old_version)
+
+    def _drop(self, key: str) -> None:
+        """Remove an expired entry, keeping its version as a floor."""
+        _, version, _ = self._data.pop(key)
+        self._raise_floor(key, version)
+
+    def _raise_floor(self, key: str, version: int) -> None:
+        """Remember that versions below ``version`` of ``key`` are outdated."""
+        if not self.tombstones:
+            return
+        if version <= self.floor(key):
+            return
+        self._floors[key] = (version, self.timer() + self.tombstone_ttl)
+        self._floors.move_to_end(key)
+        while len(self._floors) > self.maxsize:
+            self._floors.popitem(last=False)
