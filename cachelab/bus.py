@@ -113,7 +113,7 @@ class RedisBus:
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self.client.pubsub()
+                    pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
                     pubsub.subscribe(self.channel)
                 self._dispatch(pubsub.get_message(timeout=self.poll))
                 backoff = self.poll

@@ -50,8 +50,12 @@ class Cluster:
     def _node(self, name: str, strategy: str, options: dict[str, Any]) -> CacheNode:
         """Start one member node."""
         return CacheNode(
-            self.redis, name=name, namespace=self.namespace, strategy=strategy,
-            recorder=self.recorder, **options,
+            self.redis,
+            name=name,
+            namespace=self.namespace,
+            strategy=strategy,
+            recorder=self.recorder,
+            **options,
         )
 
     def __getitem__(self, name: str) -> CacheNode:

@@ -49,6 +49,7 @@ class Update(Strategy):
             return store.update(msg.key, msg.value, msg.seq)
         return store.invalidate(msg.key, msg.seq)
 
+
 STRATEGIES: dict[str, type[Strategy]] = {
     "none": NoCoherence,
     "invalidate": Invalidate,

@@ -12,7 +12,10 @@ INVALIDATE = "invalidate"
 
 
 class Op(NamedTuple):
-    """One operation: who did what to which key, when, and at which version."""
+    """One operation: who did what to which key, when, and at which version.
+
+    ``hit`` is True for a read served from the local cache (no store access).
+    """
 
     node: str
     op: str
@@ -20,6 +23,7 @@ class Op(NamedTuple):
     start: float
     end: float
     version: int
+    hit: bool = False
 
 
 class Recorder:
@@ -29,9 +33,11 @@ class Recorder:
         self._ops: list[Op] = []
         self._lock = threading.Lock()
 
-    def __call__(self, node: str, op: str, key: str, start: float, end: float, version: int) -> None:
+    def __call__(
+        self, node: str, op: str, key: str, start: float, end: float, version: int, hit: bool
+    ) -> None:
         with self._lock:
-            self._ops.append(Op(node, op, key, start, end, version))
+            self._ops.append(Op(node, op, key, start, end, version, hit))
 
     def __len__(self) -> int:
         return len(self._ops)

@@ -13,8 +13,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cachelab.messages import NO_VALUE
-
 Timer = Callable[[], float]
 _FOREVER = float("inf")
 
@@ -31,6 +29,7 @@ class LocalStore:
         tombstones: bool = True,
         tombstone_ttl: float = 60.0,
         ordering: bool = True,
+        on_evict: Callable[[str, int], None] | None = None,
     ) -> None:
         if type(maxsize) is not int or maxsize < 1:
             raise ValueError(f"max_entries must be a positive int, not {maxsize!r}")
@@ -44,6 +43,7 @@ class LocalStore:
         self.tombstones = tombstones
         self.tombstone_ttl = tombstone_ttl
         self.ordering = ordering
+        self.on_evict = on_evict
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -137,6 +137,8 @@ class LocalStore:
             old_key, (_, old_version, _) = self._data.popitem(last=False)
             self.evictions += 1
             self._raise_floor(old_key, old_version)
+            if self.on_evict is not None:
+                self.on_evict(old_key, old_version)
 
     def _drop(self, key: str) -> None:
         """Remove an expired entry, keeping its version as a floor."""

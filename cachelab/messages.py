@@ -163,7 +163,7 @@ def decode(raw: bytes | str, namespace: str, max_bytes: int = MAX_MESSAGE_BYTES)
 def _check_envelope(obj: dict[str, Any], namespace: str) -> None:
     """Validate every field but the value."""
     fields = obj.keys()
-    if not _FIELDS <= fields or len(fields) - len(_FIELDS) > ("val" in fields):
+    if not fields >= _FIELDS or len(fields) - len(_FIELDS) > ("val" in fields):
         raise InvalidMessage(f"wrong fields {sorted(fields)}")
     if obj["p"] != PROTOCOL or type(obj["v"]) is not int or obj["v"] != VERSION:
         raise InvalidMessage(f"not {PROTOCOL} protocol version {VERSION}")

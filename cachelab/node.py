@@ -39,8 +39,12 @@ from cachelab.messages import (
 from cachelab.stats import NodeStats
 from cachelab.store import RedisStore, Store
 
-Recorder = Callable[[str, str, str, float, float, int], None]
-"""Called as ``recorder(node, op, key, start, end, version)`` after each operation."""
+Recorder = Callable[[str, str, str, float, float, int, bool], None]
+"""Called as ``recorder(node, op, key, start, end, version, hit)`` after each operation."""
+
+EventHook = Callable[[str, str, str, int], None]
+"""Called as ``events(node, kind, key, version)``: fill, fill_rejected, evict, flush, gap,
+reconnect, disconnect, applied, outdated. ``key`` is "" for node-wide events."""
 
 _MAX_NAMESPACE = 64
 
@@ -81,6 +85,7 @@ class CacheNode:
         reconnect_flush: bool = True,
         negative_cache: bool = True,
         recorder: Recorder | None = None,
+        events: EventHook | None = None,
         bus: Bus | None = None,
     ) -> None:
         _check_name("name", name, 100)
@@ -95,9 +100,15 @@ class CacheNode:
         self.negative_cache = negative_cache
         self._timer = timer
         self._recorder = recorder
+        self._events = events
         self._local = LocalStore(
-            max_entries, ttl, timer=timer, tombstones=tombstones,
-            tombstone_ttl=tombstone_ttl, ordering=ordering,
+            max_entries,
+            ttl,
+            timer=timer,
+            tombstones=tombstones,
+            tombstone_ttl=tombstone_ttl,
+            ordering=ordering,
+            on_evict=None if events is None else self._evicted,
         )
         self._store: Store = RedisStore(r, namespace) if isinstance(r, redis.Redis) else r
         self._prefix = message_prefix(namespace, self.id)
@@ -134,7 +145,7 @@ class CacheNode:
         else:
             value, version = hit
         if self._recorder:
-            self._recorder(self.name, "read", key, start, self._timer(), version)
+            self._recorder(self.name, "read", key, start, self._timer(), version, hit is not None)
         return default if value is ABSENT else value
 
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
@@ -149,8 +160,11 @@ class CacheNode:
             hit = self._miss(key, loader)
             if hit[0] is ABSENT:  # we joined a plain get(); only the loader knows
                 hit = self._miss(key, loader, join=False)
+            if self._recorder:
+                self._recorder(self.name, "read", key, start, self._timer(), hit[1], False)
+            return hit[0]
         if self._recorder:
-            self._recorder(self.name, "read", key, start, self._timer(), hit[1])
+            self._recorder(self.name, "read", key, start, self._timer(), hit[1], True)
         return hit[0]
 
     def lookup(self, key: str) -> Any:
@@ -277,7 +291,7 @@ class CacheNode:
             else:
                 self._settle_flight(flight)
         if self._recorder:
-            self._recorder(self.name, record_as, key, start, self._timer(), seq)
+            self._recorder(self.name, record_as, key, start, self._timer(), seq, False)
 
     def _head(self, op: str, key: str, fragment: str | None) -> str | None:
         """The message a write publishes, or None when the strategy is silent."""
@@ -310,11 +324,14 @@ class CacheNode:
         if value is ABSENT and not self.negative_cache:
             pass
         elif not self._coherent:
-            self._count("uncached_reads")
-        elif self.fill_guard and not self._untainted(flight):
-            self._count("stale_fills_rejected")
-        elif not self._local.fill(flight.key, value, flight.version):
-            self._count("stale_fills_rejected")
+            self._counts["uncached_reads"] += 1
+        elif (self.fill_guard and not self._untainted(flight)) or not self._local.fill(
+            flight.key, value, flight.version
+        ):
+            self._counts["stale_fills_rejected"] += 1
+            self._emit("fill_rejected", flight.key, flight.version)
+        else:
+            self._emit("fill", flight.key, flight.version)
         self._finish(flight)
 
     def _finish(self, flight: Flight) -> None:
@@ -357,13 +374,16 @@ class CacheNode:
                 return
             if self.strategy.apply(self._local, msg):
                 self._counts["invalidations_received"] += 1
+                self._emit("applied", msg.key, msg.seq)
             else:
                 self._counts["messages_outdated"] += 1
+                self._emit("outdated", msg.key, msg.seq)
 
     def _track_seq(self, seq: int) -> None:
         """Gap detection: a skipped sequence number means lost messages, so flush."""
         if self.gap_detection and self._last_seq and seq > self._last_seq + 1:
             self._counts["gaps"] += 1
+            self._emit("gap", "", seq)
             self._flush_locked()
         self._last_seq = max(self._last_seq, seq)
 
@@ -373,6 +393,7 @@ class CacheNode:
         with self._lock:
             if not first:
                 self._counts["reconnects"] += 1
+                self._emit("reconnect", "", seq)
                 if self.reconnect_flush:
                     self._flush_locked(forget_floors=True)
             self._last_seq = seq
@@ -382,6 +403,7 @@ class CacheNode:
         """The bus is down: stop trusting and filling the local cache until it is back."""
         with self._lock:
             self._counts["disconnects"] += 1
+            self._emit("disconnect", "", self._last_seq)
             if self.reconnect_flush:
                 self._coherent = False
                 self._flush_locked()
@@ -407,6 +429,16 @@ class CacheNode:
         self._local.flush(forget_floors=forget_floors)
         self._epoch += 1
         self._counts["flushes"] += 1
+        self._emit("flush", "", self._last_seq)
+
+    def _emit(self, kind: str, key: str, version: int) -> None:
+        """Tell the ``events`` hook (tracing, animation); it runs under the node lock."""
+        if self._events is not None:
+            self._events(self.name, kind, key, version)
+
+    def _evicted(self, key: str, version: int) -> None:
+        """The local store pushed out its least recently used entry."""
+        self._emit("evict", key, version)
 
     def _count(self, name: str) -> None:
         """Add one to a counter (under the lock: stats stay exact with many threads)."""
@@ -480,5 +512,9 @@ def _call_loader(loader: Callable[..., Any], key: str) -> Any:
         params = inspect.signature(loader).parameters.values()
     except (TypeError, ValueError):
         return loader()
-    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return loader(key) if len(required) == 1 else loader()

@@ -39,7 +39,9 @@ class NodeStats:
     disconnects: int = 0
 
     @classmethod
-    def of(cls, counts: dict[str, int], hits: int, misses: int, evictions: int, entries: int) -> NodeStats:
+    def of(
+        cls, counts: dict[str, int], hits: int, misses: int, evictions: int, entries: int
+    ) -> NodeStats:
         """Build a snapshot from a node's counters and its local store's."""
         return cls(hits=hits, misses=misses, evictions=evictions, entries=entries, **counts)
 
@@ -56,4 +58,8 @@ class NodeStats:
 
     def to_dict(self) -> dict[str, Any]:
         """All counters plus ``hit_rate`` and ``messages_ignored``, for tables and plots."""
-        return {**asdict(self), "hit_rate": self.hit_rate, "messages_ignored": self.messages_ignored}
+        return {
+            **asdict(self),
+            "hit_rate": self.hit_rate,
+            "messages_ignored": self.messages_ignored,
+        }
