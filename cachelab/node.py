@@ -61,6 +61,7 @@ class Flight:
     version: int = 0
     error: BaseException | None = None
     done: bool = False
+    waiters: int = 0
     event: threading.Event | None = None
 
 
@@ -137,14 +138,14 @@ class CacheNode:
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``: a local hit, or load it from Redis and fill."""
-        start = self._timer() if self._recorder else 0.0
+        start = self._timer() if self._recorder is not None else 0.0
         with self._lock:
             hit = self._local.get(key)
         if hit is None:
             value, version = self._miss(key, None)
         else:
             value, version = hit
-        if self._recorder:
+        if self._recorder is not None:
             self._recorder(self.name, "read", key, start, self._timer(), version, hit is not None)
         return default if value is ABSENT else value
 
@@ -153,17 +154,17 @@ class CacheNode:
 
         ``loader`` is called with no argument, or with the key if it takes one.
         """
-        start = self._timer() if self._recorder else 0.0
+        start = self._timer() if self._recorder is not None else 0.0
         with self._lock:
             hit = self._local.get(key)
         if hit is None or hit[0] is ABSENT:
             hit = self._miss(key, loader)
             if hit[0] is ABSENT:  # we joined a plain get(); only the loader knows
                 hit = self._miss(key, loader, join=False)
-            if self._recorder:
+            if self._recorder is not None:
                 self._recorder(self.name, "read", key, start, self._timer(), hit[1], False)
             return hit[0]
-        if self._recorder:
+        if self._recorder is not None:
             self._recorder(self.name, "read", key, start, self._timer(), hit[1], True)
         return hit[0]
 
@@ -206,6 +207,7 @@ class CacheNode:
                 flight = self._open_locked(key, joinable=True)
             else:
                 leader.event = leader.event or threading.Event()
+                leader.waiters += 1
         if leader is not None:
             return self._wait(leader)
         try:
@@ -274,7 +276,7 @@ class CacheNode:
 
     def _write(self, op: str, key: str, encoded: str, value: Any, record_as: str) -> None:
         """Run the write script, then fill the writer's own cache through the guard."""
-        start = self._timer() if self._recorder else 0.0
+        start = self._timer() if self._recorder is not None else 0.0
         flight = self._open(key, joinable=False)
         fragment = encoded if op == "set" and self.strategy.carries_value else None
         try:
@@ -290,7 +292,7 @@ class CacheNode:
                 self._finish(flight)
             else:
                 self._settle_flight(flight)
-        if self._recorder:
+        if self._recorder is not None:
             self._recorder(self.name, record_as, key, start, self._timer(), seq, False)
 
     def _head(self, op: str, key: str, fragment: str | None) -> str | None:
@@ -391,13 +393,25 @@ class CacheNode:
         """The bus is (re)subscribed; after a reconnect, messages may have been lost."""
         seq = self._store.seq()
         with self._lock:
-            if not first:
+            if first or self.reconnect_flush:
+                if not first:
+                    self._counts["reconnects"] += 1
+                    self._emit("reconnect", "", seq)
+                    self._flush_locked(forget_floors=True)
+                self._last_seq = seq
+            else:
                 self._counts["reconnects"] += 1
                 self._emit("reconnect", "", seq)
-                if self.reconnect_flush:
-                    self._flush_locked(forget_floors=True)
-            self._last_seq = seq
+                self._check_regression(seq)
             self._coherent = True
+
+    def _check_regression(self, seq: int) -> None:
+        """A sequence that went backwards means a new server: nothing cached holds."""
+        if seq < self._last_seq and self.gap_detection:
+            self._counts["gaps"] += 1
+            self._emit("gap", "", seq)
+            self._flush_locked(forget_floors=True)
+            self._last_seq = seq
 
     def disconnected(self) -> None:
         """The bus is down: stop trusting and filling the local cache until it is back."""

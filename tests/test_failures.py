@@ -1,0 +1,185 @@
+"""Lost messages, restarts, garbage on the channel, and clean shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cachelab import CacheNode, Cluster, messages
+from cachelab.store import RedisStore
+from tests.conftest import NodeFactory, require_redis_server
+from tests.test_node import settle
+
+
+def write_while_subscribers_are_killed(client: redis.Redis, namespace: str, value: Any) -> None:
+    """Kill every pub/sub connection and write in the same transaction: the message is lost."""
+    store = RedisStore(client, namespace)
+    encoded = messages.encode_value(value)
+    head = messages.message_head(messages.message_prefix(namespace, "w#0"), "set", "k", None)
+    pipe = client.pipeline(transaction=True)
+    pipe.client_kill_filter(_type="pubsub")
+    pipe.evalsha(
+        store._write.sha,
+        2,
+        store.data_key("k"),
+        "{" + namespace + "}:seq",
+        "set",
+        encoded,
+        head,
+        store.channel,
+        "1000",
+    )
+    pipe.execute()
+
+
+@pytest.mark.real_redis
+def test_a_write_lost_during_a_disconnect_is_never_served(real_client: redis.Redis) -> None:
+    with Cluster(3, client=real_client) as cluster:
+        cluster.nodes[0].set("k", "old")
+        assert [n.get("k") for n in cluster.nodes] == ["old"] * 3
+        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
+        assert cluster.settle(timeout=10)
+        assert [n.get("k") for n in cluster.nodes] == ["new"] * 3
+        assert all(n.stats.reconnects >= 1 for n in cluster.nodes)
+
+
+@pytest.mark.real_redis
+def test_the_naive_node_keeps_serving_the_lost_write(real_client: redis.Redis) -> None:
+    naive = {"reconnect_flush": False, "gap_detection": False}
+    with Cluster(2, client=real_client, **naive) as cluster:  # type: ignore[arg-type]
+        cluster.nodes[0].set("k", "old")
+        assert cluster.nodes[1].get("k") == "old"
+        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
+        assert cluster.settle(timeout=10)
+        assert cluster.nodes[1].get("k") == "old"  # silently stale, forever
+
+
+@pytest.mark.real_redis
+def test_gap_detection_alone_catches_the_lost_write(real_client: redis.Redis) -> None:
+    with Cluster(2, client=real_client, reconnect_flush=False) as cluster:
+        a, b = cluster.nodes
+        a.set("k", "old")
+        assert b.get("k") == "old"
+        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
+        assert cluster.settle(timeout=10)
+        a.set("other", 1)  # the next message shows the hole in the sequence
+        assert cluster.settle(timeout=10)
+        assert b.get("k") == "new"
+        assert b.stats.gaps == 1
+
+
+@pytest.fixture
+def spare_client(request: pytest.FixtureRequest) -> Iterator[tuple[Any, redis.Redis]]:
+    """A second real server this test may stop and start."""
+    require_redis_server()
+    proc = request.getfixturevalue("spare_redis_server")
+    client = redis.Redis(host=proc.host, port=proc.port)
+    yield proc, client
+    if not proc.running():
+        proc.start()
+    client.close()
+
+
+@pytest.mark.real_redis
+def test_nodes_recover_after_the_server_restarts(spare_client: tuple[Any, redis.Redis]) -> None:
+    proc, client = spare_client
+    with Cluster(3, client=client) as cluster:
+        a, b, _c = cluster.nodes
+        a.set("k", "before")
+        assert [n.get("k") for n in cluster.nodes] == ["before"] * 3
+        client.config_set("save", "")  # no snapshot: the restart loses data and sequence
+        proc.stop()
+        proc.start()
+        assert cluster.settle(timeout=15)
+        assert [n.get("k") for n in cluster.nodes] == [None] * 3
+        b.set("k", "after")
+        assert cluster.settle(timeout=10)
+        assert [n.get("k") for n in cluster.nodes] == ["after"] * 3
+        assert all(n.stats.reconnects >= 1 for n in cluster.nodes)
+
+
+_examples = itertools.count()
+garbage = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=100).map(str.encode),
+    st.dictionaries(
+        st.sampled_from(["p", "v", "ns", "op", "key", "src", "seq", "val", "x"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(max_size=5),
+            st.lists(st.integers(), max_size=3),
+        ),
+        max_size=9,
+    ).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@given(payloads=st.lists(garbage, min_size=1, max_size=8))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_garbage_on_the_channel_is_counted_and_the_node_keeps_working(
+    client: redis.Redis, payloads: list[bytes]
+) -> None:
+    namespace = f"fuzz{next(_examples)}"
+    with (
+        CacheNode(client, name="a", namespace=namespace) as a,
+        CacheNode(client, name="b", namespace=namespace) as b,
+    ):
+        for payload in payloads:
+            client.publish(messages.channel(namespace), payload)
+        a.set("k", len(payloads))
+        settle(a, b)
+        assert b.stats.messages_invalid == len(payloads)
+        assert b.get("k") == len(payloads)  # the listener survived and still invalidates
+
+
+def test_oversized_and_foreign_messages_are_dropped(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    foreign = messages.Message("other", "inv", "k", "x", 99)
+    client.publish(messages.channel("t"), messages.encode(foreign))
+    client.publish(messages.channel("t"), b"{" + b" " * messages.MAX_MESSAGE_BYTES + b"}")
+    a.set("k", 1)
+    settle(a, b)
+    assert b.stats.messages_invalid == 2
+    assert b.get("k") == 1
+
+
+def test_close_leaves_no_thread_and_prints_nothing(
+    client: redis.Redis, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with Cluster(4, client=client) as cluster:
+        for i, node in enumerate(cluster.nodes):
+            node.set(f"k{i}", i)
+            node.get(f"k{(i + 1) % 4}")
+        assert cluster.settle()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("cachelab")]
+    _out, err = capfd.readouterr()
+    assert alive == []
+    assert err == ""
+
+
+@pytest.mark.real_redis
+def test_close_while_the_server_is_killing_connections_prints_nothing(
+    real_client: redis.Redis, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(5):
+        nodes = [CacheNode(real_client, name=f"n{i}", namespace="t") for i in range(3)]
+        real_client.client_kill_filter(_type="pubsub")
+        for node in nodes:
+            node.close()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("cachelab")]
+    assert alive == []
+    assert capfd.readouterr().err == ""

@@ -1,0 +1,341 @@
+"""CacheNode behaviour, on fakeredis and on a real redis-server."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from cachelab import ABSENT, CacheNode, Cluster, messages
+from cachelab.messages import decode_value
+from cachelab.store import RedisStore
+from tests.conftest import NodeFactory
+
+
+def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
+    """What Redis itself holds for ``key`` (None when absent)."""
+    encoded, _ = RedisStore(client, namespace).read(key)
+    return None if encoded is None else decode_value(encoded)
+
+
+def settle(*nodes: CacheNode) -> None:
+    """Wait until every node has handled every message published so far."""
+    nonce = secrets.token_hex(8)  # not random: hypothesis reseeds it per example
+    nodes[0].publish_sync(nonce)
+    for _ in range(5000):
+        if all(node.synced(nonce) for node in nodes):
+            return
+        threading.Event().wait(0.002)
+    raise AssertionError("nodes did not settle")
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+def test_random_concurrent_traffic_converges_to_redis(client: redis.Redis, strategy: str) -> None:
+    keys = [f"k{i}" for i in range(12)]
+    with Cluster(4, strategy=strategy, client=client, max_entries=8) as cluster:
+
+        def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(300):
+                node, key = rng.choice(cluster.nodes), rng.choice(keys)
+                roll = rng.random()
+                if roll < 0.25:
+                    node.set(key, rng.choice([seed, str(seed), [seed], {"s": seed}, b"x"]))
+                elif roll < 0.3:
+                    node.delete(key)
+                else:
+                    node.get(key)
+
+        threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert cluster.settle(timeout=10)
+        for node in cluster.nodes:
+            for key in keys:
+                assert node.get(key) == redis_value(client, cluster.namespace, key), (node, key)
+        assert sum(n.stats.invalidations_received for n in cluster.nodes) > 0
+
+
+def test_without_coherence_a_peer_serves_the_old_value(make_node: NodeFactory) -> None:
+    a, b = make_node("a", strategy="none"), make_node("b", strategy="none")
+    a.set("user:1", "alice")
+    assert b.get("user:1") == "alice"
+    a.set("user:1", "bob")
+    assert b.get("user:1") == "alice"  # stale, and nothing will ever tell b
+    assert a.get("user:1") == "bob"
+
+
+def test_with_invalidation_a_peer_sees_the_new_value(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.set("user:1", "alice")
+    settle(a, b)
+    assert b.get("user:1") == "alice"
+    a.set("user:1", "bob")
+    settle(a, b)
+    assert b.get("user:1") == "bob"
+    assert b.stats.invalidations_received == 2  # both writes, each newer than b knew
+
+
+def test_update_strategy_ships_the_value_without_a_reload(make_node: NodeFactory) -> None:
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    a.set("k", 1)
+    assert b.get("k") == 1
+    misses = b.stats.misses
+    a.set("k", {"v": 2})
+    settle(a, b)
+    assert b.get("k") == {"v": 2}
+    assert b.stats.misses == misses
+
+
+def test_values_round_trip_with_their_types(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    values: list[Any] = ["s", b"\x00\xff", 7, 2.5, True, None, [1, "x"], {"a": {"b": [None]}}]
+    for i, value in enumerate(values):
+        a.set(f"k{i}", value)
+    for i, value in enumerate(values):
+        got = b.get(f"k{i}")
+        assert got == value and type(got) is type(value)
+
+
+def test_missing_keys_give_the_default_and_are_cached_as_absent(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    assert b.get("missing") is None
+    assert b.get("missing", default="d") == "d"
+    assert b.snapshot()["missing"][0] is ABSENT
+    a.set("missing", "now here")
+    settle(a, b)
+    assert b.get("missing") == "now here"
+
+
+def test_delete_removes_the_key_everywhere(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.set("k", 1)
+    assert b.get("k") == 1
+    b.delete("k")
+    settle(a, b)
+    assert a.get("k") is None and b.get("k") is None
+
+
+def _stale_set(make_node: NodeFactory, **guards: bool) -> tuple[Any, CacheNode]:
+    """Drive the stale-set race: a reader loads v1; v2 and its message land; then the fill."""
+    reader, writer = make_node("reader", **guards), make_node("writer")
+    writer.set("k", "v1")
+    flight = reader.load("k")  # read from Redis: v1 ... and the reader stalls here
+    writer.set("k", "v2")
+    settle(reader, writer)  # the invalidation for v2 reaches the reader first
+    reader.fill(flight)  # ... then the slow fill of v1 lands
+    return reader.get("k"), reader
+
+
+def test_stale_set_race_keeps_the_old_value_without_guards(make_node: NodeFactory) -> None:
+    value, reader = _stale_set(make_node, fill_guard=False, tombstones=False)
+    assert value == "v1"
+    assert reader.stats.stale_fills_rejected == 0
+
+
+@pytest.mark.parametrize(
+    "guards",
+    [{}, {"tombstones": False}, {"fill_guard": False}],
+    ids=["defaults", "fill-guard-alone", "tombstones-alone"],
+)
+def test_stale_set_race_is_prevented_by_each_guard(
+    make_node: NodeFactory, guards: dict[str, bool]
+) -> None:
+    value, reader = _stale_set(make_node, **guards)
+    assert value == "v2"
+    assert reader.stats.stale_fills_rejected == 1
+
+
+def _inject(client: redis.Redis, node: CacheNode, op: str, key: str, seq: int, value: Any) -> None:
+    """Publish a well-formed message from a foreign source on the node's channel."""
+    msg = messages.Message(node.namespace, op, key, "intruder", seq, value)
+    client.publish(messages.channel(node.namespace), messages.encode(msg))
+
+
+def test_out_of_order_and_duplicate_messages_are_ignored(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    for v in range(1, 6):
+        a.set("k", f"v{v}")
+    settle(a, b)
+    assert b.get("k") == "v5"
+    before = b.stats
+    version = b.snapshot()["k"][1]
+    _inject(client, b, "set", "k", version - 2, "older")  # arrives late
+    _inject(client, b, "set", "k", version, "v5")  # a duplicate
+    settle(a, b)
+    assert b.get("k") == "v5"
+    assert b.stats.messages_outdated - before.messages_outdated == 2
+    assert b.stats.messages_ignored - before.messages_ignored == 2
+
+
+def test_without_ordering_a_late_message_overwrites_a_newer_value(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update", ordering=False)
+    for v in range(1, 6):
+        a.set("k", f"v{v}")
+    settle(a, b)
+    assert b.get("k") == "v5"
+    _inject(client, b, "set", "k", b.snapshot()["k"][1] - 2, "older")
+    settle(a, b)
+    assert b.get("k") == "older"
+
+
+def test_a_sequence_gap_flushes_the_local_cache(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.set("x", 1)
+    assert b.get("x") == 1
+    store = RedisStore(client, "t")
+    store.write("set", "x", messages.encode_value(2), None)  # a write whose message is lost
+    a.set("y", 3)  # the next message reveals the gap
+    settle(a, b)
+    assert b.stats.gaps == 1
+    assert b.get("x") == 2
+
+
+def test_without_gap_detection_the_lost_write_stays_invisible(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b", gap_detection=False)
+    a.set("x", 1)
+    assert b.get("x") == 1
+    RedisStore(client, "t").write("set", "x", messages.encode_value(2), None)
+    a.set("y", 3)
+    settle(a, b)
+    assert b.get("x") == 1
+
+
+def test_ttl_backstop_bounds_staleness_without_messages(make_node: NodeFactory) -> None:
+    now = [0.0]
+    a = make_node("a", strategy="none", ttl=5.0, timer=lambda: now[0])
+    b = make_node("b", strategy="none")
+    a.set("k", "old")
+    b.set("k", "new")
+    now[0] = 4.9
+    assert a.get("k") == "old"
+    now[0] = 5.0
+    assert a.get("k") == "new"
+
+
+def test_lru_keeps_at_most_max_entries(make_node: NodeFactory) -> None:
+    a = make_node("a", max_entries=3)
+    for i in range(5):
+        a.set(f"k{i}", i)
+    assert list(a.snapshot()) == ["k2", "k3", "k4"]
+    assert a.stats.evictions == 2
+
+
+def test_get_or_load_calls_the_loader_once_for_the_whole_cluster(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    calls: list[str] = []
+
+    def loader(key: str) -> str:
+        calls.append(key)
+        return f"db:{key}"
+
+    assert a.get_or_load("u", loader) == "db:u"
+    assert b.get_or_load("u", loader) == "db:u"
+    assert a.get_or_load("u", lambda: "unused") == "db:u"
+    assert calls == ["u"]
+
+
+def test_invalidate_after_an_external_write_reloads_everywhere(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    db = {"u": "old"}
+    assert b.get_or_load("u", lambda: db["u"]) == "old"
+    db["u"] = "new"
+    a.invalidate("u")
+    settle(a, b)
+    assert b.get_or_load("u", lambda: db["u"]) == "new"
+
+
+def test_get_or_load_refuses_to_store_a_value_read_before_a_concurrent_change(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    db = {"u": "old"}
+
+    def slow_loader() -> str:
+        value = db["u"]  # read the old row ...
+        db["u"] = "new"  # ... a writer changes it and invalidates meanwhile
+        b.invalidate("u")
+        return value
+
+    assert a.get_or_load("u", slow_loader) == "old"  # its own read, handed back
+    assert a.stats.stale_fills_rejected == 1
+    assert redis_value(client, "t", "u") is None  # the old row never reached Redis
+    settle(a, b)
+    assert a.get_or_load("u", lambda: db["u"]) == "new"
+
+
+def test_concurrent_misses_on_one_key_load_it_once(client: redis.Redis) -> None:
+    release, reads = threading.Event(), []
+
+    class SlowStore(RedisStore):
+        def read(self, key: str) -> tuple[bytes | None, int]:
+            reads.append(key)
+            release.wait(10)
+            return super().read(key)
+
+    CacheNode(client, name="w", namespace="t", strategy="none").set("k", "v")
+    node = CacheNode(SlowStore(client, "t"), name="a", namespace="t", strategy="none")
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(node.get("k"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for _ in range(5000):  # wait until the leader reads and 7 followers wait on it
+        flight = node.pending("k")
+        if flight is not None and flight.waiters == 7:
+            break
+        threading.Event().wait(0.002)
+    release.set()
+    for t in threads:
+        t.join()
+    assert results == ["v"] * 8
+    assert reads == ["k"]
+
+
+def test_stats_count_hits_and_misses(make_node: NodeFactory) -> None:
+    a = make_node("a")
+    a.get("k")
+    a.get("k")
+    a.get("k")
+    stats = a.stats
+    assert (stats.hits, stats.misses) == (2, 1)
+    assert stats.hit_rate == pytest.approx(2 / 3)
+    assert set(stats.to_dict()) >= {
+        "hits",
+        "misses",
+        "hit_rate",
+        "invalidations_received",
+        "stale_fills_rejected",
+        "flushes",
+        "messages_ignored",
+    }
+
+
+def test_recording_cluster_yields_a_history(client: redis.Redis) -> None:
+    with Cluster(2, client=client, record=True) as cluster:
+        a, b = cluster.nodes
+        a.set("k", 1)
+        b.get("k")
+        b.get("k")
+        assert cluster.settle()
+        ops = [(op.node, op.op, op.hit) for op in cluster.history]
+    assert ops == [("a", "write", False), ("b", "read", False), ("b", "read", True)]
+
+
+def test_context_manager_closes_and_close_is_idempotent(client: redis.Redis) -> None:
+    with CacheNode(client, name="a", namespace="t") as node:
+        node.set("k", 1)
+    node.close()
