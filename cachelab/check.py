@@ -283,7 +283,7 @@ def _older(reads: list[Op], ops: list[Op]) -> list[tuple[Op, float]]:
     """Reads older than an op that ended before they started, with R.start - first newer end."""
     ordered = sorted(ops, key=attrgetter("end"))
     ends = [op.end for op in ordered]
-    newest = list(accumulate(op.version for op in ordered))
+    newest = list(accumulate((op.version for op in ordered), max))
     found = []
     for read in reads:
         i = bisect_left(ends, read.start)
