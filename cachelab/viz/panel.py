@@ -1,0 +1,324 @@
+"""ControlPanel: ipywidgets to build a cluster, break it, and watch every node's cache.
+
+Every action (a button click, a slider move) runs in the kernel's main thread:
+it changes the nodes, waits for them to settle, then sets the ``value`` of the
+table and log widgets. The nodes' listener threads never touch a widget, which
+is the ipywidgets guidance on threads: no output can land in another cell.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import ipywidgets as widgets
+
+from cachelab.coherence import STRATEGIES
+from cachelab.viz.frames import Event
+
+SAFEGUARDS: tuple[str, ...] = (
+    "fill_guard",
+    "ordering",
+    "tombstones",
+    "gap_detection",
+    "reconnect_flush",
+)
+"""The CacheNode switches the panel offers; each defaults to on (the safe setting)."""
+
+_STATS = (
+    "hits",
+    "misses",
+    "invalidations_received",
+    "stale_fills_rejected",
+    "flushes",
+    "gaps",
+    "reconnects",
+)
+_STAT_TITLES = ("hits", "misses", "inval.", "fills rejected", "flushes", "gaps", "reconn.")
+
+
+class PanelBackend(Protocol):
+    """What the panel drives: LiveCluster (real nodes) or the simulator's equivalent."""
+
+    def names(self) -> list[str]:
+        """The node names, in order."""
+        ...
+
+    def write(self, node: str, key: str, value: Any) -> int:
+        """Write through ``node``; return the new version."""
+        ...
+
+    def read(self, node: str, key: str) -> Any:
+        """Read ``key`` on ``node``."""
+        ...
+
+    def set_cut(self, node: str, cut: bool) -> None:
+        """Cut ``node`` off from the messages, or heal it."""
+        ...
+
+    def drop_next(self, node: str) -> None:
+        """Lose the next message on its way to ``node``."""
+        ...
+
+    def set_network(self, delay: float, loss: float) -> None:
+        """Delay (seconds) and loss (0..1) of the messages."""
+        ...
+
+    def settle(self) -> bool:
+        """Let every message in flight arrive; False if some node did not catch up."""
+        ...
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per node: name, cache ``{key: (value, version)}``, stats, cut."""
+        ...
+
+    def store_version(self, key: str) -> int:
+        """The version of ``key`` in Redis (0 when it was never written)."""
+        ...
+
+    @property
+    def trace(self) -> list[Event]:
+        """The events so far, for the animation."""
+        ...
+
+    def close(self) -> None:
+        """Release the nodes."""
+        ...
+
+
+Factory = Callable[..., PanelBackend]
+"""``factory(n=, strategy=, ttl=, **safeguards)`` builds a backend."""
+
+
+class ControlPanel(widgets.VBox):  # type: ignore[misc]
+    """Pick a cluster, act on it, and read every node's cache and counters in a table."""
+
+    def __init__(
+        self,
+        factory: Factory | None = None,
+        *,
+        nodes: int = 3,
+        strategy: str = "invalidate",
+        key: str = "user:1",
+        read_back: bool = True,
+    ) -> None:
+        self._factory = factory or _live_factory()
+        self.backend: PanelBackend | None = None
+        self.writes = 0
+        self.nodes = widgets.IntSlider(value=nodes, min=1, max=6, description="nodes")
+        self.strategy = widgets.Dropdown(
+            options=list(STRATEGIES), value=strategy, description="strategy"
+        )
+        self.safeguards = {
+            name: widgets.Checkbox(value=True, description=name.replace("_", " "), indent=False)
+            for name in SAFEGUARDS
+        }
+        self.ttl = widgets.FloatSlider(
+            value=0.0, min=0.0, max=60.0, step=1.0, description="TTL (s)", tooltip="0 = no TTL"
+        )
+        self.delay = widgets.FloatSlider(
+            value=0.0, min=0.0, max=200.0, step=5.0, description="delay (ms)"
+        )
+        self.loss = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="loss")
+        self.writer = widgets.Dropdown(description="write on")
+        self.target = widgets.Dropdown(description="target")
+        self.key = widgets.Text(value=key, description="key")
+        self.read_back = widgets.Checkbox(
+            value=read_back, indent=False, description="then read it on every node"
+        )
+        self.write_button = widgets.Button(
+            description="write", button_style="primary", icon="pencil"
+        )
+        self.read_button = widgets.Button(description="read on every node", icon="eye")
+        self.cut_button = widgets.ToggleButton(description="partition node", icon="chain-broken")
+        self.drop_button = widgets.Button(
+            description="drop next message", icon="times", button_style="danger"
+        )
+        self.table = widgets.HTML()
+        self.journal = widgets.HTML()
+        self._wire()
+        super().__init__(self._layout())
+        self.rebuild()
+
+    # -- layout --------------------------------------------------------------
+
+    def _layout(self) -> list[widgets.Widget]:
+        """Three rows of controls, then the table and the log."""
+        guards = widgets.HBox(list(self.safeguards.values()))
+        return [
+            widgets.HBox([self.nodes, self.strategy, self.ttl]),
+            guards,
+            widgets.HBox([self.delay, self.loss]),
+            widgets.HBox([self.writer, self.key, self.read_back]),
+            widgets.HBox([self.write_button, self.read_button]),
+            widgets.HBox([self.target, self.cut_button, self.drop_button]),
+            self.table,
+            self.journal,
+        ]
+
+    def _wire(self) -> None:
+        """Connect every control to its action."""
+        for control in (self.nodes, self.strategy, self.ttl, *self.safeguards.values()):
+            control.observe(self._on_rebuild, names="value")
+        for control in (self.delay, self.loss):
+            control.observe(self._on_network, names="value")
+        self.target.observe(self._on_target, names="value")
+        self.write_button.on_click(lambda _: self.write())
+        self.read_button.on_click(lambda _: self.read_all())
+        self.drop_button.on_click(lambda _: self.drop_next())
+        self.cut_button.observe(self._on_cut, names="value")
+
+    # -- actions -------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Replace the nodes with a fresh cluster as the controls describe it."""
+        if self.backend is not None:
+            self.backend.close()
+        guards = {name: box.value for name, box in self.safeguards.items()}
+        self.backend = self._factory(
+            n=self.nodes.value, strategy=self.strategy.value, ttl=self.ttl.value or None, **guards
+        )
+        self._on_network(None)
+        self.writes = 0
+        names = self.backend.names()
+        self.writer.options = names
+        self.writer.value = names[0]
+        self.target.options = names
+        self.target.value = names[min(1, len(names) - 1)]
+        self._show_cut()
+        self._done(f"{len(names)} {self.strategy.value} nodes ready")
+
+    def write(self) -> int:
+        """Write the next value of the key on the chosen node, settle, maybe read it back."""
+        backend = self._backend()
+        self.writes += 1
+        key, node = self.key.value, self.writer.value
+        version = backend.write(node, key, f"value {self.writes}")
+        settled = backend.settle()
+        if self.read_back.value:
+            self._read_everywhere(backend, key)
+        note = "" if settled else " (some node has not caught up)"
+        self._done(f"{node} wrote {key} = 'value {self.writes}' at v{version}{note}")
+        return version
+
+    def read_all(self) -> None:
+        """Read the key on every node (hits serve the local copy, even a stale one)."""
+        backend = self._backend()
+        self._read_everywhere(backend, self.key.value)
+        self._done(f"every node read {self.key.value}")
+
+    def drop_next(self) -> None:
+        """Lose the next message on its way to the target node."""
+        self._backend().drop_next(self.target.value)
+        self._done(f"the next message to {self.target.value} will be lost")
+
+    def partition(self, cut: bool) -> None:
+        """Cut the target node off from the messages, or heal it."""
+        self.cut_button.value = cut  # observing the toggle does the work
+
+    def _read_everywhere(self, backend: PanelBackend, key: str) -> None:
+        """Read ``key`` on every node not cut off."""
+        cut = {row["name"] for row in backend.rows() if row["cut"]}
+        for name in backend.names():
+            if name not in cut:
+                backend.read(name, key)
+
+    def _on_cut(self, change: dict[str, Any]) -> None:
+        """The partition toggle moved."""
+        backend, node, cut = self._backend(), self.target.value, bool(change["new"])
+        backend.set_cut(node, cut)
+        backend.settle()
+        self._show_cut()
+        self._done(f"{node} {'cut off from' if cut else 'reconnected to'} the messages")
+
+    def _on_target(self, change: dict[str, Any]) -> None:
+        """Another target: show its partition state."""
+        self._show_cut()
+
+    def _show_cut(self) -> None:
+        """Set the partition toggle to the target's state, without acting on it."""
+        if self.backend is None or self.target.value is None:
+            return
+        cut = {row["name"]: row["cut"] for row in self.backend.rows()}
+        self.cut_button.unobserve(self._on_cut, names="value")
+        self.cut_button.value = cut.get(self.target.value, False)
+        self.cut_button.description = "heal node" if self.cut_button.value else "partition node"
+        self.cut_button.observe(self._on_cut, names="value")
+
+    def _on_rebuild(self, change: Any) -> None:
+        """A setting that needs new nodes changed."""
+        self.rebuild()
+
+    def _on_network(self, change: Any) -> None:
+        """Delay or loss changed: applies at once, to messages still to come."""
+        self._backend().set_network(self.delay.value / 1000, self.loss.value)
+
+    def _backend(self) -> PanelBackend:
+        """The current backend (there always is one after __init__)."""
+        assert self.backend is not None
+        return self.backend
+
+    def _done(self, what: str) -> None:
+        """Refresh the table and append to the log."""
+        self.refresh()
+        entries = (self.journal.value.split("<br>") if self.journal.value else [])[-7:]
+        self.journal.value = "<br>".join([*entries, html.escape(what, quote=False)])
+
+    def refresh(self) -> None:
+        """Redraw the table of every node's cache and counters."""
+        backend = self._backend()
+        self.table.value = render_table(backend.rows(), backend.store_version)
+
+    def close(self) -> None:
+        """Stop the nodes."""
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+def render_table(rows: Sequence[dict[str, Any]], store_version: Callable[[str], int]) -> str:
+    """An HTML table: one row per node, its cached ``key = value vN`` (stale in red), stats."""
+    head = "".join(f"<th>{t}</th>" for t in ("node", "cache", *_STAT_TITLES))
+    body = []
+    for row in rows:
+        cache = (
+            "<br>".join(
+                _cell(key, value, version, store_version(key))
+                for key, (value, version) in sorted(row["cache"].items())
+            )
+            or "<i>empty</i>"
+        )
+        stats = "".join(f"<td>{row['stats'][name]}</td>" for name in _STATS)
+        name = html.escape(row["name"]) + (" ✂ cut off" if row["cut"] else "")
+        body.append(
+            f'<tr data-node="{html.escape(row["name"])}"><td><b>{name}</b></td>'
+            f'<td class="cache">{cache}</td>{stats}</tr>'
+        )
+    return (
+        '<table class="cachelab-nodes" style="border-collapse:collapse" border="1" '
+        f'cellpadding="4"><tr>{head}</tr>{"".join(body)}</table>'
+    )
+
+
+def _cell(key: str, value: Any, version: int, latest: int) -> str:
+    """One cache entry; red when Redis has a newer version."""
+    text = html.escape(f"{key} = {value!r} v{version}")
+    if version < latest:
+        return f'<span style="color:#c00" title="Redis has v{latest}">{text} (stale)</span>'
+    return text
+
+
+def _live_factory(url: str | None = None) -> Factory:
+    """Build LiveClusters (imported late: it starts threads and connects to Redis)."""
+    from cachelab.viz.live import LiveCluster
+
+    def factory(**options: Any) -> PanelBackend:
+        return LiveCluster(url=url, **options)
+
+    return factory
+
+
+def live_panel(url: str | None = None, **options: Any) -> ControlPanel:
+    """A panel over real CacheNodes on fakeredis (``url=None``) or the Redis at ``url``."""
+    return ControlPanel(_live_factory(url), **options)
