@@ -44,10 +44,10 @@ class LocalStore:
         self.tombstone_ttl = tombstone_ttl
         self.ordering = ordering
         self.on_evict = on_evict
-        self.hits = 0
-        self.misses = 0
         self.evictions = 0
-        self._data: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        # Public so a node can inline its hit path; never rebound, only mutated.
+        self.data: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        self._data = self.data
         self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -67,10 +67,8 @@ class LocalStore:
         if entry is None or entry[2] <= self.timer():
             if entry is not None:
                 self._drop(key)
-            self.misses += 1
             return None
         self._data.move_to_end(key)
-        self.hits += 1
         return entry[0], entry[1]
 
     def peek(self, key: str) -> tuple[Any, int] | None:

@@ -97,10 +97,16 @@ def encode_value(value: Any) -> str:
 def decode_value(fragment: bytes | str) -> Any:
     """Decode what ``encode_value`` produced; raise InvalidMessage otherwise."""
     try:
-        pair = json.loads(fragment, parse_constant=_reject_constant)
+        pair = _parse(fragment)
     except (ValueError, RecursionError) as exc:
         raise InvalidMessage(f"value is not JSON: {exc}") from None
     return _value_from_pair(pair)
+
+
+def _parse(raw: bytes | str) -> Any:
+    """Strict JSON (UTF-8, no NaN); one shared decoder, since json.loads builds one per call."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return _DECODER.decode(text)
 
 
 def _value_from_pair(pair: Any) -> Any:
@@ -121,6 +127,9 @@ def _value_from_pair(pair: Any) -> Any:
 def _reject_constant(name: str) -> Any:
     """Refuse NaN and Infinity, which JSON itself does not allow."""
     raise InvalidMessage(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def message_prefix(namespace: str, src: str) -> str:
@@ -148,7 +157,7 @@ def decode(raw: bytes | str, namespace: str, max_bytes: int = MAX_MESSAGE_BYTES)
     if len(raw) > max_bytes:
         raise InvalidMessage(f"message of {len(raw)} bytes exceeds {max_bytes}")
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
+        obj = _parse(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidMessage(f"not JSON: {exc}") from None
     if type(obj) is not dict:

@@ -111,6 +111,9 @@ class CacheNode:
             ordering=ordering,
             on_evict=None if events is None else self._evicted,
         )
+        self._entries = self._local.data
+        self._hits = 0
+        self._misses = 0
         self._store: Store = RedisStore(r, namespace) if isinstance(r, redis.Redis) else r
         self._prefix = message_prefix(namespace, self.id)
         self._lock = threading.Lock()
@@ -138,15 +141,20 @@ class CacheNode:
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``: a local hit, or load it from Redis and fill."""
-        start = self._timer() if self._recorder is not None else 0.0
-        with self._lock:
-            hit = self._local.get(key)
-        if hit is None:
-            value, version = self._miss(key, None)
-        else:
-            value, version = hit
-        if self._recorder is not None:
-            self._recorder(self.name, "read", key, start, self._timer(), version, hit is not None)
+        if self._recorder is None:
+            # The hit is inlined and lock-free because it is the product: it must cost no
+            # more than cachetools.LRUCache.get. Each dict call is atomic; a hit racing an
+            # invalidation returns the value it saw, a read ordered before that change.
+            try:
+                entry = self._entries[key]
+                if entry[2] > self._timer():
+                    self._entries.move_to_end(key)
+                    self._hits += 1  # may undercount by a few under heavy thread contention
+                    value = entry[0]
+                    return default if value is ABSENT else value
+            except KeyError:  # a miss (or just invalidated): the general path decides
+                pass
+        value = self._read(key, None)
         return default if value is ABSENT else value
 
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
@@ -154,25 +162,37 @@ class CacheNode:
 
         ``loader`` is called with no argument, or with the key if it takes one.
         """
+        return self._read(key, loader)
+
+    def _read(self, key: str, loader: Callable[..., Any] | None) -> Any:
+        """The general read: look up, else load (once per node), and record it."""
         start = self._timer() if self._recorder is not None else 0.0
         with self._lock:
             hit = self._local.get(key)
-        if hit is None or hit[0] is ABSENT:
+            self._hits += hit is not None
+            self._misses += hit is None
+        found = hit is not None and not (loader is not None and hit[0] is ABSENT)
+        if not found:
             hit = self._miss(key, loader)
-            if hit[0] is ABSENT:  # we joined a plain get(); only the loader knows
+            if loader is not None and hit[0] is ABSENT:  # joined a plain get(): ask the loader
                 hit = self._miss(key, loader, join=False)
-            if self._recorder is not None:
-                self._recorder(self.name, "read", key, start, self._timer(), hit[1], False)
-            return hit[0]
+        assert hit is not None
         if self._recorder is not None:
-            self._recorder(self.name, "read", key, start, self._timer(), hit[1], True)
+            self._recorder(self.name, "read", key, start, self._timer(), hit[1], found)
         return hit[0]
 
     def lookup(self, key: str) -> Any:
         """Phase 1: the local value (``ABSENT`` for a cached absence), or ``NO_VALUE``."""
+        hit = self.lookup_entry(key)
+        return NO_VALUE if hit is None else hit[0]
+
+    def lookup_entry(self, key: str) -> tuple[Any, int] | None:
+        """Phase 1 with the version: ``(value, version)``, or None (the simulator records it)."""
         with self._lock:
             hit = self._local.get(key)
-        return NO_VALUE if hit is None else hit[0]
+            self._hits += hit is not None
+            self._misses += hit is None
+        return hit
 
     def load(self, key: str) -> Flight:
         """Phase 2: take a fill-guard ticket, then read ``key`` from the store."""
@@ -189,6 +209,17 @@ class CacheNode:
         """Phase 3: fill the local store unless the guard refuses; return the value."""
         with self._lock:
             self._settle_flight(flight)
+        return flight.value
+
+    def load_external(self, flight: Flight, loader: Callable[..., Any]) -> Any:
+        """Phase 2b of ``get_or_load``: the store had nothing, so store ``loader()``'s value
+        unless the key changed since ``load``; return it (``fill`` settles the ticket)."""
+        try:
+            self._load_external(flight, loader)
+        except BaseException as exc:
+            flight.error = exc
+            self._close_flight(flight)
+            raise
         return flight.value
 
     def pending(self, key: str) -> Flight | None:
@@ -464,7 +495,7 @@ class CacheNode:
         """A snapshot of this node's counters."""
         with self._lock:
             local = self._local
-            return NodeStats.of(self._counts, local.hits, local.misses, local.evictions, len(local))
+            return NodeStats.of(self._counts, self._hits, self._misses, local.evictions, len(local))
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
         """Every local entry as ``key -> (value, version)``, for display and tests."""
