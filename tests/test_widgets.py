@@ -12,9 +12,10 @@ import redis
 matplotlib.use("Agg")
 
 from cachelab.coherence import STRATEGIES
-from cachelab.viz import ControlPanel, Event, TracePlayer
+from cachelab.viz import ControlPanel, Event, TracePlayer, sim_panel
 from cachelab.viz.live import LiveCluster
 from cachelab.viz.panel import SAFEGUARDS
+from cachelab.viz.simulated import SimCluster
 
 PanelFactory = Callable[..., ControlPanel]
 
@@ -217,3 +218,83 @@ def test_player_slider_steps_through_every_frame() -> None:
     player.slider.value = player.slider.max
     assert "c: stale read k v1" in player.caption.value
     assert player.frames[-1].caches == {"a": {"k": 2}, "b": {}, "c": {"k": 1}}
+
+
+@pytest.fixture
+def sim() -> Iterator[ControlPanel]:
+    """A panel over the simulator (virtual time, no threads)."""
+    panel = sim_panel(seed=1)
+    yield panel
+    panel.close()
+
+
+def sim_cached(panel: ControlPanel, key: str = "user:1") -> dict[str, int | None]:
+    """Each simulated node's cached version of ``key``."""
+    assert isinstance(panel.backend, SimCluster)
+    return {row["name"]: row["cache"].get(key, (None, None))[1] for row in panel.backend.rows()}
+
+
+def test_sim_panel_write_drop_and_gap(sim: ControlPanel) -> None:
+    sim.write_button.click()
+    assert sim_cached(sim) == {"a": 1, "b": 1, "c": 1}
+    sim.drop_button.click()
+    sim.write_button.click()
+    assert sim_cached(sim) == {"a": 2, "b": 1, "c": 2}
+    assert "user:1 v1 (stale)" in sim.table.value
+    sim.key.value = "other"
+    sim.write_button.click()
+    sim.key.value = "user:1"
+    sim.read_button.click()
+    assert sim_cached(sim) == {"a": 2, "b": 2, "c": 2}
+    kinds = {(e.kind, e.node) for e in sim.backend.trace} if sim.backend else set()
+    assert {("drop", "b"), ("gap", "b"), ("stale_read", "b")} <= kinds
+    assert not any(kind == "partition" for kind, _ in kinds)  # the drop's stand-in is hidden
+
+
+def test_sim_panel_partition_and_heal(sim: ControlPanel) -> None:
+    sim.write_button.click()
+    sim.target.value = "c"
+    sim.partition(True)
+    sim.write_button.click()
+    assert sim_cached(sim) == {"a": 2, "b": 2, "c": 1}
+    assert "cut off" in sim.table.value
+    sim.partition(False)
+    sim.key.value = "other"
+    sim.write_button.click()  # the first message after healing shows c the gap
+    sim.key.value = "user:1"
+    sim.read_button.click()
+    assert sim_cached(sim)["c"] == 2
+
+
+def test_sim_panel_sliders_replay_the_session(sim: ControlPanel) -> None:
+    sim.write_button.click()
+    sim.write_button.click()
+    assert sim_cached(sim) == {"a": 2, "b": 2, "c": 2}
+    sim.loss.value = 1.0  # the same session, had every message been lost
+    assert sim_cached(sim) == {"a": 2, "b": 1, "c": 1}
+    sim.loss.value = 0.0
+    sim.delay.value = sim.delay.max  # the read-backs now run before the invalidations land
+    assert sim_cached(sim) == {"a": 2, "b": None, "c": None}
+    assert sim.backend is not None
+    assert {e.node for e in sim.backend.trace if e.kind == "stale_read"} == {"b", "c"}
+    sim.delay.value = sim.delay.min
+    assert sim_cached(sim) == {"a": 2, "b": 2, "c": 2}
+    for n in range(sim.nodes.min, sim.nodes.max + 1):
+        sim.nodes.value = n
+        sim.write_button.click()
+        assert set(sim_cached(sim).values()) == {1} and len(sim_cached(sim)) == n
+    sim.strategy.value = "none"
+    sim.read_button.click()
+    sim.write_button.click()
+    assert sim_cached(sim)["b"] == 0  # no messages: b still trusts the absence it read
+
+
+def test_player_over_a_panel_session(sim: ControlPanel) -> None:
+    sim.write_button.click()
+    sim.drop_button.click()
+    sim.write_button.click()
+    assert sim.backend is not None
+    player = TracePlayer(sim.backend.trace)
+    kinds = [(d.dst, f.t) for f in player.frames for d in f.drops]
+    assert kinds and all(dst == "b" for dst, _ in kinds)
+    assert any(f.stale for f in player.frames)

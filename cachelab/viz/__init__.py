@@ -6,7 +6,7 @@ cachelab[lab]``).
 
 from cachelab.viz.animation import animate, draw_frame, render_png
 from cachelab.viz.frames import Event, Frame, build_frames
-from cachelab.viz.panel import ControlPanel, live_panel, render_table
+from cachelab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
 from cachelab.viz.player import TracePlayer
 from cachelab.viz.plots import (
     consistency_within,
@@ -39,6 +39,7 @@ __all__ = [
     "nines_chart",
     "render_png",
     "render_table",
+    "sim_panel",
     "staleness_against_network",
     "staleness_histogram",
     "store_load",

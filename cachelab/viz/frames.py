@@ -116,21 +116,29 @@ class _State:
         self.carries_value = carries_value
 
     def apply(self, e: Event) -> None:
-        """Fold one event in."""
-        cache = self.caches.setdefault(e.node, {}) if e.node != REDIS else {}
-        if e.kind == "write":
+        """Fold one event in (live ``applied`` events, or the simulator's ``deliver``)."""
+        cache = self.caches.get(e.node, {})
+        kind = "applied" if e.kind == "deliver" and e.detail.endswith(":applied") else e.kind
+        if kind == "write":
             self.store[e.key] = max(e.version, self.store.get(e.key, 0))
-        elif e.kind in ("fill", "update"):
+            if e.detail in ("del", "inv"):
+                cache.pop(e.key, None)
+        elif kind == "fill":
             cache[e.key] = e.version
-        elif e.kind == "applied" and self.carries_value and e.key in cache:
-            cache[e.key] = max(cache[e.key], e.version)
-        elif e.kind in _DROPS:
+        elif kind == "applied" and self.carries_value and e.detail in ("", "set:applied"):
+            if e.key in cache:
+                cache[e.key] = max(cache[e.key], e.version)
+        elif kind in _DROPS:
             cache.pop(e.key, None)
-        elif e.kind in _CLEARS:
+        elif kind in _CLEARS:
             cache.clear()
-        if e.kind in _DOWN:
+        self._link(e)
+
+    def _link(self, e: Event) -> None:
+        """Track which nodes are cut off or down."""
+        if e.kind in _DOWN and e.detail != "heal":
             self.down.add(e.node)
-        elif e.kind in _UP:
+        elif e.kind in _UP or e.detail == "heal":
             self.down.discard(e.node)
 
 

@@ -102,6 +102,7 @@ class ControlPanel(widgets.VBox):  # type: ignore[misc]
         strategy: str = "invalidate",
         key: str = "user:1",
         read_back: bool = True,
+        delay_ms: float = 0.0,
     ) -> None:
         self._factory = factory or _live_factory()
         self.backend: PanelBackend | None = None
@@ -118,7 +119,7 @@ class ControlPanel(widgets.VBox):  # type: ignore[misc]
             value=0.0, min=0.0, max=60.0, step=1.0, description="TTL (s)", tooltip="0 = no TTL"
         )
         self.delay = widgets.FloatSlider(
-            value=0.0, min=0.0, max=200.0, step=5.0, description="delay (ms)"
+            value=delay_ms, min=0.0, max=200.0, step=1.0, description="delay (ms)"
         )
         self.loss = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="loss")
         self.writer = widgets.Dropdown(description="write on")
@@ -303,7 +304,8 @@ def render_table(rows: Sequence[dict[str, Any]], store_version: Callable[[str], 
 
 def _cell(key: str, value: Any, version: int, latest: int) -> str:
     """One cache entry; red when Redis has a newer version."""
-    text = html.escape(f"{key} = {value!r} v{version}")
+    shown = f"{key} v{version}" if value is None else f"{key} = {value!r} v{version}"
+    text = html.escape(shown)
     if version < latest:
         return f'<span style="color:#c00" title="Redis has v{latest}">{text} (stale)</span>'
     return text
@@ -322,3 +324,14 @@ def _live_factory(url: str | None = None) -> Factory:
 def live_panel(url: str | None = None, **options: Any) -> ControlPanel:
     """A panel over real CacheNodes on fakeredis (``url=None``) or the Redis at ``url``."""
     return ControlPanel(_live_factory(url), **options)
+
+
+def sim_panel(seed: int = 0, **options: Any) -> ControlPanel:
+    """A panel over the simulator: virtual time, replayed after every action."""
+    from cachelab.viz.simulated import SimCluster
+
+    def factory(**settings: Any) -> PanelBackend:
+        return SimCluster(seed=seed, **settings)
+
+    options.setdefault("delay_ms", 2.0)
+    return ControlPanel(factory, **options)
