@@ -1,0 +1,72 @@
+"""The lab's notebooks: committed clean, and each runs top to bottom offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import require_redis_server
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 120
+
+
+def run(path: Path, **env: str) -> Any:
+    """Execute a notebook in a fresh kernel (inline matplotlib backend), in memory."""
+    notebook = nbformat.read(path, as_version=4)
+    saved = {name: os.environ.pop(name, None) for name in ("MPLBACKEND", "REDIS_URL")}
+    os.environ.update(env)
+    try:
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+    return notebook
+
+
+def test_there_are_notebooks() -> None:
+    assert [p.name for p in NOTEBOOKS][:1] == ["00-quickstart.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    tagged = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "one papermill-style cell tagged 'parameters'"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_offline_on_the_embedded_server(path: Path) -> None:
+    notebook = run(path)
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+
+
+@pytest.mark.notebook
+@pytest.mark.real_redis
+@pytest.mark.parametrize("name", ["00-quickstart", "01-the-naive-recipe"])
+def test_notebook_switches_to_a_real_server_with_redis_url(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    require_redis_server()
+    proc = request.getfixturevalue("redis_server")
+    url = f"redis://{proc.host}:{proc.port}/0"
+    notebook = run(NOTEBOOKS[0].parent / f"{name}.ipynb", REDIS_URL=url)
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "real Redis" in text
