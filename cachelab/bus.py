@@ -75,7 +75,8 @@ class RedisBus:
         self.start_timeout = start_timeout
         self.errors = 0
         self._stop = threading.Event()
-        self._ready = threading.Event()
+        self._ready = threading.Event()  # set once the first attempt succeeded or failed
+        self._start_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._listener: Listener | None = None
         self._first = True
@@ -87,10 +88,11 @@ class RedisBus:
         self._listener = listener
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
-        if not self._ready.wait(self.start_timeout):
+        if not self._ready.wait(self.start_timeout) or self._start_error is not None:
             self.stop()
             self.join()
-            raise redis.ConnectionError(f"could not subscribe to {self.channel!r}")
+            reason = self._start_error or "timed out"
+            raise redis.ConnectionError(f"could not subscribe to {self.channel!r}: {reason}")
 
     def stop(self) -> None:
         """Ask the thread to stop; it notices within ``poll`` seconds."""
@@ -144,6 +146,10 @@ class RedisBus:
     def _lost(self, pubsub: Any, exc: BaseException | None) -> None:
         """Report the subscription down and discard the PubSub object."""
         self.errors += 1
+        if not self._ready.is_set():  # the very first subscription failed: start() reports it
+            self._start_error = exc or RuntimeError("unexpected error while subscribing")
+            self._ready.set()
+            self._stop.set()
         if exc is not None:
             log.info("%s lost its subscription: %s", self.name, exc)
         if self._listener is not None:

@@ -424,6 +424,8 @@ class CacheNode:
         """The bus is (re)subscribed; after a reconnect, messages may have been lost."""
         seq = self._store.seq()
         with self._lock:
+            if self._closed:
+                return
             if first or self.reconnect_flush:
                 if not first:
                     self._counts["reconnects"] += 1
@@ -447,6 +449,8 @@ class CacheNode:
     def disconnected(self) -> None:
         """The bus is down: stop trusting and filling the local cache until it is back."""
         with self._lock:
+            if self._closed:
+                return
             self._counts["disconnects"] += 1
             self._emit("disconnect", "", self._last_seq)
             if self.reconnect_flush:
@@ -513,10 +517,17 @@ class CacheNode:
         self.join()
 
     def stop(self) -> None:
-        """Ask the listener to stop, without waiting (see ``join``)."""
-        self._closed = True
+        """Stop listening, without waiting (see ``join``).
+
+        A closed node still reads and writes, through Redis only: with no listener its
+        local copies could go stale, so it drops them and stops filling.
+        """
         if self._bus is not None:
             self._bus.stop()
+            with self._lock:
+                self._closed = True
+                self._coherent = False
+                self._local.flush()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the listener thread to end."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -183,3 +184,49 @@ def test_close_while_the_server_is_killing_connections_prints_nothing(
     alive = [t.name for t in threading.enumerate() if t.name.startswith("cachelab")]
     assert alive == []
     assert capfd.readouterr().err == ""
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll a condition that a background thread will make true (bounded, no timing claim)."""
+    for _ in range(5000):
+        if condition():
+            return
+        threading.Event().wait(0.002)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_while_the_subscription_is_down_nothing_is_served_from_memory() -> None:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
+    with (
+        CacheNode(client, name="a", namespace="t") as a,
+        CacheNode(client, name="b", namespace="t") as b,
+    ):
+        a.set("k", 1)
+        assert b.get("k") == 1 and "k" in b.snapshot()
+        server.connected = False  # every connection now fails, the subscription included
+        wait_for(lambda: not b.coherent, "b notices its subscription is down")
+        assert b.snapshot() == {}
+        server.connected = True
+        wait_for(lambda: b.coherent, "b resubscribes")
+        assert b.stats.reconnects >= 1
+        a.set("k", 2)
+        settle(a, b)
+        assert b.get("k") == 2
+
+
+def test_a_node_on_an_unreachable_server_fails_at_once() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    with pytest.raises(redis.ConnectionError, match="could not subscribe"):
+        CacheNode(fakeredis.FakeRedis(server=server), name="a", namespace="t")
+
+
+def test_a_closed_node_reads_through_redis_without_caching(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.set("k", 1)
+    assert b.get("k") == 1
+    b.close()
+    a.set("k", 2)  # b no longer hears this ...
+    assert b.get("k") == 2  # ... so it must not answer from memory
+    assert b.snapshot() == {}
