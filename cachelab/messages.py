@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,10 @@ def encode_value(value: Any) -> str:
     kind = type(value)
     if kind is bytes:
         return '[1,"' + base64.b64encode(value).decode("ascii") + '"]'
-    if kind is str or kind is int:
-        return "[0," + json.dumps(value) + "]"
+    if kind is str:
+        return "[0," + _quote(value) + "]"
+    if kind is int:
+        return "[0," + str(value) + "]"
     _check_json(value)
     return "[0," + json.dumps(value, allow_nan=False, separators=(",", ":")) + "]"
 
@@ -130,6 +133,8 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# The C string encoder behind json.dumps, without its per-call Python wrapper.
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def message_prefix(namespace: str, src: str) -> str:
@@ -139,7 +144,7 @@ def message_prefix(namespace: str, src: str) -> str:
 
 def message_head(prefix: str, op: str, key: str, fragment: str | None) -> str:
     """A message up to its ``seq``; the write script appends the number and ``}``."""
-    head = prefix + ',"op":"' + op + '","key":' + json.dumps(key)
+    head = prefix + ',"op":"' + op + '","key":' + _quote(key)
     if fragment is not None:
         head += ',"val":' + fragment
     return head + ',"seq":'

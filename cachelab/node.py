@@ -49,7 +49,7 @@ reconnect, disconnect, applied, outdated. ``key`` is "" for node-wide events."""
 _MAX_NAMESPACE = 64
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Flight:
     """One load in flight: the fill guard's ticket, and the single-flight rendezvous."""
 
@@ -315,8 +315,8 @@ class CacheNode:
         except BaseException:
             self._close_flight(flight)
             raise
-        self._count("writes")
         with self._lock:
+            self._counts["writes"] += 1
             flight.value, flight.version = value, seq
             if value is NO_VALUE or (value is ABSENT and not self.negative_cache):
                 self._local.invalidate(key, seq)
