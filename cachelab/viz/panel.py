@@ -138,6 +138,8 @@ class ControlPanel(widgets.VBox):  # type: ignore[misc]
         )
         self.table = widgets.HTML()
         self.journal = widgets.HTML()
+        for button in (self.write_button, self.read_button, self.cut_button, self.drop_button):
+            button.layout.width = "auto"  # never truncate a label
         for widget, name in ((self.write_button, "write"), (self.table, "table")):
             widget.add_class(f"cachelab-{name}")  # stable hooks for browser tests and CSS
         self._wire()
