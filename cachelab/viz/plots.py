@@ -177,15 +177,20 @@ def load_series(times: Sequence[float], bin_width: float) -> list[tuple[float, f
 
 
 def store_load(
-    accesses: Mapping[str, Sequence[float]], *, bin_width: float = 0.01, ax: Axes | None = None
+    accesses: Mapping[str, Sequence[float]],
+    *,
+    bin_width: float = 0.01,
+    what: str = "store reads",
+    ax: Axes | None = None,
 ) -> Axes:
-    """Store reads per second over time, one step line per label, each peak annotated."""
+    """``what`` per second over time, one step line per label, each peak annotated."""
     ax = _axes(ax)
     for label, times in accesses.items():
         points = load_series(times, bin_width)
         if not points:
             continue
-        xs, ys = zip(*points, strict=True)
+        end = (points[-1][0] + bin_width, points[-1][1])  # so the last bin has a width too
+        xs, ys = zip(*points, end, strict=True)
         (line,) = ax.step(xs, ys, where="post", label=label)
         peak = max(points, key=lambda p: p[1])
         ax.annotate(
@@ -196,7 +201,7 @@ def store_load(
             color=line.get_color(),
             fontsize="small",
         )
-    ax.set(xlabel="time (s)", ylabel="store reads per second", title="Load on the store")
+    ax.set(xlabel="time (s)", ylabel=f"{what} per second", title="Load on the store")
     if len(accesses) > 1:
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)

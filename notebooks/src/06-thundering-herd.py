@@ -1,0 +1,172 @@
+# %% [markdown]
+# # 06 · The thundering herd
+#
+# A hot key is read thousands of times a second, from every node, and almost always from
+# the local cache. Then someone writes it. The invalidation reaches every node within a
+# millisecond, and for the next few milliseconds *every* read of that key is a miss. Each
+# miss goes to Redis, or, in a cache-aside setup where Redis is itself only a cache, to
+# the database. That burst is the herd, and it arrives exactly when the key is hottest.
+#
+# Three defences, measured against peak load:
+#
+# 1. **single flight** (per node, on by default in CacheNode): concurrent misses of one key
+#    in one process wait for one load instead of starting their own;
+# 2. **a lease** across nodes (memcache's idea, modelled in the simulator as a Redis
+#    `SET NX PX`): the first node to miss gets to load from the database; the others retry
+#    Redis shortly after, and find the value the lease holder stored;
+# 3. and, implicitly, **update** instead of invalidate: peers get the new value in the
+#    message, so there is no miss at all (notebook 03 showed its cost).
+
+# %% tags=["parameters"]
+REDIS_URL = None  # e.g. "redis://localhost:6379/0"; None reads $REDIS_URL, else embedded fakeredis
+NODES = 8
+READS_PER_S = 20_000  # all on one hot key
+DURATION = 1.0  # virtual seconds
+WRITE_EVERY = 0.2  # seconds between writes of the hot key
+STORE_LATENCY = 0.001  # a Redis round trip
+DB_LATENCY = 0.020  # a database read
+SEED = 3
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+
+from cachelab.sim import Network, Simulation
+from cachelab.sim.workloads import every, hot_key, merge
+from cachelab.viz import store_load
+
+REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
+
+
+def workload(database: bool):
+    """Hot-key reads on every node; a write of the key every WRITE_EVERY seconds."""
+    reads = hot_key(int(READS_PER_S * DURATION), NODES, hot="hot", share=1.0, read_ratio=1.0,
+                    rate=READS_PER_S, seed=SEED)
+    writes = [every(WRITE_EVERY, WRITE_EVERY / 2, DURATION, 0, "write", "hot")]
+    if database:  # cache-aside: write the database, then invalidate Redis and the nodes
+        writes.append(every(WRITE_EVERY, WRITE_EVERY / 2, DURATION, 0, "invalidate", "hot"))
+    return merge(reads, *writes)
+
+
+def run(database: bool = False, **options):
+    """One simulated second of the hot key."""
+    sim = Simulation(nodes=NODES, seed=SEED, network=Network(delay=0.001), progress=False,
+                     store_latency=STORE_LATENCY, db_latency=DB_LATENCY, database=database,
+                     **options)
+    return sim.run(workload=workload(database))
+
+
+# %% [markdown]
+# ## Redis as the source of truth: misses hit Redis
+#
+# The writer stores the new value in Redis; every other node evicts and reloads. Without
+# single flight, every read that arrives during the reload's round trip starts its own.
+
+# %%
+herd = {
+    "no single flight": run(single_flight=False),
+    "single flight (default)": run(),
+}
+for name, r in herd.items():
+    m = r.metrics(window=0.001)
+    print(f"{name:<26} store reads {m['store_reads']:>6,}  peak {m['peak_store_reads']:>3} per ms"
+          f"  hit rate {m['hit_rate']:.1%}")
+
+# %% [markdown]
+# ## Redis in front of a database: misses hit the database
+#
+# Now Redis is a cache too (`database=True`): a write updates the database, then
+# invalidates the key in Redis and in every node. The first reads after that find nothing
+# anywhere and go to the database, which takes 20 ms: a long window for a herd to gather.
+
+# %%
+aside = {
+    "no single flight": run(database=True, single_flight=False),
+    "single flight": run(database=True),
+    "single flight + lease": run(database=True, lease=True),
+}
+print(f"{'':<24} {'db loads':>9} {'peak/ms':>8} {'store reads':>12} {'hit rate':>9}")
+for name, r in aside.items():
+    m = r.metrics(window=0.001)
+    print(f"{name:<24} {m['db_loads']:>9,} {m['peak_db_loads']:>8} {m['store_reads']:>12,} {m['hit_rate']:>9.1%}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
+store_load({name: r.store_reads for name, r in herd.items()}, bin_width=0.001, what="Redis reads",
+           ax=axes[0])
+axes[0].set_title("Redis reads per second (Redis is the truth)")
+store_load({name: r.db_loads for name, r in aside.items()}, bin_width=0.001, what="database reads",
+           ax=axes[1])
+axes[1].set_title("Database reads per second (cache-aside)")
+for ax in axes:
+    ax.set_yscale("symlog", linthresh=1000)
+plt.show()
+
+# %% [markdown]
+# Zoom on one write: the spike is the herd, its width is one load's latency.
+
+# %%
+first = WRITE_EVERY / 2
+fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+store_load({name: [t for t in r.db_loads if first - 0.005 <= t <= first + 0.05]
+            for name, r in aside.items()}, bin_width=0.001, what="database reads", ax=ax)
+ax.set_xlim(first - 0.005, first + 0.05)
+ax.set_title(f"Database reads around the write at t = {first:g} s")
+plt.show()
+
+# %% [markdown]
+# Reading the numbers:
+#
+# - **No single flight**: every read in the 20 ms database window of every node becomes a
+#   database read: thousands per write.
+# - **Single flight** caps it at one load per node per write: `NODES` loads, whatever the
+#   read rate. That is free (no coordination) and always on in CacheNode.
+# - **A lease** caps it near one load per *cluster* per write (the table counts the cold
+#   start too). The price: the losers poll
+#   Redis every 2 ms until the winner has stored the value, so Redis reads go *up* while
+#   database reads go down. Memcache made the same trade (its leases also stop stale sets,
+#   which cachelab's versioned fill guard already handles).
+#
+# ## Single flight on real nodes
+#
+# Sixteen threads miss the same key on one real node at the same moment; the loader (the
+# "database") takes 200 ms. How many times is it called?
+
+# %%
+import threading
+import time
+
+import cachelab
+
+calls = []
+
+
+def slow_loader(key):
+    calls.append(key)
+    time.sleep(0.2)
+    return f"loaded {key}"
+
+
+with cachelab.Cluster(1, url=REDIS_URL) as cluster:
+    node = cluster.nodes[0]
+    start = threading.Barrier(16)
+
+    def reader():
+        start.wait()
+        node.get_or_load("report:2024", slow_loader)
+
+    threads = [threading.Thread(target=reader) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"16 concurrent misses, loader called {len(calls)} time(s); "
+          f"node stats: misses {node.stats.misses}, hits {node.stats.hits}")
+
+# %% [markdown]
+# One call (or very rarely two, if a thread arrives after the load finished and the value
+# was already invalidated). The threads that arrived while the load was in flight joined
+# it. Across processes, that is the lease's job.
+#
+# Next: [07 · measuring consistency](07-measuring-consistency.ipynb).
