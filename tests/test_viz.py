@@ -131,7 +131,8 @@ def test_consistency_within_shows_the_anchors() -> None:
     labels = [line.get_label() for line in ax.get_lines()]
     assert "Facebook memcache: 4 nines within 1 s" in labels and "Meta TAO: 10 nines" in labels
     ours = ax.get_lines()[0]
-    assert [round(y, 6) for y in ys(ours)] == [1.0, 3.0]  # share 1.0 has no finite nines
+    assert [round(y, 6) for y in ys(ours)] == [1.0, 3.0, 6.0]  # share 1.0: the ceiling
+    assert ys(ax.get_lines()[1]) == [6.0] and ax.get_lines()[1].get_marker() == "^"
 
 
 def test_nines_chart_caps_infinite_bars() -> None:

@@ -106,13 +106,6 @@ def _parameter(name: str) -> tuple[str, bool]:
         ) from None
 
 
-def nines(stale_fraction: float, reads: int | None = None) -> float:
-    """-log10 of the stale fraction; with no stale read, the bound the sample supports."""
-    if stale_fraction > 0:
-        return -math.log10(stale_fraction)
-    return math.log10(reads) if reads else math.inf
-
-
 def staleness_against_network(
     series: Series, *, x: str = "delay", metric: str = "stale_fraction", ax: Axes | None = None
 ) -> Axes:
@@ -208,14 +201,20 @@ def store_load(
     return ax
 
 
-def consistency_within(series: Series, *, ax: Axes | None = None) -> Axes:
-    """Polaris-style: nines of writes every node reflects within M seconds, against M."""
+def consistency_within(series: Series, *, ceiling: float = 6.0, ax: Axes | None = None) -> Axes:
+    """Polaris-style: nines of writes every node reflects within M seconds, against M.
+
+    Where every sampled write was reflected (infinite nines), the line stops at
+    ``ceiling`` with a triangle: the sample cannot tell more.
+    """
     ax = _axes(ax)
-    as_nines = {
-        label: [(m, nines(1.0 - share)) for m, share in points if share < 1.0]
-        for label, points in series.items()
-    }
-    _lines(ax, as_nines)
+    for label, points in series.items():
+        ordered = sorted(points)
+        ys = [min(_nines(1.0 - share), ceiling) for _, share in ordered]
+        (line,) = ax.plot([m for m, _ in ordered], ys, marker="o", markersize=3, label=label)
+        full = [(m, y) for (m, _), y in zip(ordered, ys, strict=True) if y >= ceiling]
+        if full:
+            ax.plot(*zip(*full[:1], strict=True), marker="^", markersize=10, color=line.get_color())
     ax.plot(
         [MEMCACHE_WITHIN],
         [MEMCACHE_NINES],
@@ -227,9 +226,18 @@ def consistency_within(series: Series, *, ax: Axes | None = None) -> Axes:
     )
     ax.axhline(TAO_NINES, color="tab:purple", linestyle="--", label="Meta TAO: 10 nines")
     ax.set_xscale("log")
-    ax.set(xlabel="M (s)", ylabel="nines of writes consistent within M")
+    ax.axhspan(ceiling, ceiling + 0.3, color="0.9", zorder=0)
+    ax.text(
+        0.01,
+        ceiling + 0.05,
+        "every sampled write reflected",
+        fontsize="x-small",
+        color="0.4",
+        transform=ax.get_yaxis_transform(),
+    )
+    ax.set(xlabel="M (s)", ylabel="nines of writes consistent within M", ylim=(0, 10.5))
     ax.set_title("Writes consistent within M")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return ax
 
@@ -246,6 +254,11 @@ def nines_chart(data: Mapping[str, float], *, ax: Axes | None = None) -> Axes:
     ax.invert_yaxis()
     ax.legend(fontsize="small", loc="lower right")
     return ax
+
+
+def _nines(stale_share: float) -> float:
+    """-log10 of a share of failures; infinite when there is none."""
+    return -math.log10(stale_share) if stale_share > 0 else math.inf
 
 
 def _nines_label(value: float) -> str:

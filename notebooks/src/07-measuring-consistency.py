@@ -1,0 +1,215 @@
+# %% [markdown]
+# # 07 · Measuring consistency: nines, staleness, and "consistent within M"
+#
+# "Eventually consistent" says nothing until you say *how often* and *how late*. The
+# checker (`cachelab.check`) turns a history of operations into numbers:
+#
+# - a read is **stale** when a write of its key with a newer version had *completed before
+#   the read started*, yet the read returned an older version. Writes that overlap the
+#   read never make it stale;
+# - its **staleness** is how long it was behind: the read's start minus the completion of
+#   the first newer write;
+# - **nines** is `-log10(stale fraction)`: 3 nines = one stale read in a thousand;
+# - **reflected within M** (Meta's Polaris): the share of writes that no read anywhere
+#   contradicts once `M` seconds have passed since the write completed.
+#
+# Two published anchors: Meta reports **10 nines** of cache consistency for TAO (measured
+# by Polaris after fixing the races of notebook 04), and Facebook's memcache paper reports
+# **four 9s of invalidations delivered within 1 s** inside a region. We place our
+# simulated clusters next to them, and then measure real nodes.
+
+# %% tags=["parameters"]
+REDIS_URL = None  # e.g. "redis://localhost:6379/0"; None reads $REDIS_URL, else embedded fakeredis
+OPS = 20_000
+NODES = 4
+SEED = 11
+
+# %%
+import math
+import os
+
+import matplotlib.pyplot as plt
+
+from cachelab.check import check, stale_reads
+from cachelab.history import Op
+from cachelab.sim import Network, Simulation
+from cachelab.sim.workloads import zipf
+from cachelab.viz import (
+    consistency_within,
+    nines_chart,
+    staleness_against_network,
+    staleness_histogram,
+)
+
+REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
+WINDOWS = [10 ** (e / 4) for e in range(-16, 5)]  # 100 us .. 10 s, four per decade
+
+
+def run(strategy="invalidate", delay=0.001, loss=0.0, **options):
+    """One simulated run of a Zipf workload at 10,000 requests/s."""
+    sim = Simulation(nodes=NODES, strategy=strategy, seed=SEED, progress=False,
+                     network=Network(delay=delay, jitter=delay / 2, loss=loss), **options)
+    return sim.run(workload=zipf(OPS, NODES, seed=SEED))
+
+
+# %% [markdown]
+# ## The definitions on four operations
+#
+# Node `a` writes `k` (version 2) from t=1.0 to t=1.1. Node `b` reads version 1 three
+# times: during the write (concurrent: fine), just after it (stale by 0.1 s), and much
+# later (stale by 0.9 s).
+
+# %%
+history = [
+    Op("a", "write", "k", 0.0, 0.1, 1),
+    Op("a", "write", "k", 1.0, 1.1, 2),
+    Op("b", "read", "k", 1.05, 1.06, 1, True),
+    Op("b", "read", "k", 1.2, 1.21, 1, True),
+    Op("b", "read", "k", 2.0, 2.01, 1, True),
+    Op("c", "read", "k", 2.0, 2.01, 2, False),
+]
+for op, staleness in stale_reads(history):
+    print(f"stale: {op.node} read v{op.version} at t={op.start}, {staleness:.2f} s behind")
+print(check(history, windows=[0.5, 1.0]))
+
+# %% [markdown]
+# ## Stale reads against network delay, per strategy
+#
+# The invalidation window is the network delay: a peer serves the old value until the
+# message lands. `none` (TTL-less local caching, no messages) shows what coherence buys.
+
+# %%
+delays_ms = [0.1, 0.3, 1, 3, 10, 30]
+by_delay = {
+    name: [(d, run(strategy=name, delay=d / 1000).report.stale_fraction) for d in delays_ms]
+    for name in ("none", "invalidate", "update")
+}
+staleness_against_network(by_delay, x="delay")
+plt.show()
+
+# %% [markdown]
+# Under `invalidate` the stale fraction grows with the delay: more reads land inside the
+# window. That is a property of the *workload* as much as of the cache, which is why a
+# stale fraction alone is hard to compare across systems.
+#
+# ## Nines against message loss, with and without gap detection
+#
+# A lost invalidation leaves a peer stale until something else evicts the key. Gap
+# detection turns the *next* message into a flush; without it only the TTL helps.
+
+# %%
+losses = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1]
+variants = {
+    "gap detection": {},
+    "no gap detection": {"gap_detection": False},
+    "no gap detection, ttl 0.1 s": {"gap_detection": False, "ttl": 0.1},
+}
+lossy = {
+    label: {loss: run(loss=loss, **options) for loss in losses}
+    for label, options in variants.items()
+}
+by_loss = {
+    label: [(loss, r.report.nines) for loss, r in runs.items() if math.isfinite(r.report.nines)]
+    for label, runs in lossy.items()
+}
+staleness_against_network(by_loss, x="loss", metric="nines")
+plt.show()
+
+# %% [markdown]
+# ## How stale were the stale reads?
+#
+# At 1 % loss: with gap detection, staleness is bounded by the time to the next message
+# (about a millisecond at this write rate). Without it, stale entries live until evicted
+# by a later write of the same key; a TTL caps them.
+
+# %%
+at = 0.01
+staleness_histogram({label: [s for _, s in stale_reads(runs[at].history)]
+                     for label, runs in lossy.items()})
+plt.show()
+print(f"{'':<30} {'stale':>7} {'p50':>9} {'p99':>9} {'max':>9}")
+for label, runs in lossy.items():
+    rep = runs[at].report
+    print(f"{label:<30} {rep.stale_reads:>7} {rep.staleness_p50 * 1000:>7.2f}ms"
+          f" {rep.staleness_p99 * 1000:>7.2f}ms {rep.staleness_max * 1000:>7.2f}ms")
+
+# %% [markdown]
+# ## Polaris: writes consistent within M
+#
+# Instead of counting reads, ask of each *write*: after how long did every node reflect
+# it? This does not depend on how many reads happen to land in the window, so it compares
+# across systems. The star is Facebook memcache's four nines within one second; the
+# dashed line is TAO's ten nines.
+
+# %%
+def within(result):
+    """``[(M, share of writes reflected within M)]``."""
+    return list(check(result.history, windows=WINDOWS).reflected)
+
+
+curves = {
+    "invalidate, 1 ms": run(),
+    "invalidate, 1 % loss": lossy["gap detection"][0.01],
+    "no gap detection, 1 % loss": lossy["no gap detection"][0.01],
+    "none (no messages)": run(strategy="none"),
+}
+consistency_within({label: within(r) for label, r in curves.items()})
+plt.show()
+
+# %% [markdown]
+# ## How many nines?
+#
+# Nines of consistent *reads* for a few configurations (a bar without a number means no
+# stale read at all in this run; that bounds the nines by the sample, here about
+# `log10(reads)`).
+
+# %%
+configurations = {
+    "none": run(strategy="none"),
+    "invalidate, 1 ms": curves["invalidate, 1 ms"],
+    "update, 1 ms": run(strategy="update"),
+    "invalidate, 100 us": run(delay=0.0001),
+    "invalidate, 1 % loss": lossy["gap detection"][0.01],
+    "no gap det., 1 % loss": lossy["no gap detection"][0.01],
+}
+nines_chart({label: r.report.nines for label, r in configurations.items()})
+plt.show()
+
+# %% [markdown]
+# Why is the simulated cluster nowhere near ten nines, when it uses the very fixes Meta
+# describes? Because the two numbers measure different things:
+#
+# - our stale fraction counts every read that lands in the **propagation window**, at a
+#   workload of 10,000 requests/s over 1,000 keys with 5 % writes: a very hot, very
+#   write-heavy cache. TAO's ten nines are about entries that stay inconsistent *after*
+#   the window (what Polaris checks with its "within M" sampling);
+# - the Polaris curve above is the comparable measure: with a 1 ms network every write is
+#   reflected within a few milliseconds, which is ten nines and more at `M = 1 s` as far
+#   as this sample can tell. The races of notebook 04 and the losses of notebook 05 are
+#   what push the tail past one second, and that is where the safeguards earn their keep.
+#
+# ## The checker on real nodes
+#
+# Record a history on real nodes (fakeredis, or your Redis) and check it the same way.
+# The operations run one after another from this thread while the nodes' listener threads
+# apply invalidations, so a read right after another node's write can catch the old value
+# in flight.
+
+# %%
+import random
+
+import cachelab
+
+rng = random.Random(SEED)
+keys = [f"k{i}" for i in range(20)]
+with cachelab.Cluster(NODES, url=REDIS_URL, record=True) as cluster:
+    for _ in range(2_000):
+        node, key = rng.choice(cluster.nodes), rng.choice(keys)
+        if rng.random() < 0.1:
+            node.set(key, rng.random())
+        else:
+            node.get(key)
+    cluster.settle()
+    real = check(cluster.history, windows=[0.0001, 0.001, 0.01, 0.1, 1.0])
+print(f"on {'your Redis' if REDIS_URL else 'fakeredis'}:")
+print(real)
