@@ -430,8 +430,10 @@ class _Run:
         flight = node.load(key)
         self.store_reads.append(self.now)
         if self.sim.database:
+            # like memcache's lease-get, the lease is decided in the same round trip as the read
+            leased = not self.sim.lease or flight.value is not ABSENT or self._take_lease(key)
             wait = self.sim.store_latency
-            self._at(self.now + wait, self._loaded, i, self.life[i], flight, start, latency)
+            self._at(self.now + wait, self._loaded, i, self.life[i], flight, start, latency, leased)
         else:
             wait = self.sim.store_latency if latency is None else latency
             self._at(self.now + wait, self._filled, i, self.life[i], flight, start)
@@ -467,14 +469,20 @@ class _Run:
     # -- cache-aside reads (database=True) -------------------------------------
 
     def _loaded(
-        self, i: int, life: int, flight: Flight, start: float, latency: float | None
+        self,
+        i: int,
+        life: int,
+        flight: Flight,
+        start: float,
+        latency: float | None,
+        leased: bool,
     ) -> None:
         """Redis answered a cache-aside read: a value fills; absence goes to the database."""
         node = self.nodes[i]
         if node is None or self.life[i] != life or flight.value is not ABSENT:
             self._filled(i, life, flight, start)
             return
-        if self.sim.lease and not self._take_lease(flight.key):
+        if not leased:
             self._wait_for_lease(i, node, flight, start, latency)
             return
         value = self.db.get(flight.key, 0)

@@ -1,0 +1,318 @@
+"""The simulator: determinism, phased reads, the network model, faults, trace and replay."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from cachelab.sim import (
+    KINDS,
+    Fault,
+    Network,
+    Partition,
+    Request,
+    SimResult,
+    Simulation,
+    TraceEvent,
+)
+from cachelab.sim.workloads import every, merge, zipf
+
+
+def _run(requests: list[Request], **options: object) -> SimResult:
+    """Run a scripted workload without a progress bar."""
+    return Simulation(progress=False, **options).run(workload=requests)  # type: ignore[arg-type]
+
+
+def _kinds(result: SimResult, kind: str) -> list[TraceEvent]:
+    return [e for e in result.trace if e.kind == kind]
+
+
+# -- the public face and determinism -------------------------------------------------
+
+
+def test_default_run_returns_history_report_and_trace() -> None:
+    result = Simulation(nodes=4, strategy="invalidate", seed=7, progress=False).run(ops=2000)
+    report = result.report.to_dict()
+    assert len(result.history) == 2000
+    assert report["reads"] + report["writes"] == 2000
+    assert {"reads", "stale_reads", "stale_fraction", "nines", "hit_rate"} <= report.keys()
+    assert 0.0 < report["hit_rate"] < 1.0
+    assert isinstance(result.trace, tuple)
+    assert all(isinstance(e, TraceEvent) and e.kind in KINDS for e in result.trace)
+
+
+def test_same_seed_gives_identical_history_report_and_trace() -> None:
+    def once() -> SimResult:
+        network = Network(delay=0.002, jitter=0.001, loss=0.05, duplicate=0.05, reorder=0.05)
+        sim = Simulation(nodes=5, strategy="update", seed=11, network=network, max_entries=50)
+        return sim.run(ops=3000, progress=False)
+
+    first, second = once(), once()
+    assert first.history == second.history
+    assert first.report == second.report
+    assert first.trace == second.trace
+    assert first.caches == second.caches
+
+
+def test_another_seed_gives_another_run() -> None:
+    def history(seed: int) -> list[object]:
+        return list(Simulation(nodes=3, seed=seed, progress=False).run(ops=500).history)
+
+    assert history(1) != history(2)
+
+
+def test_node_ids_with_their_random_token_never_reach_trace_or_history() -> None:
+    result = Simulation(nodes=3, seed=3, progress=False).run(ops=500)
+    assert not any("#" in str(field) for event in result.trace for field in event)
+    assert {op.node for op in result.history} <= set(result.nodes)
+
+
+def test_trace_is_in_time_order_and_deliveries_carry_their_send_time() -> None:
+    network = Network(delay=0.003, jitter=0.002)
+    result = Simulation(nodes=4, seed=2, network=network, progress=False).run(ops=1000)
+    times = [e.t for e in result.trace]
+    assert times == sorted(times)
+    for event in _kinds(result, "deliver"):
+        assert 0.003 <= event.t - event.since <= 0.005 + 1e-12
+
+
+def test_stale_reads_in_the_trace_match_the_report() -> None:
+    result = Simulation(nodes=4, seed=5, network=Network(delay=0.01), progress=False).run(ops=2000)
+    assert result.report.stale_reads > 0
+    assert len(_kinds(result, "stale_read")) == result.report.stale_reads
+
+
+# -- reads in virtual time ---------------------------------------------------------------
+
+
+def test_a_miss_takes_the_store_latency_and_a_hit_takes_none() -> None:
+    result = _run([Request(1.0, 0, "read", "k"), Request(2.0, 0, "read", "k")], nodes=1)
+    miss, hit = result.history
+    assert (miss.start, miss.end, miss.hit) == (1.0, 1.0 + 0.0005, False)
+    assert (hit.start, hit.end, hit.hit) == (2.0, 2.0, True)
+
+
+def test_a_request_can_override_its_store_latency() -> None:
+    result = _run([Request(1.0, 0, "read", "k", latency=0.25)], nodes=1)
+    assert result.history[0].end == 1.25
+
+
+def test_later_misses_on_one_node_join_the_load_in_flight() -> None:
+    reads = [Request(0.0, 0, "read", "k", latency=0.1), Request(0.05, 0, "read", "k")]
+    result = _run(reads, nodes=1)
+    assert len(result.store_reads) == 1
+    first, joined = result.history
+    assert first.end == joined.end == 0.1
+    assert joined.start == 0.05
+    assert [e.detail for e in _kinds(result, "read")] == ["miss", "joined"]
+
+
+def test_without_single_flight_every_miss_reads_the_store() -> None:
+    reads = [Request(0.0, 0, "read", "k", latency=0.1), Request(0.05, 0, "read", "k")]
+    assert len(_run(reads, nodes=1, single_flight=False).store_reads) == 2
+
+
+def test_a_write_during_a_slow_read_is_caught_by_the_fill_guard() -> None:
+    script = [
+        Request(0.0, 0, "write", "k"),
+        Request(0.1, 1, "read", "k", latency=0.05),
+        Request(0.11, 0, "write", "k"),
+    ]
+    guarded = _run(script, nodes=2)
+    assert [e.node for e in _kinds(guarded, "fill_rejected")] == ["b"]
+    assert "k" not in guarded.caches["b"]
+    unguarded = _run(script, nodes=2, fill_guard=False, tombstones=False)
+    assert unguarded.caches["b"] == {"k": 1}
+
+
+# -- writes and the bus ---------------------------------------------------------------
+
+
+def test_a_write_is_sent_once_and_delivered_to_every_node() -> None:
+    result = _run([Request(0.0, 1, "write", "k", value="v")], nodes=3)
+    assert [(e.node, e.version, e.detail) for e in _kinds(result, "write")] == [("b", 1, "set")]
+    assert len(_kinds(result, "send")) == 1
+    details = {e.node: e.detail for e in _kinds(result, "deliver")}
+    assert details == {"a": "set:applied", "b": "set:own", "c": "set:applied"}
+    assert result.history[0][:6] == ("b", "write", "k", 0.0, 0.0, 1)
+
+
+def test_an_external_write_takes_a_version_but_sends_nothing() -> None:
+    result = _run([Request(0.0, -1, "external", "k")], nodes=2)
+    assert result.history[0].node == "external"
+    assert result.history[0].version == 1
+    assert not _kinds(result, "send")
+
+
+def test_lost_messages_are_dropped_and_traced_with_their_send_time() -> None:
+    result = _run([Request(1.0, 0, "write", "k")], nodes=3, network=Network(delay=0.01, loss=1.0))
+    assert result.delivered == 0
+    drops = _kinds(result, "drop")
+    assert [(e.detail, e.since, e.t) for e in drops] == [("loss", 1.0, 1.01)] * 3
+
+
+def test_duplicates_are_delivered_twice_and_ignored_the_second_time() -> None:
+    script = [Request(0.0, 0, "read", "k"), Request(1.0, 1, "write", "k")]
+    result = _run(script, nodes=2, network=Network(duplicate=1.0))
+    at_a = [e.detail for e in _kinds(result, "deliver") if e.node == "a"]
+    assert at_a == ["set:applied", "set:outdated"]
+
+
+def test_each_subscriber_receives_in_publish_order_unless_reordered() -> None:
+    writes = [Request(i * 0.0001, 0, "write", f"k{i}") for i in range(200)]
+
+    def order(network: Network) -> list[int]:
+        result = _run(writes, nodes=2, network=network, seed=1)
+        return [e.version for e in _kinds(result, "deliver") if e.node == "b"]
+
+    assert order(Network(delay=0.001, jitter=0.005)) == list(range(1, 201))
+    shuffled = order(Network(delay=0.001, jitter=0.005, reorder=0.3))
+    assert sorted(shuffled) == list(range(1, 201)) and shuffled != sorted(shuffled)
+
+
+def test_a_partition_drops_messages_silently() -> None:
+    script = [Request(t, 0, "write", "k") for t in (0.5, 1.5, 2.5)]
+    network = Network(partitions=(Partition(1, 1.0, 2.0),))
+    result = _run(script, nodes=2, network=network)
+    drops = _kinds(result, "drop")
+    assert [(e.node, e.version, e.detail) for e in drops] == [("b", 2, "partition")]
+    assert [e.detail for e in _kinds(result, "partition")] == ["start", "heal"]
+    assert not _kinds(result, "disconnect")
+    assert result.stats["b"].gaps == 1  # the message after the heal skips a number
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_a_disconnect_is_reported_and_flushes_and_its_messages_are_lost() -> None:
+    script = [Request(0.5, 1, "read", "k"), Request(1.5, 0, "write", "k")]
+    faults = [Fault(1.0, "disconnect", 1, 1.0)]
+    result = _run(script, nodes=2, faults=faults)
+    assert [(e.t, e.node) for e in _kinds(result, "disconnect")] == [(1.0, "b")]
+    assert [(e.t, e.node) for e in _kinds(result, "reconnect")] == [(2.0, "b")]
+    assert [e.detail for e in _kinds(result, "drop")] == ["disconnected"]
+    assert result.stats["b"].flushes == 2
+
+
+def test_a_crashed_node_skips_requests_and_restarts_empty() -> None:
+    script = [
+        Request(0.1, 1, "read", "k"),
+        Request(0.9, 1, "read", "slow", latency=0.5),
+        Request(1.2, 1, "read", "k"),
+        Request(3.0, 1, "read", "k"),
+    ]
+    result = _run(script, nodes=2, faults=[Fault(1.0, "crash", 1, 1.0)])
+    assert result.skipped == 1
+    assert [e.kind for e in result.trace if e.kind in ("crash", "restart")] == ["crash", "restart"]
+    reads = [(op.key, op.start, op.hit) for op in result.history]
+    assert reads == [("k", 0.1, False), ("k", 3.0, False)]  # the slow read died with b
+
+
+def test_a_redis_restart_loses_data_and_sequence_and_reconnects_everyone() -> None:
+    script = [
+        Request(0.1, 0, "write", "k"),
+        Request(0.2, 0, "write", "k"),
+        Request(2.0, 1, "write", "x"),
+    ]
+    result = _run(script, nodes=3, faults=[Fault(1.0, "redis_restart", duration=0.5)])
+    assert len(_kinds(result, "disconnect")) == len(_kinds(result, "reconnect")) == 3
+    assert result.history[-1].version == 1  # the sequence starts again
+    assert all(stats.flushes == 2 for stats in result.stats.values())
+
+
+def test_garbage_is_counted_and_dropped_by_the_real_node() -> None:
+    result = _run([], nodes=2, faults=[Fault(0.5, "garbage", 1, data=b"\x00not json")])
+    assert result.stats["b"].messages_invalid == 1
+    assert [e.node for e in _kinds(result, "garbage")] == ["b"]
+
+
+# -- cache-aside and leases ------------------------------------------------------------------
+
+
+def test_cache_aside_reads_the_database_and_reports_its_versions() -> None:
+    script = [
+        Request(0.0, 0, "write", "k"),
+        Request(0.1, 1, "read", "k"),
+        Request(0.2, 0, "read", "k"),
+    ]
+    result = _run(script, nodes=2, database=True)
+    assert len(result.db_loads) == 1  # a finds b's value in Redis
+    assert [op.version for op in result.history] == [1, 1, 1]
+    assert [e.detail for e in _kinds(result, "write")] == ["fill"]
+
+
+def test_a_lease_lets_one_reader_query_the_database() -> None:
+    reads = [Request(0.0001 * n, n, "read", "hot") for n in range(4)]
+    plain = _run(reads, nodes=4, database=True)
+    leased = _run(reads, nodes=4, database=True, lease=True)
+    assert (len(plain.db_loads), len(leased.db_loads)) == (4, 1)
+    assert {e.node for e in _kinds(leased, "lease")} == {"b", "c", "d"}  # they retry Redis
+    assert len(leased.history) == 4
+
+
+# -- the trace replay ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+def test_replaying_the_trace_rebuilds_every_cache(strategy: str) -> None:
+    network = Network(delay=0.002, jitter=0.002, loss=0.1, reorder=0.1)
+    faults = [Fault(0.05, "disconnect", 1, 0.01), Fault(0.08, "crash", 2, 0.01)]
+    sim = Simulation(
+        nodes=4, strategy=strategy, seed=3, network=network, max_entries=20, faults=faults
+    )
+    result = sim.run(workload=zipf(3000, 4, keys=60, read_ratio=0.8, seed=3), progress=False)
+    assert result.caches_at(len(result.trace)) == result.caches
+    assert result.caches_at(0) == {name: {} for name in result.nodes}
+
+
+def test_the_replay_drops_entries_whose_ttl_has_passed() -> None:
+    script = list(merge([Request(0.0, 0, "read", "k")], every(0.1, 0.1, 0.45, 1, "read", "x")))
+    result = _run(script, nodes=2, ttl=0.3)
+    index = max(i for i, e in enumerate(result.trace) if e.t < 0.45) + 1  # b fills x at 0.4005
+    assert result.caches_at(index)["a"] == {}
+    assert result.caches_at(2)["a"] == {"k": 0}
+
+
+# -- progress and errors ---------------------------------------------------------------------------
+
+
+def test_long_runs_show_a_progress_bar_unless_turned_off(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Simulation(nodes=2, seed=1).run(ops=10_000)
+    assert "simulating" in capsys.readouterr().err
+    Simulation(nodes=2, seed=1).run(ops=10_000, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([Request(1.0, 0, "read", "k"), Request(0.5, 0, "read", "k")], "back in time"),
+        ([Request(0.0, 0, "fly", "k")], "unknown op"),
+        ([Request(0.0, 5, "read", "k")], "node 5"),
+    ],
+)
+def test_bad_workloads_are_refused(requests: list[Request], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _run(requests, nodes=2)
+
+
+def test_bad_configurations_are_refused() -> None:
+    with pytest.raises(TypeError, match="unknown node options"):
+        Simulation(nodes=2, colour="red")
+    with pytest.raises(ValueError, match="database"):
+        Simulation(nodes=2, lease=True)
+    with pytest.raises(ValueError, match="unknown fault"):
+        Simulation(nodes=2, faults=[Fault(0.0, "meteor")])
+    with pytest.raises(ValueError, match="probability"):
+        Network(loss=1.5)
+    with pytest.raises(ValueError, match="ops="):
+        Simulation().run()
+
+
+def test_node_options_reach_the_real_nodes() -> None:
+    result = _run([Request(0.0, 0, "read", f"k{i}") for i in range(5)], nodes=1, max_entries=2)
+    assert result.stats["a"].evictions == 3
+    assert Counter(e.kind for e in result.trace)["evict"] == 3
