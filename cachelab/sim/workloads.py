@@ -10,6 +10,10 @@ A request is ``Request(time, node, op, key, value=None, latency=None)``:
 - ``latency``: overrides the slow phase of this one request: the store round trip
   of a read, or the database read of a cache-aside read (a deliberately slow fill).
 
+In a cache-aside run (``Simulation(database=True)``) ``write`` writes the database,
+``invalidate`` drops the key from Redis and the nodes, and a ``read`` that finds
+nothing in Redis loads the database; ``delete`` and ``external`` do not apply.
+
 Write your own as any iterable, or mix these generators. All randomness comes
 from a ``random.Random`` seeded with ``seed``, so a workload is reproducible.
 """
