@@ -32,6 +32,7 @@ from cachelab.viz import (
     staleness_against_network,
     staleness_histogram,
     store_load,
+    variant_bars,
 )
 from cachelab.viz.frames import frame_times, normalise
 
@@ -139,6 +140,17 @@ def test_nines_chart_caps_infinite_bars() -> None:
     ax = nines_chart({"broken": 2.0, "fixed": math.inf})
     assert [p.get_width() for p in bars(ax)] == [2.0, 12.0]
     assert [t.get_text() for t in ax.texts] == ["2.0", "no stale read"]
+
+
+def test_variant_bars_colour_broken_and_fixed() -> None:
+    ax = variant_bars(
+        {"no_guard": 16.0, "fill_guard": 0.0}, broken=["no_guard"], metric="stale_reads"
+    )
+    assert [b.get_facecolor() for b in bars(ax)] == [
+        matplotlib.colors.to_rgba("tab:red"),
+        matplotlib.colors.to_rgba("tab:green"),
+    ]
+    assert [t.get_text() for t in ax.texts] == ["16", "0"] and ax.get_ylabel() == "stale reads"
 
 
 TRACE = [

@@ -19,6 +19,7 @@ from cachelab.viz.plots import (
     staleness_against_network,
     staleness_histogram,
     store_load,
+    variant_bars,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "staleness_against_network",
     "staleness_histogram",
     "store_load",
+    "variant_bars",
 ]

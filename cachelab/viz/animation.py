@@ -24,6 +24,7 @@ _ROWS = 6
 """Cached keys listed per node box; the rest are summarised as ``+n more``."""
 _NODE_Y, _REDIS_Y = 0.22, 0.8
 _MESSAGE, _WRITE, _STALE, _DOWN = "tab:blue", "tab:green", "tab:red", "0.85"
+_COLORS = {"message": _MESSAGE, "write": _WRITE, "load": "tab:orange"}
 FIGSIZE = (8.0, 4.5)
 
 
@@ -48,7 +49,7 @@ def draw_frame(ax: Axes, frame: Frame) -> None:
         _draw_node(ax, frame, name, spots[name], width, name in stale)
     for dot in frame.dots:
         x, y = _along(spots, dot.src, dot.dst, dot.progress)
-        color = _WRITE if dot.dst == REDIS else _MESSAGE
+        color = _COLORS.get(dot.what, _MESSAGE)
         ax.plot([x], [y], "o", color=color, markersize=9, zorder=5)
         ax.annotate(
             f"{dot.key} v{dot.version}",
@@ -62,10 +63,25 @@ def draw_frame(ax: Axes, frame: Frame) -> None:
     for cross in frame.drops:
         x, y = _along(spots, cross.src, cross.dst, cross.progress)
         ax.plot([x], [y], "x", color=_STALE, markersize=14, markeredgewidth=3, zorder=6)
+    _draw_key(ax)
     ax.set_title(f"t = {frame.t * 1000:.1f} ms", loc="left", fontsize=10)
     ax.text(
         0.0, 0.97, frame.caption, fontsize=8, va="top", family="monospace", transform=ax.transAxes
     )
+
+
+def _draw_key(ax: Axes) -> None:
+    """What the colours mean, along the bottom edge."""
+    items = (
+        ("message", _MESSAGE, "o"),
+        ("write", _WRITE, "o"),
+        ("read reply", "tab:orange", "o"),
+        ("lost", _STALE, "x"),
+    )
+    for i, (label, color, marker) in enumerate(items):
+        x = 0.02 + i * 0.16
+        ax.plot([x], [0.01], marker, color=color, markersize=6, transform=ax.transAxes)
+        ax.text(x + 0.015, 0.01, label, fontsize=7, va="center", transform=ax.transAxes)
 
 
 def _along(

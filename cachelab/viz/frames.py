@@ -22,6 +22,7 @@ _DOWN = frozenset({"partition", "disconnect", "crash"})
 _UP = frozenset({"heal", "reconnect", "restart"})
 _READS = frozenset({"read", "stale_read"})
 _MESSAGES = frozenset({"deliver", "drop"})
+_MOVING = _MESSAGES | _READS | {"write"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Dot:
     progress: float
     key: str
     version: int
+    what: str = "message"
+    """``message`` (Redis to a node), ``write`` (a node to Redis) or ``load`` (a read's reply)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def frame_times(events: Sequence[Event], max_frames: int = 120, steps: int = 4) 
     """Every event's time plus ``steps`` points inside each flight, thinned to ``max_frames``."""
     times = {e.t for e in events}
     for e in events:
-        if e.kind in _MESSAGES and e.since is not None and e.t > e.since:
+        if e.kind in _MOVING and e.since is not None and e.t > e.since:
             times.update(e.since + (e.t - e.since) * i / steps for i in range(1, steps))
     ordered = sorted(times)
     if len(ordered) <= max_frames:
@@ -186,7 +189,13 @@ def _frame(
         if e.kind in _MESSAGES and e.since is not None and e.since <= t < e.t:
             dots.append(Dot(REDIS, e.node, (t - e.since) / (e.t - e.since), e.key, e.version))
         elif e.kind == "write" and e.since is not None and e.since <= t < e.t:
-            dots.append(Dot(e.node, REDIS, (t - e.since) / (e.t - e.since), e.key, e.version))
+            dots.append(
+                Dot(e.node, REDIS, (t - e.since) / (e.t - e.since), e.key, e.version, "write")
+            )
+        elif e.kind in _READS and e.since is not None and e.since <= t < e.t:
+            dots.append(
+                Dot(REDIS, e.node, (t - e.since) / (e.t - e.since), e.key, e.version, "load")
+            )
         elif e.kind == "drop" and e.t <= t <= e.t + linger:
             drops.append(Dot(REDIS, e.node, 0.5, e.key, e.version))
         elif e.kind == "stale_read" and e.t <= t <= e.t + linger:

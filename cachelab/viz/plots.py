@@ -264,3 +264,25 @@ def _nines(stale_share: float) -> float:
 def _nines_label(value: float) -> str:
     """``3.2`` or ``no stale read``."""
     return "no stale read" if math.isinf(value) else f"{value:.1f}"
+
+
+def variant_bars(
+    values: Mapping[str, float],
+    *,
+    broken: Iterable[str] = (),
+    metric: str = "",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Axes:
+    """One bar per variant of a scenario: broken ones red, fixed ones green, each labelled."""
+    ax = _axes(ax, size=(4.0, 2.6))
+    bad = set(broken)
+    colors = ["tab:red" if name in bad else "tab:green" for name in values]
+    bars = ax.bar(list(values), list(values.values()), color=colors)
+    labels = [f"{v:.3g}" if abs(v) > 1e-9 else "0" for v in values.values()]  # float dust
+    ax.bar_label(bars, labels=labels, fontsize="small")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title, fontsize="medium")
+    ax.tick_params(axis="x", labelrotation=20, labelsize="small")
+    ax.margins(y=0.2)
+    return ax
