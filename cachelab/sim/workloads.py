@@ -114,18 +114,22 @@ def _arrivals(
     external: float,
     rng: random.Random,
 ) -> Iterator[Request]:
-    """The generator behind ``mix`` (its arguments are already checked)."""
-    t = 0.0
+    """The generator behind ``mix`` (its arguments are already checked).
+
+    Requests are built with ``tuple.__new__``, which skips the NamedTuple's Python-level
+    constructor: generation is a tenth of a simulation's cost per request.
+    """
+    t, new, expo, rand = 0.0, tuple.__new__, rng.expovariate, rng.random
     for _ in range(ops):
-        t += rng.expovariate(_rate_at(t, rate, bursts))
-        node = int(rng.random() * nodes)
+        t += expo(rate if bursts is None else _rate_at(t, rate, bursts))
+        node = int(rand() * nodes)
         key = pick(rng)
-        if rng.random() < read_ratio:
-            yield Request(t, node, "read", key)
-        elif external and rng.random() < external:
-            yield Request(t, -1, "external", key)
+        if rand() < read_ratio:
+            yield new(Request, (t, node, "read", key, None, None))
+        elif external and rand() < external:
+            yield new(Request, (t, -1, "external", key, None, None))
         else:
-            yield Request(t, node, "write", key)
+            yield new(Request, (t, node, "write", key, None, None))
 
 
 def _check_mix(ops: int, nodes: int, read_ratio: float, rate: float, external: float) -> None:
