@@ -493,9 +493,9 @@ class _Run:
 
     def _load_done(self, i: int, life: int, flight: Flight, start: float, value: int) -> None:
         """The database answered: store the value through the conditional fill, then fill."""
-        self.leases.pop(flight.key, None)
         node = self.nodes[i]
-        if node is not None and self.life[i] == life:
+        if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
+            self.leases.pop(flight.key, None)
             self.writer = node.name
             node.load_external(flight, lambda: value)
         self._filled(i, life, flight, start)
