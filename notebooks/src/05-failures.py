@@ -1,0 +1,210 @@
+# %% [markdown]
+# # 05 · Failures: loss, partitions, restarts, and what a TTL buys
+#
+# Notebook 04 scripted each failure once. Here they are swept and timed, on a cluster
+# serving a steady Zipf workload, with the questions an operator asks:
+#
+# 1. **Loss**: how long does one lost invalidation hurt? (until the next message, if the
+#    node can tell; until the TTL otherwise)
+# 2. **Partitions**: a node *told* it is disconnected versus a node cut off *silently*;
+#    how long after the link comes back are its reads fresh again (recovery time)?
+# 3. **Restarts**: a node that restarts, and a Redis that restarts and forgets its
+#    sequence numbers. What a flush costs, and why replaying missed messages from a
+#    Stream would be cheaper.
+# 4. **TTL**: the backstop. How much staleness it prevents and how many hits it costs.
+
+# %% tags=["parameters"]
+REDIS_URL = None  # e.g. "redis://localhost:6379/0"; None reads $REDIS_URL, else embedded fakeredis
+OPS = 20_000  # requests per run, at 10,000 requests/s: two virtual seconds
+NODES = 4
+SEED = 5
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+
+from cachelab.check import stale_reads
+from cachelab.sim import Fault, Network, Partition, Simulation
+from cachelab.sim.workloads import zipf
+from cachelab.viz import hit_rate_over_time, staleness_histogram, store_load
+
+REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
+B = 1  # node b, the victim
+
+
+def run(keys=1_000, read_ratio=0.95, network=None, faults=(), **options):
+    """A Zipf workload on NODES simulated nodes (seeded: every run is reproducible)."""
+    workload = zipf(OPS, NODES, keys=keys, read_ratio=read_ratio, seed=SEED)
+    sim = Simulation(nodes=NODES, seed=SEED, network=network or Network(delay=0.001),
+                     faults=faults, progress=False, **options)
+    return sim.run(workload=workload)
+
+
+LASTING = 0.01  # staleness beyond the normal propagation window (a few ms here)
+
+
+def lasting(result, node):
+    """``node``'s stale reads that were behind by more than LASTING seconds."""
+    return [(op, s) for op, s in stale_reads(result.history) if op.node == node and s > LASTING]
+
+
+def recovery(result, node, healed):
+    """Seconds from ``healed`` until ``node``'s last lasting stale read (0: none after)."""
+    late = [op.start for op, _ in lasting(result, node) if op.start >= healed]
+    return max(late, default=healed) - healed
+
+
+# %% [markdown]
+# ## 1 · Loss: one lost message hurts until the next one
+#
+# With 1 % of deliveries lost, a node that misses an invalidation serves the old value
+# until something tells it. Gap detection makes *any* next message that something, so the
+# damage lasts about one inter-message gap. More writes, shorter gaps, less staleness.
+
+# %%
+lossy = Network(delay=0.001, loss=0.01)
+rates = {0.02: "2 % writes", 0.05: "5 % writes", 0.2: "20 % writes"}
+by_rate = {label: run(read_ratio=1 - w, network=lossy) for w, label in rates.items()}
+blind = run(network=lossy, gap_detection=False)
+staleness_histogram({**{label: [s for _, s in stale_reads(r.history)] for label, r in by_rate.items()},
+                     "5 % writes, no gap detection": [s for _, s in stale_reads(blind.history)]})
+plt.show()
+print(f"{'':<30} {'stale reads':>11} {'p99':>9} {'max':>9}")
+for label, r in {**by_rate, "5 % writes, no gap detection": blind}.items():
+    rep = r.report
+    print(f"{label:<30} {rep.stale_reads:>11} {rep.staleness_p99 * 1000:>7.1f}ms {rep.staleness_max * 1000:>7.1f}ms")
+
+# %% [markdown]
+# ## 2 · Partitions: told, or silent
+#
+# Node `b` loses its subscription from 0.5 s to 1.0 s.
+#
+# - **told** (`disconnect` fault): the bus reports it, `b` stops caching until it is back,
+#   then flushes. No stale read at all, at the price of 0.5 s of uncached reads.
+# - **silent** (a partition: a half-open TCP connection, nothing tells `b`): `b` serves
+#   what it has. Once the link is back, the first message shows a sequence gap and `b`
+#   flushes. Without gap detection only the TTL ends it.
+
+# %%
+start, end = 0.5, 1.0
+silent = Network(delay=0.001, partitions=[Partition(B, start, end)])
+cases = {
+    "told (disconnect)": run(faults=[Fault(start, "disconnect", B, end - start)]),
+    "silent, gap detection": run(network=silent),
+    "silent, no gap detection": run(network=silent, gap_detection=False),
+    "silent, no gap detection, ttl 0.2 s": run(network=silent, gap_detection=False, ttl=0.2),
+}
+print(f"{'':<38} {'b: reads > 10 ms stale':>22} {'worst':>9} {'recovery after heal':>20}")
+for label, r in cases.items():
+    on_b = lasting(r, "b")
+    worst = max((s for _, s in on_b), default=0.0)
+    print(f"{label:<38} {len(on_b):>22} {worst * 1000:>7.1f}ms {recovery(r, 'b', end) * 1000:>18.1f}ms")
+
+# %% [markdown]
+# The hit rate of `b` over time tells the same story from the other side: the told node
+# gives up its cache for the outage (a dip to zero), the silent one keeps its hit rate and
+# pays in stale reads.
+
+# %%
+hit_rate_over_time({label: [op for op in r.history if op.node == "b"] for label, r in cases.items()},
+                   bins=40)
+plt.axvspan(start, end, color="0.9", zorder=0)
+plt.title("Node b's hit rate; the grey band is the outage")
+plt.show()
+
+# %% [markdown]
+# ## 3 · Restarts
+#
+# A **node restart** loses that node's cache: it comes back cold and refills from Redis.
+# Nothing is stale, the cost is misses. A **Redis restart** is worse: the data *and the
+# sequence counter* are gone, every subscriber is disconnected, and when they resubscribe
+# every node flushes at once, which is a herd on Redis (notebook 06), and forgets its
+# tombstones, because versions restart from zero. (For the same reason the checker cannot
+# compare versions across a Redis restart, so we look at hits and load only.)
+
+# %%
+restarts = {
+    "steady": run(),
+    "node b crashes at 0.8 s (back at 1.0 s)": run(faults=[Fault(0.8, "crash", B, 0.2)]),
+    "Redis restarts at 0.8 s (100 ms outage)": run(faults=[Fault(0.8, "redis_restart", 0, 0.1)]),
+}
+fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
+hit_rate_over_time({label: r.history for label, r in restarts.items()}, bins=40, ax=axes[0])
+store_load({label: r.store_reads for label, r in restarts.items()}, bin_width=0.02, what="Redis reads",
+           ax=axes[1])
+plt.show()
+for label, r in restarts.items():
+    print(f"{label:<42} hit rate {r.report.hit_rate:.1%}"
+          f"  peak Redis reads per 20 ms {r.metrics(0.02)['peak_store_reads']}")
+
+# %% [markdown]
+# ### Flush versus replay
+#
+# Every recovery above is a **flush**: simple, always correct, and expensive in proportion
+# to the cache: every entry becomes a miss, and every node refills at once. The
+# alternative is to **replay** what was missed: publish each change to a Redis Stream as
+# well as to Pub/Sub, and let a node that reconnects read the stream from its last
+# sequence number (`XRANGE` from its last ID). Its cost is proportional to the *writes
+# missed*, not to the cache, so a node that blinked for 50 ms keeps its warm cache. The
+# flush remains the fallback when the stream was trimmed past the node's position, or
+# after a Redis restart, when the sequence numbers themselves start over. (The `stream`
+# strategy is planned; the arithmetic is below.)
+
+# %%
+cache_entries, writes_per_s = 10_000, 1_000
+print(f"{'outage':>8} {'flush: reloads':>15} {'replay: messages':>17}")
+for outage in (0.05, 0.5, 5, 60):
+    print(f"{outage:>7}s {cache_entries:>15,} {int(outage * writes_per_s):>17,}")
+
+# %% [markdown]
+# ## 4 · What a TTL buys
+#
+# With gap detection off and 1 % loss (the naive design plus a TTL), the TTL is the only
+# thing that ends a stale entry. It bounds the worst staleness by itself, and costs hits
+# wherever it is shorter than the time between two reads of a key.
+
+# %%
+ttls = [0.01, 0.03, 0.1, 0.3, 1.0]
+by_ttl = {ttl: run(network=lossy, gap_detection=False, ttl=ttl) for ttl in ttls}
+fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+ax.plot(ttls, [r.report.staleness_max for r in by_ttl.values()], "o-", label="worst staleness (s)")
+ax.plot(ttls, ttls, ":", color="0.5", label="staleness = TTL")
+ax.set(xscale="log", yscale="log", xlabel="TTL (s)", ylabel="worst staleness (s)",
+       title="TTL against staleness and hit rate (1 % loss, no gap detection)")
+twin = ax.twinx()
+twin.plot(ttls, [r.report.hit_rate for r in by_ttl.values()], "s--", color="tab:green", label="hit rate")
+twin.set(ylabel="hit rate", ylim=(0, 1))
+ax.legend(loc="upper left", fontsize="small")
+twin.legend(loc="lower right", fontsize="small")
+plt.show()
+
+# %% [markdown]
+# The worst staleness tracks the TTL: it is a *bound*, independent of why the entry went
+# stale. That is why cachelab keeps a TTL as a backstop even with every other safeguard
+# on: it covers the failures nobody predicted, such as an external writer (notebook 04).
+#
+# ## On real nodes: cut a node off, write, heal
+#
+# The control panel's gate (notebook 02) does this to real nodes on fakeredis or your
+# Redis: node `b` is told its connection dropped, misses a write, and recovers by flushing.
+
+# %%
+from cachelab.viz.live import LiveCluster
+
+with LiveCluster(3, url=REDIS_URL) as live:
+    live.write("a", "k", "v1")
+    live.settle()
+    for name in live.names():
+        live.read(name, "k")
+    live.set_cut("b", True)
+    live.write("a", "k", "v2")
+    live.settle()
+    during = live.read("b", "k")
+    live.set_cut("b", False)
+    live.settle()
+    after = live.read("b", "k")
+    stats = live.node("b").stats
+print(f"b during the cut: {during!r} (read through Redis, not cached)")
+print(f"b after healing:  {after!r}; disconnects {stats.disconnects}, reconnects {stats.reconnects}, "
+      f"flushes {stats.flushes}, uncached reads {stats.uncached_reads}")
