@@ -277,8 +277,10 @@ class CacheNode:
         """Cache-aside: call the loader, then store its value unless the key changed."""
         value = _call_loader(loader, flight.key)
         encoded = encode_value(value)
-        head = self._head("set", flight.key, encoded)
-        seq = self._store.fill(flight.key, encoded, flight.version, head)
+        fragment = encoded if self.strategy.carries_value else None
+        seq = self._store.fill(
+            flight.key, encoded, flight.version, self._head("set", flight.key, fragment)
+        )
         flight.value = value
         if seq:
             flight.version = seq
@@ -435,16 +437,17 @@ class CacheNode:
             else:
                 self._counts["reconnects"] += 1
                 self._emit("reconnect", "", seq)
-                self._check_regression(seq)
+                self._check_missed(seq)
             self._coherent = True
 
-    def _check_regression(self, seq: int) -> None:
-        """A sequence that went backwards means a new server: nothing cached holds."""
-        if seq < self._last_seq and self.gap_detection:
+    def _check_missed(self, seq: int) -> None:
+        """Without a reconnect flush, compare sequences: writes were missed, or the server
+        is new (its sequence went backwards), and either way nothing cached holds."""
+        if self.gap_detection and seq != self._last_seq:
             self._counts["gaps"] += 1
             self._emit("gap", "", seq)
-            self._flush_locked(forget_floors=True)
-            self._last_seq = seq
+            self._flush_locked(forget_floors=seq < self._last_seq)
+        self._last_seq = seq
 
     def disconnected(self) -> None:
         """The bus is down: stop trusting and filling the local cache until it is back."""
