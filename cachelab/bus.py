@@ -1,4 +1,4 @@
-"""RedisBus: the pub/sub listener thread, with reconnect detection.
+"""RedisBus: the pub/sub listener thread, with reconnect detection and a heartbeat.
 
 redis-py resubscribes silently after a dropped connection, and whatever was
 published in the gap is lost. Every subscription confirmation after the first is
@@ -12,7 +12,10 @@ hiredis race that prints "Exception in thread" at shutdown.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
@@ -54,8 +57,62 @@ class Bus(Protocol):
         ...
 
 
+class SubscriptionSilent(redis.ConnectionError):
+    """The subscription stopped delivering (its heartbeat did not come back)."""
+
+
+class Heartbeat:
+    """An echo on a private channel: proof that the subscription still delivers.
+
+    A killed or half-open connection can leave a subscriber deaf without any error
+    (fakeredis after CLIENT KILL, or a peer that vanished without a FIN). Only an
+    end-to-end echo tells.
+    """
+
+    def __init__(self, interval: float | None, timer: Callable[[], float] = time.monotonic) -> None:
+        if interval is not None and not interval > 0:
+            raise ValueError(
+                f"heartbeat must be a positive number of seconds or None, not {interval!r}"
+            )
+        self.interval = interval
+        self.timer = timer
+        self._next = float("inf")
+        self._waiting: bytes | None = None
+        self._deadline = float("inf")
+        self._count = 0
+
+    def restart(self) -> None:
+        """Start beating from now (the subscription was just confirmed)."""
+        self._waiting = None
+        self._next = self.timer() + self.interval if self.interval else float("inf")
+
+    def pause(self) -> None:
+        """No beats until the next ``restart`` (while subscribing)."""
+        self._waiting = None
+        self._next = float("inf")
+
+    def due(self) -> bytes | None:
+        """The payload to publish now, if a beat is due; raise if the last one never came."""
+        now = self.timer()
+        if self._waiting is not None and now > self._deadline:
+            raise SubscriptionSilent("heartbeat not echoed: the subscription is deaf")
+        if self.interval is None or self._waiting is not None or now < self._next:
+            return None
+        self._count += 1
+        self._waiting = str(self._count).encode()
+        self._deadline = now + 3 * self.interval
+        return self._waiting
+
+    def echo(self, payload: bytes | str) -> None:
+        """A beat came back; the next one is due one interval later."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        if data == self._waiting:
+            self._waiting = None
+            self._next = self.timer() + (self.interval or 0.0)
+
+
 class RedisBus:
-    """A pub/sub subscription served by one daemon thread."""
+    """A pub/sub subscription served by one daemon thread, with a heartbeat."""
 
     def __init__(
         self,
@@ -64,13 +121,16 @@ class RedisBus:
         *,
         name: str = "cachelab-bus",
         poll: float = 0.05,
+        heartbeat: float | None = 1.0,
         max_backoff: float = 1.0,
         start_timeout: float = 10.0,
     ) -> None:
         self.client = client
         self.channel = channel
+        self.beat_channel = f"{channel}:beat:{secrets.token_hex(6)}"
         self.name = name
         self.poll = poll
+        self.heartbeat = Heartbeat(heartbeat)
         self.max_backoff = max_backoff
         self.start_timeout = start_timeout
         self.errors = 0
@@ -80,6 +140,7 @@ class RedisBus:
         self._thread: threading.Thread | None = None
         self._listener: Listener | None = None
         self._first = True
+        self._confirmed: set[str] = set()
 
     def start(self, listener: Listener) -> None:
         """Start the thread and wait for the first subscription."""
@@ -115,8 +176,8 @@ class RedisBus:
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
-                    pubsub.subscribe(self.channel)
+                    pubsub = self._subscribe()
+                self._beat()
                 self._dispatch(pubsub.get_message(timeout=self.poll))
                 backoff = self.poll
             except _NETWORK_ERRORS as exc:
@@ -131,16 +192,45 @@ class RedisBus:
                 self._stop.wait(backoff)
         self._close(pubsub)
 
+    def _subscribe(self) -> Any:
+        """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        self._confirmed.clear()
+        self.heartbeat.pause()
+        pubsub.subscribe(self.channel, self.beat_channel)
+        return pubsub
+
+    def _beat(self) -> None:
+        """Publish a heartbeat when one is due (raises if the last one never came back)."""
+        payload = self.heartbeat.due()
+        if payload is not None:
+            self.client.publish(self.beat_channel, payload)
+
     def _dispatch(self, message: dict[str, Any] | None) -> None:
         """Hand one pub/sub event to the listener."""
         if message is None or self._listener is None:
             return
-        kind = message["type"]
-        if kind == "message":
+        kind, channel = message["type"], _text(message["channel"])
+        if kind == "message" and channel == self.beat_channel:
+            self.heartbeat.echo(message["data"])
+        elif kind == "message":
             self._listener.receive(message["data"])
         elif kind == "subscribe":
+            self._confirmed_one(channel)
+
+    def _confirmed_one(self, channel: str) -> None:
+        """Count confirmations; all channels confirmed means (re)subscribed.
+
+        A channel confirmed twice on one PubSub means redis-py reconnected and
+        resubscribed by itself, and messages may have been lost meanwhile.
+        """
+        if channel in self._confirmed:
+            self._confirmed.clear()
+        self._confirmed.add(channel)
+        if self._listener is not None and self._confirmed == {self.channel, self.beat_channel}:
             self._listener.subscribed(self._first)
             self._first = False
+            self.heartbeat.restart()
             self._ready.set()
 
     def _lost(self, pubsub: Any, exc: BaseException | None) -> None:
@@ -164,3 +254,8 @@ class RedisBus:
             pubsub.close()
         except Exception:  # the connection may already be gone
             log.debug("closing pubsub of %s failed", self.name, exc_info=True)
+
+
+def _text(name: bytes | str) -> str:
+    """A channel name as str, whatever the client's decode_responses."""
+    return name.decode() if isinstance(name, bytes) else name

@@ -85,6 +85,7 @@ class CacheNode:
         gap_detection: bool = True,
         reconnect_flush: bool = True,
         negative_cache: bool = True,
+        heartbeat: float | None = 1.0,
         recorder: Recorder | None = None,
         events: EventHook | None = None,
         bus: Bus | None = None,
@@ -124,16 +125,19 @@ class CacheNode:
         self._synced = ""
         self._closed = False
         self._counts = dict.fromkeys(NodeStats.COUNTERS, 0)
-        self._bus = self._start_bus(r, bus)
+        self._bus = self._start_bus(r, bus, heartbeat)
 
-    def _start_bus(self, r: redis.Redis | Store, bus: Bus | None) -> Bus | None:
+    def _start_bus(
+        self, r: redis.Redis | Store, bus: Bus | None, heartbeat: float | None
+    ) -> Bus | None:
         """Subscribe when the strategy listens; return the bus, or None."""
         if not self.strategy.subscribes:
             return None
         if bus is None:
             if not isinstance(r, redis.Redis):
                 raise TypeError("a bus is required when the store is not a Redis client")
-            bus = RedisBus(r, channel(self.namespace), name=f"cachelab-bus-{self.name}")
+            name = f"cachelab-bus-{self.name}"
+            bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
         bus.start(self)
         return bus
 
@@ -416,7 +420,7 @@ class CacheNode:
 
     def _track_seq(self, seq: int) -> None:
         """Gap detection: a skipped sequence number means lost messages, so flush."""
-        if self.gap_detection and self._last_seq and seq > self._last_seq + 1:
+        if self.gap_detection and seq > self._last_seq + 1:
             self._counts["gaps"] += 1
             self._emit("gap", "", seq)
             self._flush_locked()

@@ -230,3 +230,33 @@ def test_a_closed_node_reads_through_redis_without_caching(make_node: NodeFactor
     a.set("k", 2)  # b no longer hears this ...
     assert b.get("k") == 2  # ... so it must not answer from memory
     assert b.snapshot() == {}
+
+
+def test_a_silently_deaf_subscription_is_caught_by_the_heartbeat(client: redis.Redis) -> None:
+    # On fakeredis, CLIENT KILL leaves the subscriber deaf without any error, as a
+    # half-open TCP connection would: only the heartbeat's missing echo reveals it.
+    with Cluster(2, client=client, heartbeat=0.05) as cluster:
+        a, b = cluster.nodes
+        a.set("k", "old")
+        assert b.get("k") == "old"
+        client.client_kill_filter(_type="pubsub")
+        a.set("k", "new")  # published to nobody
+        assert cluster.settle(timeout=10)
+        assert b.get("k") == "new"
+        assert b.stats.reconnects >= 1
+
+
+def test_losing_the_very_first_message_is_a_gap(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    b = make_node("b")  # subscribes while the namespace's sequence is still 0
+    a = make_node("a")
+    RedisStore(client, "t").write("set", "k", messages.encode_value(1), None)  # seq 1, unheard
+    a.set("x", 2)  # seq 2 shows that 1 is missing
+    settle(a, b)
+    assert b.stats.gaps == 1
+
+
+def test_heartbeat_must_be_positive(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="heartbeat"):
+        CacheNode(client, namespace="t", heartbeat=0)
