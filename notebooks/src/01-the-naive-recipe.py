@@ -163,17 +163,18 @@ assert stale, "the naive recipe should have lost the invalidation"
 # A cachelab node carries a sequence number in every message and treats every
 # resubscription as a possible loss: it flushes its local copy and reloads on demand.
 #
-# Its client also sends a health-check `PING` (`health_check_interval`). That is how a
-# dead connection is noticed even when no message is flowing: on a real network, a
-# half-open TCP connection (a NAT or firewall that silently forgot it) is as quiet as
-# fakeredis's killed socket.
+# Its bus also publishes a **heartbeat** on a private channel and expects the echo on the
+# same subscription. That is how a deaf subscription is noticed even when no message is
+# flowing: on a real network, a half-open TCP connection (a NAT or firewall that silently
+# forgot it) is as quiet as fakeredis's killed socket. The default interval is one
+# second; here it is 0.1 s so the notebook does not wait.
 
 # %%
 for n in nodes.values():
     n.pubsub.close()  # the naive nodes are done
 
-lab = client("lab-cachelab", health_check_interval=0.05)
-cluster = cachelab.Cluster(3, client=lab, strategy="invalidate")
+lab = client("lab-cachelab")
+cluster = cachelab.Cluster(3, client=lab, strategy="invalidate", heartbeat=0.1)
 ca, cb, cc = cluster.nodes
 
 
@@ -228,7 +229,7 @@ assert all(s["reconnects"] >= 1 for s in rows.values())
 # |---|---|---|
 # | subscriber reconnects, messages lost in between | stale until restart, no error | detects the resubscription, flushes |
 # | a message lost without a reconnect | stale until restart | detects the sequence gap, flushes |
-# | dead connection, no traffic | deaf forever | health-check PING notices |
+# | dead connection, no traffic | deaf forever | the heartbeat's missing echo notices |
 #
 # Next: [02 · watching invalidations propagate](02-watching-invalidations-propagate.ipynb).
 
