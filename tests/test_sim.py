@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from cachelab.check import stale_reads
 from cachelab.sim import (
     KINDS,
     Fault,
@@ -217,7 +218,14 @@ def test_a_redis_restart_loses_data_and_sequence_and_reconnects_everyone() -> No
     ]
     result = _run(script, nodes=3, faults=[Fault(1.0, "redis_restart", duration=0.5)])
     assert len(_kinds(result, "disconnect")) == len(_kinds(result, "reconnect")) == 3
-    assert result.history[-1].version == 1  # the sequence starts again
+    assert [e.version for e in _kinds(result, "reconnect")] == [3] * 3  # store seq 0, offset 3
+    ops = [(op.node, op.op, op.key, op.version) for op in result.history]
+    assert ops == [  # Redis's sequence starts again at 1, the history's goes on after 2 + 1
+        ("a", "write", "k", 1),
+        ("a", "write", "k", 2),
+        ("redis", "delete", "k", 3),
+        ("b", "write", "x", 4),
+    ]
     assert all(stats.flushes == 2 for stats in result.stats.values())
 
 
@@ -316,3 +324,125 @@ def test_node_options_reach_the_real_nodes() -> None:
     result = _run([Request(0.0, 0, "read", f"k{i}") for i in range(5)], nodes=1, max_entries=2)
     assert result.stats["a"].evictions == 3
     assert Counter(e.kind for e in result.trace)["evict"] == 3
+
+
+# -- Redis restarts: versions stay comparable ---------------------------------------------
+
+
+def _cached_then_restart(**options: object) -> SimResult:
+    """b caches k (written by a), Redis restarts at 1.0, b reads k again at 1.5."""
+    script = [
+        Request(0.1, 0, "write", "k"),
+        Request(0.2, 1, "read", "k"),
+        Request(1.5, 1, "read", "k"),
+    ]
+    return _run(script, nodes=2, faults=[Fault(1.0, "redis_restart")], **options)
+
+
+def test_after_a_restart_a_read_that_finds_nothing_is_newer_than_every_write() -> None:
+    result = _cached_then_restart()
+    before, after = result.history[1], result.history[-1]
+    assert (before.version, before.hit) == (1, False)
+    assert (after.version, after.hit) == (2, False)  # store seq 0 + offset 2: the lost data
+    assert result.history[2][:6] == ("redis", "delete", "k", 1.0, 1.0, 2)
+    assert result.report.stale_reads == 0
+
+
+def test_a_value_cached_before_a_restart_and_served_after_it_is_stale() -> None:
+    result = _cached_then_restart(reconnect_flush=False, gap_detection=False)
+    after = result.history[-1]
+    assert (after.version, after.hit) == (1, True)  # Redis no longer holds version 1
+    assert stale_reads(result.history) == [(after, 0.5)]  # behind since the restart
+    assert [e.version for e in _kinds(result, "stale_read")] == [1]
+
+
+def test_a_node_that_misses_the_restart_rejects_newer_writes_and_stays_stale() -> None:
+    script = [
+        Request(0.1, 0, "write", "k"),
+        Request(0.2, 0, "write", "k"),
+        Request(0.3, 1, "read", "k"),
+        Request(1.2, 0, "write", "k"),
+        Request(1.5, 1, "read", "k"),
+    ]
+    faults = [Fault(1.0, "redis_restart")]
+    options = {"nodes": 2, "strategy": "update", "faults": faults}
+    blind = _run(script, reconnect_flush=False, gap_detection=False, **options)
+    at_b = [(e.version, e.detail) for e in _kinds(blind, "deliver") if e.node == "b"]
+    assert at_b[-1] == (4, "set:outdated")  # the node compares Redis's real seqs: 1 < 2
+    assert [op.version for op in blind.history if op.node == "b"] == [2, 2]
+    assert blind.report.stale_reads == 1
+    # even the writer keeps its old entry: its own fill at seq 1 is refused, as outdated
+    assert blind.caches == blind.caches_at(len(blind.trace)) == {"a": {"k": 2}, "b": {"k": 2}}
+    safe = _run(script, **options)
+    assert [op.version for op in safe.history if op.node == "b"] == [2, 4]
+    assert safe.report.stale_reads == 0
+
+
+def test_cache_aside_keeps_the_database_versions_across_a_redis_restart() -> None:
+    script = [
+        Request(0.0, 0, "write", "k"),
+        Request(0.1, 1, "read", "k"),
+        Request(1.5, 1, "read", "k"),
+    ]
+    result = _run(script, nodes=2, database=True, faults=[Fault(1.0, "redis_restart")])
+    assert [(op.node, op.version) for op in result.history] == [("a", 1), ("b", 1), ("b", 1)]
+    assert len(result.db_loads) == 2  # the restart lost the cached copy, not the data
+    assert [e.version for e in _kinds(result, "write")] == [1, 3]  # store seq 1, offset 2
+
+
+def _zipf_with_restart(network: Network, **options: object) -> SimResult:
+    """One virtual second of Zipf requests on 4 nodes; Redis restarts at 0.5 s."""
+    faults = [Fault(0.5, "redis_restart")]
+    sim = Simulation(nodes=4, seed=5, network=network, faults=faults, **options)  # type: ignore[arg-type]
+    return sim.run(progress=False, workload=zipf(10_000, 4, keys=200, read_ratio=0.95, seed=5))
+
+
+_BLIND = {"reconnect_flush": False, "gap_detection": False}
+
+
+def test_with_instant_messages_a_restart_makes_no_stale_read_unless_nodes_are_blind() -> None:
+    # with no delay every message lands before the next request, so the steady run has none
+    safe = _zipf_with_restart(Network(delay=0.0))
+    assert any(op.node == "redis" for op in safe.history)
+    assert safe.report.stale_reads == 0
+    blind = _zipf_with_restart(Network(delay=0.0), **_BLIND)
+    assert blind.report.stale_reads > 100
+    assert blind.report.staleness_max > 0.1
+
+
+def test_with_a_message_delay_a_restart_adds_no_staleness_beyond_the_delay() -> None:
+    network = Network(delay=0.001)
+    safe = _zipf_with_restart(network)
+    assert safe.report.stale_reads > 0  # reads of peers in the 1 ms before a message lands
+    assert safe.report.staleness_max <= network.worst_case
+    blind = _zipf_with_restart(network, **_BLIND)
+    assert blind.report.staleness_max > 100 * network.worst_case
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+def test_runs_with_redis_restarts_are_deterministic_and_replay(strategy: str) -> None:
+    def once() -> SimResult:
+        network = Network(delay=0.002, jitter=0.001, loss=0.05, reorder=0.05)
+        faults = [Fault(0.1, "redis_restart", duration=0.01), Fault(0.2, "redis_restart")]
+        sim = Simulation(
+            nodes=4,
+            strategy=strategy,
+            seed=9,
+            network=network,
+            faults=faults,
+            reconnect_flush=False,
+            gap_detection=False,
+        )
+        return sim.run(workload=zipf(3000, 4, keys=60, read_ratio=0.9, seed=9), progress=False)
+
+    first, second = once(), once()
+    assert first.history == second.history
+    assert first.trace == second.trace
+    assert first.caches == second.caches == first.caches_at(len(first.trace))
+    writes = [op for op in first.history if op.op != "read"]  # in time order
+    versions = [op.version for op in writes]
+    assert versions == sorted(versions)  # rising across both restarts
+    deleted = {op.version for op in writes if op.node == "redis"}
+    by_nodes = [op.version for op in writes if op.node != "redis"]
+    assert len(deleted) == 2  # one version per restart, for every key it lost
+    assert len(set(by_nodes) | deleted) == len(by_nodes) + 2  # no version is given twice

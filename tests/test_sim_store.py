@@ -83,5 +83,6 @@ def test_writes_report_to_the_hook_before_they_publish() -> None:
 def test_a_restart_loses_data_and_sequence() -> None:
     store = MemoryStore(lambda: 0.0)
     store.write("set", "k", "[0,1]", None)
-    store.restart()
+    store.write("del", "gone", "", None)
+    assert store.restart() == ["k"]  # the keys whose values were lost, not the markers
     assert (store.read("k"), store.seq(), len(store)) == ((None, 0), 0, 0)

@@ -16,6 +16,27 @@ can then be protected by a cross-node lease (``lease=True``): the first reader
 of an absent key takes it; the others retry Redis every ``lease_retry`` seconds.
 The lease is a model of memcache's leases (a Redis ``SET NX PX``); it is not part
 of CacheNode.
+
+A Redis restart (``Fault(t, "redis_restart")``) empties Redis and restarts its
+sequence at 1, as in the real system; the nodes keep seeing those real sequence
+numbers (they cope by flushing on reconnect). The history and the trace instead
+record every store version as ``offset + seq``: the offset grows at each restart by
+one more than the sequence reached (``offset += seq + 1``), so versions keep rising
+as if the sequence had continued, and versions before and after a restart compare.
+A version keeps the offset of the epoch that produced it: an entry cached before the
+restart keeps its old offset, and so do a load that read Redis before it and a
+message published before it. A read that finds the key absent after the restart
+reports the new offset or more: newer than every earlier write (Redis lost the
+data; the cache served nothing stale). The restart itself is a write: the history
+records a ``delete`` by node ``"redis"`` of every key Redis held, at the restart
+time, with version ``offset`` (seq 0 of the new epoch). So a node that serves a
+pre-restart value after the restart is stale at once, before any new write of the
+key: Redis no longer holds that value and every other reader sees the key absent.
+These deletes count among the report's writes (and in its store-load peak). With
+``database=True`` the database keeps its data and versions: no deletes are recorded
+and reads keep the database's versions; only the trace's store versions shift.
+Node-wide trace events (flush, gap, disconnect, reconnect) carry the node's
+sequence number plus the offset current when they happen.
 """
 
 from __future__ import annotations
@@ -56,6 +77,7 @@ _DETAIL = {
     for op in ("set", "del", "inv", "sync")
     for outcome in ("applied", "outdated", "own")
 }
+_ENTRY_EVENTS = frozenset({"fill", "fill_rejected", "evict"})
 _PROGRESS_FROM = 10_000  # runs shorter than this never show a bar
 _PROGRESS_STEP = 1024
 
@@ -282,6 +304,10 @@ class _Run:
         self.values = itertools.count(1)
         self.db: dict[str, int] = {}
         self.db_seq = 0
+        self.offset = 0  # added to every store seq in the history and trace; grows at restarts
+        self.restarted = False  # until Redis restarts, every offset is 0 (the fast path)
+        self.held: dict[str, dict[str, int]] = {name: {} for name in self.names}
+        self.fill_offset: int | None = None  # the offset of the load whose fill runs now
         self.leases: dict[str, float] = {}
         self.store_reads: list[float] = []
         self.db_loads: list[float] = []
@@ -380,7 +406,31 @@ class _Run:
             return
         now = self.now
         since = self.since if kind in _FILLS and self.since >= 0 else now
+        if self.restarted:
+            version += self._event_offset(node, kind, key)
         self.trace.append(_new(TraceEvent, (now, kind, node, key, version, "", since)))
+
+    def _event_offset(self, node: str, kind: str, key: str) -> int:
+        """The offset of a node event's version; track the node's pre-restart entries."""
+        held = self.held[node]
+        if kind not in _ENTRY_EVENTS:
+            if kind == "flush":
+                held.clear()
+            return self.offset
+        if kind == "evict":
+            return held.pop(key, self.offset) if held else self.offset
+        offset = self.offset if self.fill_offset is None else self.fill_offset
+        if kind == "fill":
+            if offset == self.offset:
+                held.pop(key, None)
+            else:
+                held[key] = offset  # a load from before a restart fills after it
+        return offset
+
+    def _held_offset(self, node: str, key: str) -> int:
+        """The offset of ``node``'s version of ``key``: older if cached before a restart."""
+        held = self.held[node]
+        return held.get(key, self.offset) if held else self.offset
 
     # -- reads ---------------------------------------------------------------
 
@@ -396,6 +446,8 @@ class _Run:
             self._looked_up(i, node, key, self.now, req.latency, entry)
             return
         now, name, version = self.now, node.name, entry[1]  # the hit path, flat: most take it
+        if self.restarted:
+            version += self._held_offset(name, key)
         self.history.append(_new(Op, (name, READ, key, now, now, version, True)))
         self.trace.append(_new(TraceEvent, (now, "read", name, key, version, "hit", now)))
 
@@ -421,7 +473,8 @@ class _Run:
     ) -> None:
         """After the lookup: a hit, or join the load in flight, or start one."""
         if entry is not None and not (self.sim.database and entry[0] is ABSENT):
-            self._done(node.name, key, start, self._version(entry[0], entry[1]), "hit")
+            offset = self._held_offset(node.name, key)
+            self._done(node.name, key, start, self._version(entry[0], entry[1], offset), "hit")
             return
         flight = node.pending(key) if self.sim.single_flight else None
         if flight is not None:
@@ -433,32 +486,36 @@ class _Run:
             # like memcache's lease-get, the lease is decided in the same round trip as the read
             leased = not self.sim.lease or flight.value is not ABSENT or self._take_lease(key)
             wait = self.sim.store_latency
-            self._at(self.now + wait, self._loaded, i, self.life[i], flight, start, latency, leased)
+            args = (i, self.life[i], flight, start, latency, leased, self.offset)
+            self._at(self.now + wait, self._loaded, *args)
         else:
             wait = self.sim.store_latency if latency is None else latency
-            self._at(self.now + wait, self._filled, i, self.life[i], flight, start)
+            self._at(self.now + wait, self._filled, i, self.life[i], flight, start, self.offset)
 
-    def _version(self, value: Any, version: int) -> int:
-        """The version a read reports: the store's, or the database's (the value)."""
-        return int(value) if self.sim.database else version
+    def _version(self, value: Any, version: int, offset: int) -> int:
+        """The version a read reports: the store's (shifted), or the database's (the value)."""
+        return int(value) if self.sim.database else version + offset
 
-    def _filled(self, i: int, life: int, flight: Flight, start: float) -> None:
-        """The store's answer arrives: fill through the guard, complete every reader."""
+    def _filled(self, i: int, life: int, flight: Flight, start: float, offset: int) -> None:
+        """The store's answer arrives: fill through the guard, complete every reader.
+
+        ``offset`` is the one in force when the load read Redis.
+        """
         node = self.nodes[i]
         waiting = self.waiters.pop(flight, ())
         if node is None or self.life[i] != life:
             return  # the node crashed: these reads never complete
-        self._fill(node, flight, start)
-        version = self._version(flight.value, flight.version)
+        self._fill(node, flight, start, offset)
+        version = self._version(flight.value, flight.version, offset)
         self._done(node.name, flight.key, start, version, "miss")
         for joined in waiting:
             self._done(node.name, flight.key, joined, version, "joined")
 
-    def _fill(self, node: CacheNode, flight: Flight, start: float) -> None:
-        """Settle a ticket; the fill events it causes carry the read's start."""
-        self.since = start
+    def _fill(self, node: CacheNode, flight: Flight, start: float, offset: int) -> None:
+        """Settle a ticket; the fill events it causes carry the read's start and offset."""
+        self.since, self.fill_offset = start, offset
         node.fill(flight)
-        self.since = -1.0
+        self.since, self.fill_offset = -1.0, None
 
     def _done(self, name: str, key: str, start: float, version: int, how: str) -> None:
         """Record a completed read in the history and the trace."""
@@ -476,29 +533,35 @@ class _Run:
         start: float,
         latency: float | None,
         leased: bool,
+        offset: int,
     ) -> None:
         """Redis answered a cache-aside read: a value fills; absence goes to the database."""
         node = self.nodes[i]
         if node is None or self.life[i] != life or flight.value is not ABSENT:
-            self._filled(i, life, flight, start)
+            self._filled(i, life, flight, start, offset)
             return
         if not leased:
-            self._wait_for_lease(i, node, flight, start, latency)
+            self._wait_for_lease(i, node, flight, start, latency, offset)
             return
         value = self.db.get(flight.key, 0)
         self.db_loads.append(self.now)
         self._note("db_load", node.name, flight.key, value)
         wait = self.sim.db_latency if latency is None else latency
-        self._at(self.now + wait, self._load_done, i, life, flight, start, value)
+        self._at(self.now + wait, self._load_done, i, life, flight, start, value, offset)
 
-    def _load_done(self, i: int, life: int, flight: Flight, start: float, value: int) -> None:
+    def _load_done(
+        self, i: int, life: int, flight: Flight, start: float, value: int, offset: int
+    ) -> None:
         """The database answered: store the value through the conditional fill, then fill."""
         node = self.nodes[i]
         if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
             self.leases.pop(flight.key, None)
             self.writer = node.name
+            seq = self.store.seq()
             node.load_external(flight, lambda: value)
-        self._filled(i, life, flight, start)
+            if self.store.seq() != seq:  # stored: the ticket now holds a version of this epoch
+                offset = self.offset
+        self._filled(i, life, flight, start, offset)
 
     def _take_lease(self, key: str) -> bool:
         """Take the key's lease unless another reader holds a live one."""
@@ -509,13 +572,18 @@ class _Run:
         return True
 
     def _wait_for_lease(
-        self, i: int, node: CacheNode, flight: Flight, start: float, latency: float | None
+        self,
+        i: int,
+        node: CacheNode,
+        flight: Flight,
+        start: float,
+        latency: float | None,
+        offset: int,
     ) -> None:
         """Refused the lease: release the ticket; this read and its joiners retry later."""
-        self._fill(
-            node, flight, start
-        )  # settles the ticket (at worst caching the absence, which reads skip)
-        self._note("lease", node.name, flight.key, flight.version, "wait")
+        # settling the ticket caches at worst the absence, which reads skip
+        self._fill(node, flight, start, offset)
+        self._note("lease", node.name, flight.key, flight.version + offset, "wait")
         retry = self.now + self.sim.lease_retry
         for begun in (start, *self.waiters.pop(flight, ())):
             self._at(retry, self._retry, i, self.life[i], flight.key, begun, latency)
@@ -542,14 +610,15 @@ class _Run:
             node.invalidate(req.key)
         if not self.sim.database:  # an invalidation is no new version of the database
             now = self.now
-            self.history.append(Op(node.name, _RECORD_AS[req.op], req.key, now, now, self.written))
+            version = self.written + self.offset
+            self.history.append(Op(node.name, _RECORD_AS[req.op], req.key, now, now, version))
 
     def _external(self, req: Request) -> None:
         """A writer that is not a node: the same script, but no message."""
         self.writer = "external"
         value = next(self.values) if req.value is None else req.value
         seq = self.store.write("set", req.key, encode_value(value), None)
-        self.history.append(Op("external", WRITE, req.key, self.now, self.now, seq))
+        self.history.append(Op("external", WRITE, req.key, self.now, self.now, seq + self.offset))
 
     def _db_write(self, req: Request) -> None:
         """A node writes the database; caches learn nothing until someone invalidates."""
@@ -565,14 +634,14 @@ class _Run:
     def _written(self, op: str, key: str, seq: int) -> None:
         """The store applied a write (its hook)."""
         self.written = seq
-        self._note("write", self.writer, key, seq, op)
+        self._note("write", self.writer, key, seq + self.offset, op)
 
     # -- the bus ---------------------------------------------------------------
 
     def _published(self, raw: bytes) -> None:
         """Decode a published message once and send it to every subscriber."""
         msg = decode(raw, self.sim.namespace)
-        self._note("send", self.writer, msg.key, msg.seq, msg.op)
+        self._note("send", self.writer, msg.key, msg.seq + self.offset, msg.op)
         if self.plain:
             self._fan_out(msg)
             return
@@ -586,53 +655,60 @@ class _Run:
         """
         now, nodes, up, conn, last = self.now, self.nodes, self.up, self.conn, self.last_arrival
         delay, jitter, rand = self.net.delay, self.net.jitter, self.rng.random
-        heap, tick, arrive = self.heap, self.tick, self._arrive
+        heap, tick, arrive, offset = self.heap, self.tick, self._arrive, self.offset
         for i in range(self.n):
             if nodes[i] is None or not up[i]:
-                self._drop(i, msg, now, "down" if nodes[i] is None else "disconnected")
+                self._drop(i, msg, now, "down" if nodes[i] is None else "disconnected", offset)
                 continue
             t = now + delay + jitter * rand() if jitter else now + delay
             if t < last[i]:
                 t = last[i]  # pub/sub keeps each subscriber's messages in order
             last[i] = t
-            heapq.heappush(heap, (t, next(tick), arrive, (i, conn[i], msg, now, False)))
+            heapq.heappush(heap, (t, next(tick), arrive, (i, conn[i], msg, now, False, offset)))
 
     def _send(self, i: int, msg: Message) -> None:
         """Schedule one delivery (and maybe its duplicate), or drop it at once."""
+        net, rng, now, offset = self.net, self.rng, self.now, self.offset
         if self.nodes[i] is None or not self.up[i]:
-            self._drop(i, msg, self.now, "down" if self.nodes[i] is None else "disconnected")
+            self._drop(i, msg, now, "down" if self.nodes[i] is None else "disconnected", offset)
             return
-        net, rng, now = self.net, self.rng, self.now
         arrive = now + net.latency(rng)
         if net.reorder and rng.random() < net.reorder:
             arrive += net.holdback * rng.random()  # out of FIFO: later messages overtake it
         else:
             arrive = max(arrive, self.last_arrival[i])
             self.last_arrival[i] = arrive
-        self._at(arrive, self._arrive, i, self.conn[i], msg, now, self._lost())
+        self._at(arrive, self._arrive, i, self.conn[i], msg, now, self._lost(), offset)
         if net.duplicate and rng.random() < net.duplicate:
             again = arrive + net.latency(rng)
-            self._at(again, self._arrive, i, self.conn[i], msg, now, self._lost())
+            self._at(again, self._arrive, i, self.conn[i], msg, now, self._lost(), offset)
 
     def _lost(self) -> bool:
         """Draw whether one delivery is lost."""
         return bool(self.net.loss) and self.rng.random() < self.net.loss
 
-    def _arrive(self, i: int, conn: int, msg: Message, sent: float, lost: bool) -> None:
-        """A message reaches node ``i``, unless it was lost on the way."""
+    def _arrive(
+        self, i: int, conn: int, msg: Message, sent: float, lost: bool, offset: int
+    ) -> None:
+        """A message reaches node ``i``, unless it was lost on the way.
+
+        ``offset`` is the one in force when it was published.
+        """
         node = self.nodes[i]
         if lost or node is None or conn != self.conn[i] or self.cut[i]:
-            self._drop(i, msg, sent, self._reason(i, conn, lost))
+            self._drop(i, msg, sent, self._reason(i, conn, lost), offset)
             return
         self.outcome = "own"
         node.handle(msg)
         self.delivered += 1
+        if self.restarted and self.outcome == "applied":
+            self.held[node.name].pop(msg.key, None)  # it replaced or dropped an older entry
         event = (
             self.now,
             "deliver",
             node.name,
             msg.key,
-            msg.seq,
+            msg.seq + offset,
             _DETAIL[msg.op, self.outcome],
             sent,
         )
@@ -646,10 +722,11 @@ class _Run:
             return "down"
         return "disconnected" if conn != self.conn[i] else "partition"
 
-    def _drop(self, i: int, msg: Message, sent: float, reason: str) -> None:
-        """Trace a message that never reached node ``i``."""
+    def _drop(self, i: int, msg: Message, sent: float, reason: str, offset: int) -> None:
+        """Trace a message (published under ``offset``) that never reached node ``i``."""
         self.dropped += 1
-        event = TraceEvent(self.now, "drop", self.names[i], msg.key, msg.seq, reason, sent)
+        version = msg.seq + offset
+        event = TraceEvent(self.now, "drop", self.names[i], msg.key, version, reason, sent)
         self.trace.append(event)
 
     # -- faults ---------------------------------------------------------------
@@ -706,6 +783,7 @@ class _Run:
         self.nodes[i] = None
         self.life[i] += 1
         self.conn[i] += 1
+        self.held[self.names[i]].clear()
         self._note("crash", self.names[i])
         if math.isfinite(fault.duration):
             self._at(self.now + fault.duration, self._restart, i, self.life[i])
@@ -719,12 +797,26 @@ class _Run:
         self._note("restart", self.names[i])
 
     def _redis_restart(self, fault: Fault) -> None:
-        """Redis loses its data and sequence; every subscriber is disconnected."""
-        self.store.restart()
-        self.leases.clear()
-        self._note("redis_restart", "redis")
+        """Redis loses its data and sequence; every subscriber is disconnected.
+
+        The subscribers lose their connections (under the old offset), then the
+        offset grows past every version so far and the lost keys are recorded as
+        deleted (see the module docstring).
+        """
+        old = self.offset
+        new = old + self.store.seq() + 1
+        self._note("redis_restart", "redis", version=new)
         for i in range(self.n):
             self._break(i, fault.duration)
+        lost = self.store.restart()
+        self.leases.clear()
+        self.offset, self.restarted = new, True
+        for node in self.nodes:
+            if node is not None:
+                self.held[node.name] = dict.fromkeys(node.snapshot(), old) | self.held[node.name]
+        if not self.database:
+            now, version = self.now, self.offset
+            self.history.extend(Op("redis", DELETE, key, now, now, version) for key in lost)
 
     def _garbage(self, fault: Fault) -> None:
         """Raw bytes reach the node as if published by someone else."""
@@ -735,6 +827,10 @@ class _Run:
 
     # -- the result -------------------------------------------------------------
 
+    def _cache(self, node: CacheNode) -> dict[str, int]:
+        """``key -> version`` of a node's entries, with the history's versions."""
+        return {k: v + self._held_offset(node.name, k) for k, (_, v) in node.snapshot().items()}
+
     def _result(self) -> SimResult:
         """Snapshot the nodes; the report and the marked trace come on demand."""
         live = [node for node in self.nodes if node is not None]
@@ -742,8 +838,7 @@ class _Run:
             history=self.history,
             raw_trace=self.trace,
             nodes=self.names,
-            caches={name: {} for name in self.names}
-            | {n.name: {k: v for k, (_, v) in n.snapshot().items()} for n in live},
+            caches={name: {} for name in self.names} | {n.name: self._cache(n) for n in live},
             stats={node.name: node.stats for node in live},
             strategy=self.sim.strategy,
             carries_value=any(node.strategy.carries_value for node in live),

@@ -5,7 +5,7 @@ number; an absent key reads as ``(None, current seq)``; a delete or invalidation
 leaves a version marker that expires after ``marker_ttl``; a ``fill`` is refused
 when the key holds a value or was written after ``since``; a write with a message
 head publishes ``head + str(seq) + "}"``. ``restart()`` loses everything, as a
-Redis restart without persistence does.
+Redis restart without persistence does, and names the keys whose values it lost.
 """
 
 from __future__ import annotations
@@ -77,10 +77,15 @@ class MemoryStore:
         """Publish a raw message on the namespace's channel."""
         self.on_publish(raw)
 
-    def restart(self) -> None:
-        """Lose every key and the sequence number, like a Redis restart without persistence."""
+    def restart(self) -> list[str]:
+        """Lose every key and the sequence number, like a Redis restart without persistence.
+
+        Returns the keys that held a value (markers are not values), in insertion order.
+        """
+        lost = [key for key, entry in self._data.items() if entry[0] is not None]
         self._data.clear()
         self._seq = 0
+        return lost
 
     def version(self, key: str) -> int:
         """The version of ``key``'s value or live marker (0 when there is none)."""

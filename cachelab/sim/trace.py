@@ -3,6 +3,8 @@
 Each event is ``TraceEvent(t, kind, node, key, version, detail, since)``. ``node``
 is a node's name, or ``"redis"``, ``"external"`` or ``"db"``; ``key`` is "" for
 node-wide events; ``since`` is when the thing drawn began (``t`` when instant).
+``version`` is the history's: across a Redis restart it keeps rising, though the nodes
+see Redis's sequence start again (see ``cachelab.sim.engine``).
 
 ============== ============================================================
 kind           meaning (``detail``)
@@ -30,7 +32,8 @@ reconnect      ``node`` resubscribed after a disconnect
 partition      ``node``'s subscription was cut silently (``start``) or healed
 crash          ``node`` died, losing its cache and its reads in flight
 restart        ``node`` came back with an empty cache
-redis_restart  Redis lost every key and its sequence number
+redis_restart  Redis lost every key and its sequence number (``version``: that
+               of the restart's deletes, the first of the new numbering)
 garbage        raw bytes that are not a message reached ``node``
 ============== ============================================================
 """
