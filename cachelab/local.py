@@ -4,6 +4,10 @@ Like a cachetools ``Cache`` it knows nothing of Redis and is not thread-safe: th
 node holds one lock around every call. Every entry carries the version it was
 read at; every entry that leaves (evicted, expired, invalidated) leaves its
 version behind as a short-lived floor, so an older fill arriving late is refused.
+
+Why not cachetools itself: the floors need the version of whatever an eviction or
+expiry pushes out, and the node's hit path must beat ``cachetools.LRUCache.get``,
+which no wrapper around it can. One OrderedDict does both.
 """
 
 from __future__ import annotations
