@@ -66,7 +66,18 @@ class Flight:
 
 
 class CacheNode:
-    """A near cache of one namespace's Redis keys, kept coherent by versioned messages."""
+    """A near cache of one namespace's Redis keys, kept coherent by versioned messages.
+
+    ``r`` is a redis-py client (``cachelab.connect()``), or any ``Store`` with a ``bus``
+    (the simulator's). ``ttl`` (seconds) is the local backstop; ``max_entries`` bounds
+    the LRU. The safeguards, all on by default, can each be switched off to show the
+    failure they prevent: ``fill_guard`` (reject a fill overtaken by a newer version),
+    ``ordering`` (ignore messages not newer than the cached entry), ``tombstones``
+    (remember versions of entries that left, for ``tombstone_ttl`` seconds),
+    ``gap_detection`` and ``reconnect_flush`` (flush when messages may have been lost).
+    ``heartbeat`` is the interval of the subscription's liveness echo (None: off).
+    ``recorder`` and ``events`` are hooks for histories and traces.
+    """
 
     def __init__(
         self,
@@ -115,7 +126,7 @@ class CacheNode:
         self._entries = self._local.data
         self._hits = 0
         self._misses = 0
-        self._store: Store = RedisStore(r, namespace) if isinstance(r, redis.Redis) else r
+        self._store: Store = _store_for(r, namespace)
         self._prefix = message_prefix(namespace, self.id)
         self._lock = threading.Lock()
         self._flights: dict[str, list[Flight]] = {}
@@ -549,6 +560,17 @@ class CacheNode:
 
     def __repr__(self) -> str:
         return f"<CacheNode {self.name!r} ns={self.namespace!r} {self.strategy.name}>"
+
+
+def _store_for(r: redis.Redis | Store, namespace: str) -> Store:
+    """The store behind ``r``: Redis through the Lua scripts, or a Store as it is."""
+    if isinstance(r, redis.Redis):
+        return RedisStore(r, namespace)
+    if all(callable(getattr(r, name, None)) for name in ("read", "write", "fill", "seq")):
+        return r
+    raise TypeError(
+        f"expected a redis.Redis client (see cachelab.connect) or a Store, not {type(r).__name__}"
+    )
 
 
 def _check_key(key: str) -> None:

@@ -92,3 +92,8 @@ def test_connect_without_a_url_shares_one_embedded_server() -> None:
 
 def test_strategies_are_listed() -> None:
     assert {"none", "invalidate", "update"} <= set(cachelab.STRATEGIES)
+
+
+def test_a_node_needs_a_redis_client_not_a_url() -> None:
+    with pytest.raises(TypeError, match=r"cachelab\.connect"):
+        CacheNode("redis://localhost:6379/0")  # type: ignore[arg-type]
