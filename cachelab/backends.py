@@ -25,14 +25,18 @@ def embedded_server() -> fakeredis.FakeServer:
         return _server
 
 
-def connect(url: str | None = None) -> redis.Redis:
-    """A client of the embedded fakeredis server (``None``) or of the Redis at ``url``."""
+def connect(url: str | None = None, *, timeout: float = 10.0) -> redis.Redis:
+    """A client of the embedded fakeredis server (``None``) or of the Redis at ``url``.
+
+    Commands on a real server give up after ``timeout`` seconds: a node cut off from
+    Redis raises ``redis.TimeoutError`` instead of hanging its caller forever.
+    """
     if url is None:
         return fakeredis.FakeRedis(server=embedded_server())
     if not isinstance(url, str):
         raise TypeError(f"url must be a str or None, not {type(url).__name__}")
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=timeout)
     except ValueError as exc:
         raise ValueError(f"not a Redis URL: {redact(url)} ({exc})") from None
     try:
