@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 import timeit
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import cachetools
 import redis
@@ -62,11 +64,81 @@ def set_costs(client: redis.Redis, rounds: int = 40, number: int = 200) -> dict[
             "node, own listener": lambda: alone.set("key", "value"),
             "node, 3 peers": lambda: watched.set("key", "value"),
         }
-        best_of = dict.fromkeys(calls, float("inf"))
-        for _ in range(rounds):
-            for name, call in calls.items():
-                best_of[name] = min(best_of[name], best(call, number=number, repeat=1))
+        return interleaved(calls, rounds, number)
+
+
+def listener_floor(client: redis.Redis, rounds: int = 40, number: int = 200) -> dict[str, float]:
+    """What any in-process subscriber thread costs a publisher in CPython, whatever it does.
+
+    A PUBLISH that no one hears, one heard by a thread that only recv()s the raw socket,
+    and one heard by a redis-py PubSub thread: the differences are the thread wake-up
+    and GIL hand-off, then redis-py's per-message work, which node.set pays for its own
+    message.
+    """
+    port = client.get_connection_kwargs()["port"]
+    with _raw_listener(port, "floor-raw"), _redis_py_listener(client, "floor-py"):
+        calls: dict[str, Callable[[], object]] = {
+            "PUBLISH, unheard": lambda: client.publish("floor-none", "x"),
+            "PUBLISH, raw thread": lambda: client.publish("floor-raw", "x"),
+            "PUBLISH, redis-py": lambda: client.publish("floor-py", "x"),
+        }
+        return interleaved(calls, rounds, number)
+
+
+def interleaved(
+    calls: dict[str, Callable[[], object]], rounds: int, number: int
+) -> dict[str, float]:
+    """Best seconds per call of each candidate, timed in turn in every round."""
+    best_of = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, call in calls.items():
+            best_of[name] = min(best_of[name], best(call, number=number, repeat=1))
     return best_of
+
+
+@contextmanager
+def _raw_listener(port: int, channel: str) -> Iterator[None]:
+    """A thread subscribed on a bare socket that reads and discards."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(f"SUBSCRIBE {channel}\r\n".encode())
+    sock.recv(1024)
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                sock.recv(65536)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+@contextmanager
+def _redis_py_listener(client: redis.Redis, channel: str) -> Iterator[None]:
+    """A thread reading a redis-py PubSub, as RedisBus does, doing nothing else."""
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub.subscribe(channel)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            pubsub.get_message(timeout=0.05)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        pubsub.close()
 
 
 @contextmanager
@@ -96,6 +168,12 @@ def main() -> None:
             ratio = cost / costs["SET"]
             print(f"{name + ':':<20}{cost * 1e6:7.1f} us   ratio to a plain SET {ratio:.2f}x")
         print("(goal for node.set: <= 1.3x a plain SET)")
+        floor = listener_floor(client)
+        for name, cost in floor.items():
+            ratio = cost / floor["PUBLISH, unheard"]
+            print(
+                f"{name + ':':<20}{cost * 1e6:7.1f} us   ratio to an unheard PUBLISH {ratio:.2f}x"
+            )
 
 
 if __name__ == "__main__":
