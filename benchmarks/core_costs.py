@@ -103,21 +103,13 @@ def _raw_listener(port: int, channel: str) -> Iterator[None]:
     sock.sendall(f"SUBSCRIBE {channel}\r\n".encode())
     sock.recv(1024)
     sock.settimeout(0.05)
-    stop = threading.Event()
 
-    def drain() -> None:
-        while not stop.is_set():
-            with suppress(TimeoutError):
-                sock.recv(65536)
+    def step() -> None:
+        with suppress(TimeoutError):
+            sock.recv(65536)
 
-    thread = threading.Thread(target=drain)
-    thread.start()
-    try:
+    with sock, _looping(step):
         yield
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
 
 
 @contextmanager
@@ -125,20 +117,29 @@ def _redis_py_listener(client: redis.Redis, channel: str) -> Iterator[None]:
     """A thread reading a redis-py PubSub, as RedisBus does, doing nothing else."""
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.subscribe(channel)
+    try:
+        with _looping(lambda: pubsub.get_message(timeout=0.05)):
+            yield
+    finally:
+        pubsub.close()
+
+
+@contextmanager
+def _looping(step: Callable[[], object]) -> Iterator[None]:
+    """Call ``step`` in a thread, again and again, until the block ends."""
     stop = threading.Event()
 
-    def drain() -> None:
+    def loop() -> None:
         while not stop.is_set():
-            pubsub.get_message(timeout=0.05)
+            step()
 
-    thread = threading.Thread(target=drain)
+    thread = threading.Thread(target=loop)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
-        pubsub.close()
 
 
 @contextmanager

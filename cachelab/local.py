@@ -51,34 +51,28 @@ class LocalStore:
         self.evictions = 0
         # Public so a node can inline its hit path; never rebound, only mutated.
         self.data: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
-        self._data = self.data
         self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.data)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._data
+        return key in self.data
 
     def items(self) -> Iterator[tuple[str, Any, int]]:
         """Yield ``(key, value, version)`` from least to most recently used."""
-        for key, (value, version, _) in list(self._data.items()):
+        for key, (value, version, _) in list(self.data.items()):
             yield key, value, version
 
     def get(self, key: str) -> tuple[Any, int] | None:
         """Return ``(value, version)`` and mark it used, or None on a miss."""
-        entry = self._data.get(key)
+        entry = self.data.get(key)
         if entry is None or entry[2] <= self.timer():
             if entry is not None:
                 self._drop(key)
             return None
-        self._data.move_to_end(key)
+        self.data.move_to_end(key)
         return entry[0], entry[1]
-
-    def peek(self, key: str) -> tuple[Any, int] | None:
-        """Return ``(value, version)`` without touching LRU order or counters."""
-        entry = self._data.get(key)
-        return None if entry is None else (entry[0], entry[1])
 
     def floor(self, key: str) -> int:
         """The minimum version a fill of ``key`` must carry (0 when none is known)."""
@@ -92,14 +86,14 @@ class LocalStore:
 
     def known_version(self, key: str) -> int:
         """The newest version this store has seen for ``key``."""
-        entry = self._data.get(key)
+        entry = self.data.get(key)
         return max(self.floor(key), 0 if entry is None else entry[1])
 
     def fill(self, key: str, value: Any, version: int) -> bool:
         """Store a value read at ``version``, unless something newer is known."""
         if self.tombstones and version < self.floor(key):
             return False
-        current = self._data.get(key)
+        current = self.data.get(key)
         if self.ordering and current is not None and current[1] > version:
             return False
         self._store(key, value, version)
@@ -110,7 +104,7 @@ class LocalStore:
         if self.ordering and version <= self.known_version(key):
             return False
         self._raise_floor(key, version)
-        if key in self._data:
+        if key in self.data:
             self._store(key, value, version)
         return True
 
@@ -118,14 +112,14 @@ class LocalStore:
         """Drop ``key`` for a change at ``version``; False if already known."""
         if self.ordering and version <= self.known_version(key):
             return False
-        self._data.pop(key, None)
+        self.data.pop(key, None)
         self._raise_floor(key, version)
         return True
 
     def flush(self, *, forget_floors: bool = False) -> int:
         """Drop every entry (and the floors too after a server change); return how many."""
-        dropped = len(self._data)
-        self._data.clear()
+        dropped = len(self.data)
+        self.data.clear()
         if forget_floors:
             self._floors.clear()
         return dropped
@@ -133,10 +127,10 @@ class LocalStore:
     def _store(self, key: str, value: Any, version: int) -> None:
         """Insert or replace, then evict the least recently used beyond ``maxsize``."""
         expires = _FOREVER if self.ttl is None else self.timer() + self.ttl
-        self._data[key] = (value, version, expires)
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            old_key, (_, old_version, _) = self._data.popitem(last=False)
+        self.data[key] = (value, version, expires)
+        self.data.move_to_end(key)
+        while len(self.data) > self.maxsize:
+            old_key, (_, old_version, _) = self.data.popitem(last=False)
             self.evictions += 1
             self._raise_floor(old_key, old_version)
             if self.on_evict is not None:
@@ -144,7 +138,7 @@ class LocalStore:
 
     def _drop(self, key: str) -> None:
         """Remove an expired entry, keeping its version as a floor."""
-        _, version, _ = self._data.pop(key)
+        _, version, _ = self.data.pop(key)
         self._raise_floor(key, version)
 
     def _raise_floor(self, key: str, version: int) -> None:

@@ -182,10 +182,7 @@ class CacheNode:
     def _read(self, key: str, loader: Callable[..., Any] | None) -> Any:
         """The general read: look up, else load (once per node), and record it."""
         start = self._timer() if self._recorder is not None else 0.0
-        with self._lock:
-            hit = self._local.get(key)
-            self._hits += hit is not None
-            self._misses += hit is None
+        hit = self.lookup_entry(key)
         found = hit is not None and not (loader is not None and hit[0] is ABSENT)
         if not found:
             hit = self._miss(key, loader)
@@ -215,8 +212,8 @@ class CacheNode:
         flight = self._open(key, joinable=True)
         try:
             self._read_into(flight)
-        except BaseException:
-            self._close_flight(flight)
+        except BaseException as exc:
+            self._close_flight(flight, exc)
             raise
         return flight
 
@@ -232,8 +229,7 @@ class CacheNode:
         try:
             self._load_external(flight, loader)
         except BaseException as exc:
-            flight.error = exc
-            self._close_flight(flight)
+            self._close_flight(flight, exc)
             raise
         return flight.value
 
@@ -261,8 +257,7 @@ class CacheNode:
             if loader is not None and flight.value is ABSENT:
                 self._load_external(flight, loader)
         except BaseException as exc:
-            flight.error = exc
-            self._close_flight(flight)
+            self._close_flight(flight, exc)
             raise
         self.fill(flight)
         return flight.value, flight.version
@@ -329,8 +324,8 @@ class CacheNode:
         fragment = encoded if op == "set" and self.strategy.carries_value else None
         try:
             seq = self._store.write(op, key, encoded, self._head(op, key, fragment))
-        except BaseException:
-            self._close_flight(flight)
+        except BaseException as exc:
+            self._close_flight(flight, exc)
             raise
         with self._lock:
             self._counts["writes"] += 1
@@ -395,9 +390,10 @@ class CacheNode:
         if flight.event is not None:
             flight.event.set()
 
-    def _close_flight(self, flight: Flight) -> None:
-        """Release a ticket whose load failed."""
+    def _close_flight(self, flight: Flight, error: BaseException) -> None:
+        """Release a ticket whose load failed; whoever waits on it gets the error."""
         with self._lock:
+            flight.error = error
             self._finish(flight)
 
     # -- messages (called by the bus) ---------------------------------------
@@ -432,10 +428,14 @@ class CacheNode:
     def _track_seq(self, seq: int) -> None:
         """Gap detection: a skipped sequence number means lost messages, so flush."""
         if self.gap_detection and seq > self._last_seq + 1:
-            self._counts["gaps"] += 1
-            self._emit("gap", "", seq)
-            self._flush_locked()
+            self._gap(seq)
         self._last_seq = max(self._last_seq, seq)
+
+    def _gap(self, seq: int, forget_floors: bool = False) -> None:
+        """Messages were lost (or the server is new): nothing cached can be trusted."""
+        self._counts["gaps"] += 1
+        self._emit("gap", "", seq)
+        self._flush_locked(forget_floors=forget_floors)
 
     def subscribed(self, first: bool) -> None:
         """The bus is (re)subscribed; after a reconnect, messages may have been lost."""
@@ -443,26 +443,16 @@ class CacheNode:
         with self._lock:
             if self._closed:
                 return
-            if first or self.reconnect_flush:
-                if not first:
-                    self._counts["reconnects"] += 1
-                    self._emit("reconnect", "", seq)
-                    self._flush_locked(forget_floors=True)
-                self._last_seq = seq
-            else:
+            if not first:
                 self._counts["reconnects"] += 1
                 self._emit("reconnect", "", seq)
-                self._check_missed(seq)
+                if self.reconnect_flush:
+                    self._flush_locked(forget_floors=True)
+                elif self.gap_detection and seq != self._last_seq:
+                    # Compare sequences instead: writes were missed, or the server is new.
+                    self._gap(seq, forget_floors=seq < self._last_seq)
+            self._last_seq = seq
             self._coherent = True
-
-    def _check_missed(self, seq: int) -> None:
-        """Without a reconnect flush, compare sequences: writes were missed, or the server
-        is new (its sequence went backwards), and either way nothing cached holds."""
-        if self.gap_detection and seq != self._last_seq:
-            self._counts["gaps"] += 1
-            self._emit("gap", "", seq)
-            self._flush_locked(forget_floors=seq < self._last_seq)
-        self._last_seq = seq
 
     def disconnected(self) -> None:
         """The bus is down: stop trusting and filling the local cache until it is back."""
