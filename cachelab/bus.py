@@ -133,7 +133,6 @@ class RedisBus:
         self.heartbeat = Heartbeat(heartbeat)
         self.max_backoff = max_backoff
         self.start_timeout = start_timeout
-        self.errors = 0
         self._stop = threading.Event()
         self._ready = threading.Event()  # set once the first attempt succeeded or failed
         self._start_error: BaseException | None = None
@@ -163,11 +162,6 @@ class RedisBus:
         """Wait for the thread to finish."""
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        """Whether the listener thread is running."""
-        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         """Subscribe, read, and resubscribe after any failure, until stopped."""
@@ -235,7 +229,6 @@ class RedisBus:
 
     def _lost(self, pubsub: Any, exc: BaseException | None) -> None:
         """Report the subscription down and discard the PubSub object."""
-        self.errors += 1
         if not self._ready.is_set():  # the very first subscription failed: start() reports it
             self._start_error = exc or RuntimeError("unexpected error while subscribing")
             self._ready.set()
