@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from urllib.parse import urlsplit, urlunsplit
 
 import fakeredis
 import redis
 
+from cachelab.auth import secret_bytes
+
 _lock = threading.Lock()
 _server: fakeredis.FakeServer | None = None
+_secrets: weakref.WeakKeyDictionary[redis.Redis, bytes] = weakref.WeakKeyDictionary()
 
 
 class BackendUnavailable(redis.ConnectionError):
@@ -25,12 +29,29 @@ def embedded_server() -> fakeredis.FakeServer:
         return _server
 
 
-def connect(url: str | None = None, *, timeout: float = 10.0) -> redis.Redis:
+def connect(
+    url: str | None = None, *, timeout: float = 10.0, secret: bytes | str | None = None
+) -> redis.Redis:
     """A client of the embedded fakeredis server (``None``) or of the Redis at ``url``.
 
     Commands on a real server give up after ``timeout`` seconds: a node cut off from
-    Redis raises ``redis.TimeoutError`` instead of hanging its caller forever.
+    Redis raises ``redis.TimeoutError`` instead of hanging its caller forever. A
+    ``secret`` here authenticates the messages of every node built on this client.
     """
+    checked = None if secret is None else secret_bytes(secret)
+    client = _client(url, timeout)
+    if checked is not None:
+        _secrets[client] = checked
+    return client
+
+
+def client_secret(client: redis.Redis) -> bytes | None:
+    """The secret given to ``connect()`` for ``client``, if any."""
+    return _secrets.get(client)
+
+
+def _client(url: str | None, timeout: float) -> redis.Redis:
+    """The client itself: embedded, or a checked connection to ``url``."""
     if url is None:
         return fakeredis.FakeRedis(server=embedded_server())
     if not isinstance(url, str):

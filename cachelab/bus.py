@@ -7,6 +7,10 @@ therefore reported to the node as a resubscription, which flushes its cache.
 The listener thread alone touches its PubSub object (creating, reading, closing
 it): closing a PubSub from another thread while it reads is the redis-py 8 +
 hiredis race that prints "Exception in thread" at shutdown.
+
+Nothing the listener does can end the thread: an exception from it is logged and
+treated as a lost subscription (the node stops trusting its cache, then resubscribes
+and repairs). Should the thread end anyway, it tells the node first.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ class Listener(Protocol):
     """What a bus reports to (a CacheNode)."""
 
     def receive(self, raw: bytes) -> None:
-        """One raw message from the channel."""
+        """One raw message from the channel (or a heartbeat from the beat channel)."""
+        ...
+
+    def send_beat(self, channel: str, token: str) -> None:
+        """Publish a heartbeat carrying ``token`` on ``channel``."""
+        ...
+
+    def maintain(self) -> None:
+        """Called between messages: time for owed work (repair)."""
         ...
 
     def subscribed(self, first: bool) -> None:
@@ -42,7 +54,11 @@ class Listener(Protocol):
 
 
 class Bus(Protocol):
-    """The channel a node listens on: started once, stopped once."""
+    """The channel a node listens on: started once, stopped once.
+
+    A bus may say ``ordered = False`` when it can reorder or repeat messages (the
+    simulator's lossy networks); a node then does not read a repeated number as a forgery.
+    """
 
     def start(self, listener: Listener) -> None:
         """Begin delivering to ``listener``; return once subscribed."""
@@ -77,9 +93,8 @@ class Heartbeat:
         self.interval = interval
         self.timer = timer
         self._next = float("inf")
-        self._waiting: bytes | None = None
+        self._waiting: str | None = None
         self._deadline = float("inf")
-        self._count = 0
 
     def restart(self) -> None:
         """Start beating from now (the subscription was just confirmed)."""
@@ -91,28 +106,31 @@ class Heartbeat:
         self._waiting = None
         self._next = float("inf")
 
-    def due(self) -> bytes | None:
-        """The payload to publish now, if a beat is due; raise if the last one never came."""
+    def due(self) -> str | None:
+        """The token to send now, if a beat is due; raise if the last one never came."""
         now = self.timer()
         if self._waiting is not None and now > self._deadline:
             raise SubscriptionSilent("heartbeat not echoed: the subscription is deaf")
         if self.interval is None or self._waiting is not None or now < self._next:
             return None
-        self._count += 1
-        self._waiting = str(self._count).encode()
+        self._waiting = secrets.token_hex(8)
         self._deadline = now + 3 * self.interval
         return self._waiting
 
-    def echo(self, payload: bytes | str) -> None:
-        """A beat came back; the next one is due one interval later."""
+    def echo(self, payload: bytes | str) -> bool:
+        """Whether ``payload`` (a beat message) carries the awaited token; if so, reset."""
         data = payload.encode() if isinstance(payload, str) else payload
-        if data == self._waiting:
-            self._waiting = None
-            self._next = self.timer() + (self.interval or 0.0)
+        if self._waiting is None or b'"key":"' + self._waiting.encode() + b'"' not in data:
+            return False
+        self._waiting = None
+        self._next = self.timer() + (self.interval or 0.0)
+        return True
 
 
 class RedisBus:
     """A pub/sub subscription served by one daemon thread, with a heartbeat."""
+
+    ordered = True  # one connection: Redis delivers in publish order, each message once
 
     def __init__(
         self,
@@ -140,6 +158,7 @@ class RedisBus:
         self._listener: Listener | None = None
         self._first = True
         self._confirmed: set[str] = set()
+        self._pubsub: Any = None  # touched by the listener thread only
 
     def start(self, listener: Listener) -> None:
         """Start the thread and wait for the first subscription."""
@@ -164,50 +183,62 @@ class RedisBus:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        """Serve the subscription; should the thread end unbidden, tell the node first."""
+        try:
+            self._serve()
+        finally:
+            if not self._stop.is_set():
+                log.error("the listener thread %s is ending unexpectedly", self.name)
+                self._tell_disconnected()
+            self._close(self._pubsub)
+            self._pubsub = None
+
+    def _serve(self) -> None:
         """Subscribe, read, and resubscribe after any failure, until stopped."""
         backoff = self.poll
-        pubsub: Any = None
         while not self._stop.is_set():
             try:
-                if pubsub is None:
-                    pubsub = self._subscribe()
+                if self._pubsub is None:
+                    self._subscribe()
                 self._beat()
-                self._dispatch(pubsub.get_message(timeout=self.poll))
+                self._dispatch(self._pubsub.get_message(timeout=self.poll))
+                self._maintain()
                 backoff = self.poll
             except _NETWORK_ERRORS as exc:
-                self._lost(pubsub, exc)
-                pubsub = None
+                self._lost(exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
             except Exception:  # a listener must never die; log and start over
                 log.exception("unexpected error in %s", self.name)
-                self._lost(pubsub, None)
-                pubsub = None
+                self._lost(None)
                 self._stop.wait(backoff)
-        self._close(pubsub)
 
-    def _subscribe(self) -> Any:
+    def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
-        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
         self._confirmed.clear()
         self.heartbeat.pause()
-        pubsub.subscribe(self.channel, self.beat_channel)
-        return pubsub
+        self._pubsub.subscribe(self.channel, self.beat_channel)
 
     def _beat(self) -> None:
-        """Publish a heartbeat when one is due (raises if the last one never came back)."""
-        payload = self.heartbeat.due()
-        if payload is not None:
-            self.client.publish(self.beat_channel, payload)
+        """Send a heartbeat when one is due (raises if the last one never came back)."""
+        token = self.heartbeat.due()
+        if token is not None and self._listener is not None:
+            self._listener.send_beat(self.beat_channel, token)
+
+    def _maintain(self) -> None:
+        """Let the listener do owed work between messages."""
+        if self._listener is not None and self._ready.is_set():
+            self._listener.maintain()
 
     def _dispatch(self, message: dict[str, Any] | None) -> None:
         """Hand one pub/sub event to the listener."""
         if message is None or self._listener is None:
             return
         kind, channel = message["type"], _text(message["channel"])
-        if kind == "message" and channel == self.beat_channel:
-            self.heartbeat.echo(message["data"])
-        elif kind == "message":
+        if kind == "message":
+            if channel == self.beat_channel and not self.heartbeat.echo(message["data"]):
+                return  # not our beat: nothing to learn from it
             self._listener.receive(message["data"])
         elif kind == "subscribe":
             self._confirmed_one(channel)
@@ -227,7 +258,7 @@ class RedisBus:
             self.heartbeat.restart()
             self._ready.set()
 
-    def _lost(self, pubsub: Any, exc: BaseException | None) -> None:
+    def _lost(self, exc: BaseException | None) -> None:
         """Report the subscription down and discard the PubSub object."""
         if not self._ready.is_set():  # the very first subscription failed: start() reports it
             self._start_error = exc or RuntimeError("unexpected error while subscribing")
@@ -235,9 +266,18 @@ class RedisBus:
             self._stop.set()
         if exc is not None:
             log.info("%s lost its subscription: %s", self.name, exc)
-        if self._listener is not None:
+        self._tell_disconnected()
+        self._close(self._pubsub)
+        self._pubsub = None
+
+    def _tell_disconnected(self) -> None:
+        """Tell the listener it can no longer trust what it heard; it must not stop us."""
+        if self._listener is None:
+            return
+        try:
             self._listener.disconnected()
-        self._close(pubsub)
+        except Exception:
+            log.exception("%s: the listener failed to take a disconnection", self.name)
 
     def _close(self, pubsub: Any) -> None:
         """Close a PubSub object, from this thread only; errors no longer matter."""

@@ -36,6 +36,7 @@ class Cluster:
     ) -> None:
         if type(n) is not int or n < 1:
             raise ValueError(f"a cluster needs a positive int of nodes, not {n!r}")
+        self._owns_client = client is None
         self.redis = client if client is not None else connect(url)
         self.namespace = namespace or f"cluster-{secrets.token_hex(4)}"
         self.recorder = Recorder() if record else None
@@ -92,11 +93,13 @@ class Cluster:
         return {node.name: node.stats.to_dict() for node in self.nodes}
 
     def close(self) -> None:
-        """Stop every node's listener, then wait for them all."""
+        """Stop every node's listener, wait for them all, and close a client it opened."""
         for node in self.nodes:
             node.stop()
         for node in self.nodes:
             node.join()
+        if self._owns_client:
+            self.redis.close()
 
     def __enter__(self) -> Cluster:
         return self

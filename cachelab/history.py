@@ -26,18 +26,40 @@ class Op(NamedTuple):
     hit: bool = False
 
 
+INCARNATION_SHIFT = 64
+"""A version of the store's n-th incarnation in a history is ``n << 64 | seq``."""
+
+
 class Recorder:
-    """Collects operations from many nodes and threads (a CacheNode ``recorder=``)."""
+    """Collects operations from many nodes and threads (a CacheNode ``recorder=``).
+
+    Versions restart at 1 when the store's counter resets (a new incarnation). So that
+    versions still compare across a reset, the recorder numbers incarnations in the
+    order it first hears of them and records ``number << 64 | seq``: the first
+    incarnation's versions are the sequence numbers themselves.
+    """
 
     def __init__(self) -> None:
         self._ops: list[Op] = []
         self._lock = threading.Lock()
+        self._incarnations: dict[str, int] = {}
 
     def __call__(
-        self, node: str, op: str, key: str, start: float, end: float, version: int, hit: bool
+        self,
+        node: str,
+        op: str,
+        key: str,
+        start: float,
+        end: float,
+        version: int,
+        hit: bool,
+        inc: str = "",
     ) -> None:
         with self._lock:
-            self._ops.append(Op(node, op, key, start, end, version, hit))
+            number = self._incarnations.setdefault(inc, len(self._incarnations)) if inc else 0
+            self._ops.append(
+                Op(node, op, key, start, end, number << INCARNATION_SHIFT | version, hit)
+            )
 
     def __len__(self) -> int:
         return len(self._ops)

@@ -1,9 +1,13 @@
-"""The bounded local store: LRU + TTL backstop + version floors ("tombstones").
+"""The bounded local store: LRU + TTL backstop + version floors ("tombstones") + suspects.
 
 Like a cachetools ``Cache`` it knows nothing of Redis and is not thread-safe: the
 node holds one lock around every call. Every entry carries the version it was
 read at; every entry that leaves (evicted, expired, invalidated) leaves its
 version behind as a short-lived floor, so an older fill arriving late is refused.
+
+A *suspect* is an entry that may have gone stale (messages were lost): it moves out
+of ``data``, so the hit path never sees it, until repair confirms it by version and
+digest (``confirm``) or drops it. Any change to a key ends its suspicion.
 
 Why not cachetools itself: the floors need the version of whatever an eviction or
 expiry pushes out, and the node's hit path must beat ``cachetools.LRUCache.get``,
@@ -51,6 +55,7 @@ class LocalStore:
         self.evictions = 0
         # Public so a node can inline its hit path; never rebound, only mutated.
         self.data: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        self.suspects: dict[str, tuple[Any, int, float]] = {}
         self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -100,35 +105,81 @@ class LocalStore:
         return True
 
     def update(self, key: str, value: Any, version: int) -> bool:
-        """Replace a cached value with a newer one; absent keys only raise the floor."""
+        """Replace a held (even suspect) value with a newer one; else only raise the floor."""
         if self.ordering and version <= self.known_version(key):
             return False
         self._raise_floor(key, version)
-        if key in self.data:
+        if key in self.data or key in self.suspects:
             self._store(key, value, version)
         return True
 
     def invalidate(self, key: str, version: int) -> bool:
         """Drop ``key`` for a change at ``version``; False if already known."""
+        self.suspects.pop(key, None)  # whatever the version, a suspect is not worth keeping
         if self.ordering and version <= self.known_version(key):
             return False
         self.data.pop(key, None)
         self._raise_floor(key, version)
         return True
 
+    def discard(self, key: str) -> None:
+        """Drop ``key``'s entry without learning a version (a write whose outcome is unknown)."""
+        self.data.pop(key, None)
+        self.suspects.pop(key, None)
+
     def flush(self, *, forget_floors: bool = False) -> int:
-        """Drop every entry (and the floors too after a server change); return how many."""
-        dropped = len(self.data)
+        """Drop every entry and suspect (and the floors too after a reset); return how many."""
+        dropped = len(self.data) + len(self.suspects)
         self.data.clear()
+        self.suspects.clear()
         if forget_floors:
             self._floors.clear()
         return dropped
 
+    def suspect(self, since: int = 0) -> int:
+        """Stop trusting entries of version ``since`` or newer; return how many became suspect."""
+        moved = [key for key, entry in self.data.items() if entry[1] >= since]
+        for key in moved:
+            self.suspects[key] = self.data.pop(key)
+        return len(moved)
+
+    def forget_floors(self, since: int = 0) -> None:
+        """Forget floors of version ``since`` or newer (they may name versions never issued)."""
+        if since <= 0:
+            self._floors.clear()
+            return
+        for key in [key for key, (version, _) in self._floors.items() if version >= since]:
+            del self._floors[key]
+
+    def confirm(self, key: str, entry: tuple[Any, int, float], version: int) -> bool:
+        """Trust suspect ``entry`` again at the store's ``version``, if it is still the suspect."""
+        if self.suspects.get(key) is not entry or (self.tombstones and version < self.floor(key)):
+            return False
+        del self.suspects[key]
+        self.data[key] = (entry[0], version, entry[2])
+        self._evict()
+        return True
+
+    def refute(self, key: str, entry: tuple[Any, int, float], version: int) -> bool:
+        """Drop suspect ``entry``: the store holds something else, at ``version``."""
+        if self.suspects.get(key) is not entry:
+            return False
+        del self.suspects[key]
+        self._raise_floor(key, version)
+        return True
+
     def _store(self, key: str, value: Any, version: int) -> None:
         """Insert or replace, then evict the least recently used beyond ``maxsize``."""
         expires = _FOREVER if self.ttl is None else self.timer() + self.ttl
+        self.suspects.pop(key, None)
         self.data[key] = (value, version, expires)
         self.data.move_to_end(key)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Make room: suspects go first (oldest first), then the least recently used entries."""
+        while self.suspects and len(self.data) + len(self.suspects) > self.maxsize:
+            del self.suspects[next(iter(self.suspects))]  # never trusted again: no floor
         while len(self.data) > self.maxsize:
             old_key, (_, old_version, _) = self.data.popitem(last=False)
             self.evictions += 1

@@ -1,68 +1,66 @@
-"""CacheNode: the read path (lookup -> load -> fill) and the write path.
+"""CacheNode: the threaded shell around the protocol core (core.py).
 
-A miss is three phases, each callable on its own so a test or the simulator can
-put time between them: ``lookup`` (local only), ``load`` (registers a ticket,
-then reads the store) and ``fill`` (the fill guard decides). Every message about
-a key is recorded on the tickets in flight for it; a fill whose ticket saw a
-newer version, or that straddles a flush, is rejected.
+The shell owns what the core must not: one lock, the round trips to Redis, the
+listener's callbacks, and user code (loaders, hooks), which always runs outside the
+lock and can neither deadlock the node nor kill its thread. The hit path is inlined
+here, lock-free. A miss is three phases, each callable on its own so a test or the
+simulator can put time between them: ``lookup`` (local only), ``load`` (registers a
+ticket, then reads the store) and ``fill`` (the fill guard decides).
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from cachelab import validate
+from cachelab.auth import Signer
+from cachelab.backends import client_secret
 from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
+from cachelab.core import Flight, NodeCore, NodeEvent, ReentrantLoad, Switches
 from cachelab.local import LocalStore, Timer
 from cachelab.messages import (
     ABSENT,
-    MAX_KEY_CHARS,
     NO_VALUE,
     InvalidMessage,
     Message,
+    WrongVersion,
     channel,
     decode,
     decode_value,
-    encode,
     encode_value,
+    fits,
     message_head,
     message_prefix,
 )
 from cachelab.stats import NodeStats
 from cachelab.store import RedisStore, Store
 
-Recorder = Callable[[str, str, str, float, float, int, bool], None]
-"""Called as ``recorder(node, op, key, start, end, version, hit)`` after each operation."""
+__all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
+
+log = logging.getLogger(__name__)
+
+Recorder = Callable[[str, str, str, float, float, int, bool, str], None]
+"""Called as ``recorder(node, op, key, start, end, version, hit, inc)`` after each operation;
+``inc`` is the incarnation the version belongs to."""
 
 EventHook = Callable[[str, str, str, int], None]
 """Called as ``events(node, kind, key, version)``: fill, fill_rejected, evict, flush, gap,
-reconnect, disconnect, applied, outdated. ``key`` is "" for node-wide events."""
+reconnect, disconnect, applied, outdated, forged, reset, suspect, repair_keep, repair_drop.
+``key`` is "" for node-wide events. Called outside the node's lock; an exception in it is
+counted (``hook_errors``) and logged, never raised."""
 
 _MAX_NAMESPACE = 64
-
-
-@dataclass(eq=False, slots=True)
-class Flight:
-    """One load in flight: the fill guard's ticket, and the single-flight rendezvous."""
-
-    key: str
-    epoch: int
-    joinable: bool = True
-    seen: int = 0
-    value: Any = NO_VALUE
-    version: int = 0
-    error: BaseException | None = None
-    done: bool = False
-    waiters: int = 0
-    event: threading.Event | None = None
+_MUTABLE = (list, dict)
 
 
 class CacheNode:
@@ -74,9 +72,13 @@ class CacheNode:
     failure they prevent: ``fill_guard`` (reject a fill overtaken by a newer version),
     ``ordering`` (ignore messages not newer than the cached entry), ``tombstones``
     (remember versions of entries that left, for ``tombstone_ttl`` seconds),
-    ``gap_detection`` and ``reconnect_flush`` (flush when messages may have been lost).
-    ``heartbeat`` is the interval of the subscription's liveness echo (None: off).
-    ``recorder`` and ``events`` are hooks for histories and traces.
+    ``gap_detection`` (question messages that skip numbers, repeat them, or carry another
+    incarnation) and ``reconnect_flush`` (stop trusting the cache while the subscription
+    is down). ``repair`` revalidates what may be stale in batches of ``repair_batch``
+    keys instead of flushing it. ``heartbeat`` is the interval of the subscription's
+    liveness echo (None: off). ``secret`` authenticates every message of the namespace
+    (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
+    and traces.
     """
 
     def __init__(
@@ -96,46 +98,50 @@ class CacheNode:
         gap_detection: bool = True,
         reconnect_flush: bool = True,
         negative_cache: bool = True,
+        repair: bool = True,
+        repair_batch: int = 256,
         heartbeat: float | None = 1.0,
+        secret: bytes | str | None = None,
         recorder: Recorder | None = None,
         events: EventHook | None = None,
         bus: Bus | None = None,
     ) -> None:
-        _check_name("name", name, 100)
-        _check_name("namespace", namespace, _MAX_NAMESPACE)
+        validate.name("name", name, 100)
+        validate.name("namespace", namespace, _MAX_NAMESPACE)
+        switches = Switches(
+            fill_guard=validate.flag("fill_guard", fill_guard),
+            gap_detection=validate.flag("gap_detection", gap_detection),
+            reconnect_flush=validate.flag("reconnect_flush", reconnect_flush),
+            negative_cache=validate.flag("negative_cache", negative_cache),
+            repair=validate.flag("repair", repair),
+        )
         self.name = name
         self.namespace = namespace
         self.id = f"{name}#{secrets.token_hex(4)}"
         self.strategy = strategy_for(strategy)
-        self.fill_guard = fill_guard
-        self.gap_detection = gap_detection
-        self.reconnect_flush = reconnect_flush
-        self.negative_cache = negative_cache
-        self._timer = timer
-        self._recorder = recorder
-        self._events = events
-        self._local = LocalStore(
+        self._timer = validate.hook("timer", timer) or time.monotonic
+        self._recorder = validate.hook("recorder", recorder)
+        self._events = validate.hook("events", events)
+        self._repair_size = validate.count("repair_batch", repair_batch)
+        local = LocalStore(
             max_entries,
-            ttl,
-            timer=timer,
-            tombstones=tombstones,
-            tombstone_ttl=tombstone_ttl,
-            ordering=ordering,
-            on_evict=None if events is None else self._evicted,
+            validate.seconds("ttl", ttl, optional=True),
+            timer=self._timer,
+            tombstones=validate.flag("tombstones", tombstones),
+            tombstone_ttl=validate.seconds("tombstone_ttl", tombstone_ttl) or 60.0,
+            ordering=validate.flag("ordering", ordering),
+            on_evict=self._evicted,
         )
-        self._entries = self._local.data
+        self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
-        self._misses = 0
-        self._store: Store = _store_for(r, namespace)
+        self._signer = _signer(r, secret, namespace)
+        self._store: Store = _store_for(r, namespace, self._signer)
         self._prefix = message_prefix(namespace, self.id)
+        ordered = bool(getattr(bus, "ordered", True))
+        self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
         self._lock = threading.Lock()
-        self._flights: dict[str, list[Flight]] = {}
-        self._epoch = 0
-        self._last_seq = 0
-        self._coherent = not self.strategy.subscribes
-        self._synced = ""
-        self._closed = False
-        self._counts = dict.fromkeys(NodeStats.COUNTERS, 0)
+        self._logged: set[str] = set()
+        self._store.meta()  # fails now, clearly, on a secret the namespace does not share
         self._bus = self._start_bus(r, bus, heartbeat)
 
     def _start_bus(
@@ -175,23 +181,29 @@ class CacheNode:
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
         """Return the cached value, else Redis's, else ``loader()``'s (stored for all nodes).
 
-        ``loader`` is called with no argument, or with the key if it takes one.
+        ``loader`` is called with no argument, or with the key if it takes one. It must
+        not read ``key`` through this node (that raises ``ReentrantLoad``).
         """
+        if not callable(loader):
+            raise TypeError(f"loader must be callable, not {type(loader).__name__}")
         return self._read(key, loader)
 
     def _read(self, key: str, loader: Callable[..., Any] | None) -> Any:
         """The general read: look up, else load (once per node), and record it."""
         start = self._timer() if self._recorder is not None else 0.0
-        hit = self.lookup_entry(key)
-        found = hit is not None and not (loader is not None and hit[0] is ABSENT)
-        if not found:
-            hit = self._miss(key, loader)
-            if loader is not None and hit[0] is ABSENT:  # joined a plain get(): ask the loader
-                hit = self._miss(key, loader, join=False)
-        assert hit is not None
+        with self._lock:
+            hit = self._core.lookup(key)
+            inc = self._core.seq.inc
+        if hit is not None and not (loader is not None and hit[0] is ABSENT):
+            value, version, found = hit[0], hit[1], True
+        else:
+            flight = self._miss(key, loader)
+            if loader is not None and flight.value is ABSENT:  # joined a plain get()
+                flight = self._miss(key, loader, join=False)
+            value, version, inc, found = flight.value, flight.version, _inc(flight), False
         if self._recorder is not None:
-            self._recorder(self.name, "read", key, start, self._timer(), hit[1], found)
-        return hit[0]
+            self._record("read", key, start, version, found, inc)
+        return value
 
     def lookup(self, key: str) -> Any:
         """Phase 1: the local value (``ABSENT`` for a cached absence), or ``NO_VALUE``."""
@@ -201,26 +213,27 @@ class CacheNode:
     def lookup_entry(self, key: str) -> tuple[Any, int] | None:
         """Phase 1 with the version: ``(value, version)``, or None (the simulator records it)."""
         with self._lock:
-            hit = self._local.get(key)
-            self._hits += hit is not None
-            self._misses += hit is None
-        return hit
+            return self._core.lookup(key)
 
     def load(self, key: str) -> Flight:
         """Phase 2: take a fill-guard ticket, then read ``key`` from the store."""
-        _check_key(key)
-        flight = self._open(key, joinable=True)
+        validate.key(key)
+        with self._lock:
+            flight = self._core.open(key, True, threading.get_ident())
         try:
             self._read_into(flight)
         except BaseException as exc:
-            self._close_flight(flight, exc)
+            self._fail(flight, exc)
             raise
         return flight
 
     def fill(self, flight: Flight) -> Any:
         """Phase 3: fill the local store unless the guard refuses; return the value."""
         with self._lock:
-            self._settle_flight(flight)
+            self._core.settle(flight)
+            events = self._core.take_events()
+        _wake(flight)
+        self._emit(events)
         return flight.value
 
     def load_external(self, flight: Flight, loader: Callable[..., Any]) -> Any:
@@ -229,295 +242,271 @@ class CacheNode:
         try:
             self._load_external(flight, loader)
         except BaseException as exc:
-            self._close_flight(flight, exc)
+            self._fail(flight, exc)
             raise
         return flight.value
 
     def pending(self, key: str) -> Flight | None:
         """The untainted load of ``key`` in flight in this node, if any (single flight)."""
         with self._lock:
-            return self._find_joinable(key)
+            return self._core.joinable(key, None)
 
-    def _miss(
-        self, key: str, loader: Callable[..., Any] | None, join: bool = True
-    ) -> tuple[Any, int]:
+    def _miss(self, key: str, loader: Callable[..., Any] | None, join: bool = True) -> Flight:
         """Load ``key`` once per node however many threads miss it together."""
-        _check_key(key)
+        validate.key(key)
+        me = threading.get_ident()
         with self._lock:
-            leader = self._find_joinable(key) if join else None
+            leader = self._core.joinable(key, me) if join else None
             if leader is None:
-                flight = self._open_locked(key, joinable=True)
+                flight = self._core.open(key, True, me)
             else:
                 leader.event = leader.event or threading.Event()
                 leader.waiters += 1
         if leader is not None:
-            return self._wait(leader)
+            return _wait(leader)
         try:
             self._read_into(flight)
             if loader is not None and flight.value is ABSENT:
                 self._load_external(flight, loader)
         except BaseException as exc:
-            self._close_flight(flight, exc)
+            self._fail(flight, exc)
             raise
         self.fill(flight)
-        return flight.value, flight.version
-
-    def _find_joinable(self, key: str) -> Flight | None:
-        """Under the lock: a load to wait on instead of starting one."""
-        for flight in reversed(self._flights.get(key, ())):
-            if flight.joinable and not flight.done and self._untainted(flight):
-                return flight
-        return None
-
-    def _wait(self, leader: Flight) -> tuple[Any, int]:
-        """Wait for another thread's load of the same key."""
-        assert leader.event is not None
-        leader.event.wait()
-        if leader.error is not None:
-            raise leader.error
-        return leader.value, leader.version
+        return flight
 
     def _read_into(self, flight: Flight) -> None:
-        """Read the store into the ticket (one round trip)."""
-        encoded, version = self._store.read(flight.key)
-        flight.value = ABSENT if encoded is None else decode_value(encoded)
-        flight.version = version
+        """Read the store into the ticket (one round trip, outside the lock)."""
+        reply = self._store.read(flight.key)
+        value = ABSENT if reply.value is None else decode_value(reply.value)
+        with self._lock:
+            self._core.loaded(flight, reply, value)
+            events = self._core.take_events()
+        self._emit(events)
 
     def _load_external(self, flight: Flight, loader: Callable[..., Any]) -> None:
         """Cache-aside: call the loader, then store its value unless the key changed."""
+        start = self._timer() if self._recorder is not None else 0.0
         value = _call_loader(loader, flight.key)
         encoded = encode_value(value)
-        fragment = encoded if self.strategy.carries_value else None
-        seq = self._store.fill(
-            flight.key, encoded, flight.version, self._head("set", flight.key, fragment)
-        )
-        flight.value = value
-        if seq:
-            flight.version = seq
-            self._count("writes")
-        else:  # written since we read: hand back our value, never cache it
-            flight.joinable = False
-            flight.epoch = -1
+        head = self._head("set", flight.key, encoded)
+        assert flight.reply is not None
+        stamp = self._store.fill(flight.key, encoded, flight.reply, head)
+        with self._lock:
+            stored = self._core.stored(flight, _private(value, encoded), stamp)
+            events = self._core.take_events()
+        self._emit(events)
+        if stored and self._recorder is not None:
+            self._record("write", flight.key, start, stamp.seq, False, stamp.inc)
+
+    def _fail(self, flight: Flight, error: BaseException) -> None:
+        """Release a ticket whose load failed; whoever waits on it gets the error."""
+        with self._lock:
+            self._core.failed(flight, error)
+        _wake(flight)
 
     # -- write path --------------------------------------------------------
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` in Redis and publish the change, atomically; keep it locally."""
-        _check_key(key)
+        validate.key(key)
         encoded = encode_value(value)
-        self._write("set", key, encoded, value, "write")
+        self._write("set", key, encoded, _private(value, encoded), "write")
 
     def delete(self, key: str) -> None:
         """Delete ``key`` everywhere."""
-        _check_key(key)
+        validate.key(key)
         self._write("del", key, "", ABSENT, "delete")
 
     def invalidate(self, key: str) -> None:
         """Drop ``key`` from Redis and every node, after you changed its source of truth."""
-        _check_key(key)
+        validate.key(key)
         self._write("inv", key, "", NO_VALUE, "invalidate")
 
     def _write(self, op: str, key: str, encoded: str, value: Any, record_as: str) -> None:
         """Run the write script, then fill the writer's own cache through the guard."""
         start = self._timer() if self._recorder is not None else 0.0
-        flight = self._open(key, joinable=False)
-        fragment = encoded if op == "set" and self.strategy.carries_value else None
+        with self._lock:
+            flight = self._core.open(key, False, threading.get_ident())
         try:
-            seq = self._store.write(op, key, encoded, self._head(op, key, fragment))
+            stamp = self._store.write(op, key, encoded, self._head(op, key, encoded))
         except BaseException as exc:
-            self._close_flight(flight, exc)
+            with self._lock:
+                self._core.write_failed(flight, exc)
+            _wake(flight)
             raise
         with self._lock:
-            self._counts["writes"] += 1
-            flight.value, flight.version = value, seq
-            if value is NO_VALUE or (value is ABSENT and not self.negative_cache):
-                self._local.invalidate(key, seq)
-                self._finish(flight)
-            else:
-                self._settle_flight(flight)
+            self._core.wrote(flight, value, stamp)
+            events = self._core.take_events()
+        _wake(flight)
+        self._emit(events)
         if self._recorder is not None:
-            self._recorder(self.name, record_as, key, start, self._timer(), seq, False)
+            self._record(record_as, key, start, stamp.seq, False, stamp.inc)
 
-    def _head(self, op: str, key: str, fragment: str | None) -> str | None:
-        """The message a write publishes, or None when the strategy is silent."""
-        if not self.strategy.subscribes:
-            return None
-        return message_head(self._prefix, op, key, fragment)
+    def _head(self, op: str, key: str, encoded: str) -> str:
+        """The message a write publishes: every strategy tells the listeners.
 
-    # -- tickets -----------------------------------------------------------
-
-    def _open(self, key: str, joinable: bool) -> Flight:
-        """Register a ticket for ``key``."""
-        with self._lock:
-            return self._open_locked(key, joinable)
-
-    def _open_locked(self, key: str, joinable: bool) -> Flight:
-        """Register a ticket, the lock held."""
-        flight = Flight(key, self._epoch, joinable)
-        self._flights.setdefault(key, []).append(flight)
-        return flight
-
-    def _untainted(self, flight: Flight) -> bool:
-        """No message or flush has overtaken this ticket so far."""
-        return flight.epoch == self._epoch and flight.seen <= flight.version
-
-    def _settle_flight(self, flight: Flight) -> None:
-        """The fill guard: fill unless overtaken, then release the ticket."""
-        if flight.done:
-            return
-        value = flight.value
-        if value is ABSENT and not self.negative_cache:
-            pass
-        elif not self._coherent:
-            self._counts["uncached_reads"] += 1
-        elif (self.fill_guard and not self._untainted(flight)) or not self._local.fill(
-            flight.key, value, flight.version
-        ):
-            self._counts["stale_fills_rejected"] += 1
-            self._emit("fill_rejected", flight.key, flight.version)
-        else:
-            self._emit("fill", flight.key, flight.version)
-        self._finish(flight)
-
-    def _finish(self, flight: Flight) -> None:
-        """Release a ticket and wake whoever waits on it."""
-        flight.done = True
-        tickets = self._flights.get(flight.key)
-        if tickets is not None:
-            tickets.remove(flight)
-            if not tickets:
-                del self._flights[flight.key]
-        if flight.event is not None:
-            flight.event.set()
-
-    def _close_flight(self, flight: Flight, error: BaseException) -> None:
-        """Release a ticket whose load failed; whoever waits on it gets the error."""
-        with self._lock:
-            flight.error = error
-            self._finish(flight)
+        The value rides along for the ``update`` strategy when the message stays within
+        the size every peer accepts; otherwise peers drop the key and reload it.
+        """
+        if op == "set" and self.strategy.carries_value:
+            head = message_head(self._prefix, op, key, encoded)
+            if fits(head):
+                return head
+        return message_head(self._prefix, op, key, None)
 
     # -- messages (called by the bus) ---------------------------------------
 
     def receive(self, raw: bytes) -> None:
         """Decode and handle one raw message; a bad one is counted and dropped."""
         try:
-            msg = decode(raw, self.namespace)
-        except InvalidMessage:
-            self._count("messages_invalid")
+            msg = decode(raw, self.namespace, self._signer)
+        except InvalidMessage as exc:
+            with self._lock:
+                self._core.invalid(exc)
+            self._log_once(exc)
             return
         self.handle(msg)
 
     def handle(self, msg: Message) -> None:
-        """Apply one decoded message."""
+        """Apply one decoded message, asking the store when the sequence calls for it."""
         with self._lock:
-            if msg.op == "sync":
-                self._synced = msg.key
-                return
-            self._track_seq(msg.seq)
-            for flight in self._flights.get(msg.key, ()):
-                flight.seen = max(flight.seen, msg.seq)
-            if msg.src == self.id:
-                return
-            if self.strategy.apply(self._local, msg):
-                self._counts["invalidations_received"] += 1
-                self._emit("applied", msg.key, msg.seq)
-            else:
-                self._counts["messages_outdated"] += 1
-                self._emit("outdated", msg.key, msg.seq)
-
-    def _track_seq(self, seq: int) -> None:
-        """Gap detection: a skipped sequence number means lost messages, so flush."""
-        if self.gap_detection and seq > self._last_seq + 1:
-            self._gap(seq)
-        self._last_seq = max(self._last_seq, seq)
-
-    def _gap(self, seq: int, forget_floors: bool = False) -> None:
-        """Messages were lost (or the server is new): nothing cached can be trusted."""
-        self._counts["gaps"] += 1
-        self._emit("gap", "", seq)
-        self._flush_locked(forget_floors=forget_floors)
+            question = self._core.handle(msg)
+            events = self._core.take_events()
+        if question:
+            self._emit(events)
+            meta = self._store.meta()
+            with self._lock:
+                self._core.answer(msg, meta)
+                events = self._core.take_events()
+        self._emit(events)
+        self.repair()
 
     def subscribed(self, first: bool) -> None:
-        """The bus is (re)subscribed; after a reconnect, messages may have been lost."""
-        seq = self._store.seq()
+        """The bus is (re)subscribed: re-base on the store's meta, then repair suspects."""
+        meta = self._store.meta()
         with self._lock:
-            if self._closed:
-                return
-            if not first:
-                self._counts["reconnects"] += 1
-                self._emit("reconnect", "", seq)
-                if self.reconnect_flush:
-                    self._flush_locked(forget_floors=True)
-                elif self.gap_detection and seq != self._last_seq:
-                    # Compare sequences instead: writes were missed, or the server is new.
-                    self._gap(seq, forget_floors=seq < self._last_seq)
-            self._last_seq = seq
-            self._coherent = True
+            self._core.subscribed(first, meta)
+            events = self._core.take_events()
+        self._emit(events)
+        self.repair()
 
     def disconnected(self) -> None:
         """The bus is down: stop trusting and filling the local cache until it is back."""
         with self._lock:
-            if self._closed:
-                return
-            self._counts["disconnects"] += 1
-            self._emit("disconnect", "", self._last_seq)
-            if self.reconnect_flush:
-                self._coherent = False
-                self._flush_locked()
+            self._core.disconnected()
+            events = self._core.take_events()
+        self._emit(events)
+
+    def maintain(self) -> None:
+        """Between messages (the bus calls this): finish any repair still owed."""
+        self.repair()
+
+    def send_beat(self, beat_channel: str, token: str) -> None:
+        """Publish a heartbeat that carries the store's (incarnation, seq)."""
+        self._store.mark(beat_channel, message_head(self._prefix, "beat", token, None))
 
     def synced(self, nonce: str) -> bool:
         """Whether the sync marker ``nonce`` has reached this node (or it needs none)."""
-        return not self.strategy.subscribes or (self._coherent and self._synced == nonce)
+        core = self._core
+        return not self.strategy.subscribes or (core.coherent and core.synced == nonce)
 
     def publish_sync(self, nonce: str) -> None:
         """Publish a sync marker; a node that has it has handled every earlier message."""
-        msg = Message(self.namespace, "sync", nonce, self.id, 0)
-        self._store.publish(encode(msg))
+        self._store.mark(channel(self.namespace), message_head(self._prefix, "sync", nonce, None))
+
+    # -- repair ----------------------------------------------------------------
+
+    def repair(self) -> None:
+        """Revalidate suspect entries against the store, one batch per round trip."""
+        while self._core.local.suspects:  # unlocked peek: the batch itself is taken locked
+            with self._lock:
+                batch = self._core.repair_batch(self._repair_size)
+            if batch is None:
+                return
+            digests = [_digest(entry[0]) for _, entry in batch.items]
+            meta, checks = self._store.check(batch.keys)
+            with self._lock:
+                self._core.repaired(batch, digests, meta, checks)
+                events = self._core.take_events()
+            self._emit(events)
+
+    # -- hooks -------------------------------------------------------------------
+
+    def _emit(self, events: list[NodeEvent]) -> None:
+        """Tell the ``events`` hook, outside the lock; a failing hook is contained."""
+        hook = self._events
+        if hook is None:
+            return
+        for kind, key, version in events:
+            try:
+                hook(self.name, kind, key, version)
+            except Exception:
+                self._hook_failed("events", kind)
+
+    def _record(self, op: str, key: str, start: float, version: int, hit: bool, inc: str) -> None:
+        """Tell the ``recorder`` hook about one operation; a failing hook is contained."""
+        assert self._recorder is not None
+        try:
+            self._recorder(self.name, op, key, start, self._timer(), version, hit, inc)
+        except Exception:
+            self._hook_failed("recorder", op)
+
+    def _hook_failed(self, which: str, what: str) -> None:
+        """Count and log a hook's exception: user code never kills a node or its thread."""
+        with self._lock:
+            self._core.counts["hook_errors"] += 1
+            first = self._core.counts["hook_errors"] == 1
+        log.log(
+            logging.ERROR if first else logging.DEBUG,
+            "%s hook of node %r failed on %s",
+            which,
+            self.name,
+            what,
+            exc_info=True,
+        )
+
+    def _log_once(self, error: InvalidMessage) -> None:
+        """Say once per kind why messages are refused (a peer to upgrade or to configure)."""
+        kind = type(error).__name__ + (str(error) if isinstance(error, WrongVersion) else "")
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(
+                "node %r (namespace %r) refuses messages: %s", self.name, self.namespace, error
+            )
+
+    def _evicted(self, key: str, version: int) -> None:
+        """The local store pushed out its least recently used entry (under the lock)."""
+        self._core.events.append(("evict", key, version))
 
     # -- maintenance ---------------------------------------------------------
 
     def flush(self) -> None:
         """Drop every local entry (and reject every fill in flight)."""
         with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self, forget_floors: bool = False) -> None:
-        """Flush, the lock held."""
-        self._local.flush(forget_floors=forget_floors)
-        self._epoch += 1
-        self._counts["flushes"] += 1
-        self._emit("flush", "", self._last_seq)
-
-    def _emit(self, kind: str, key: str, version: int) -> None:
-        """Tell the ``events`` hook (tracing, animation); it runs under the node lock."""
-        if self._events is not None:
-            self._events(self.name, kind, key, version)
-
-    def _evicted(self, key: str, version: int) -> None:
-        """The local store pushed out its least recently used entry."""
-        self._emit("evict", key, version)
-
-    def _count(self, name: str) -> None:
-        """Add one to a counter (under the lock: stats stay exact with many threads)."""
-        with self._lock:
-            self._counts[name] += 1
+            self._core.flush()
+            events = self._core.take_events()
+        self._emit(events)
 
     @property
     def stats(self) -> NodeStats:
         """A snapshot of this node's counters."""
         with self._lock:
-            local = self._local
-            return NodeStats.of(self._counts, self._hits, self._misses, local.evictions, len(local))
+            return self._core.stats(self._hits)
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
-        """Every local entry as ``key -> (value, version)``, for display and tests."""
+        """Every trusted local entry as ``key -> (value, version)``, for display and tests."""
         with self._lock:
-            return {key: (value, version) for key, value, version in self._local.items()}
+            return {key: (value, version) for key, value, version in self._core.local.items()}
+
+    @property
+    def switches(self) -> Switches:
+        """The safeguards this node runs (fill_guard, gap_detection, ...), read-only."""
+        return self._core.switches
 
     @property
     def coherent(self) -> bool:
         """Whether this node currently trusts its local cache (its bus is up)."""
-        return self._coherent
+        return self._core.coherent
 
     def close(self) -> None:
         """Stop listening and join the listener thread. Idempotent."""
@@ -533,9 +522,7 @@ class CacheNode:
         if self._bus is not None:
             self._bus.stop()
             with self._lock:
-                self._closed = True
-                self._coherent = False
-                self._local.flush()
+                self._core.close()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the listener thread to end."""
@@ -552,37 +539,67 @@ class CacheNode:
         return f"<CacheNode {self.name!r} ns={self.namespace!r} {self.strategy.name}>"
 
 
-def _store_for(r: redis.Redis | Store, namespace: str) -> Store:
+def _wake(flight: Flight) -> None:
+    """Wake the threads waiting on a settled ticket."""
+    if flight.event is not None:
+        flight.event.set()
+
+
+def _wait(leader: Flight) -> Flight:
+    """Wait for another thread's load of the same key."""
+    assert leader.event is not None
+    leader.event.wait()
+    if leader.error is not None:
+        raise leader.error
+    return leader
+
+
+def _inc(flight: Flight) -> str:
+    """The incarnation of a ticket's version."""
+    return "" if flight.reply is None else flight.reply.inc
+
+
+def _private(value: Any, encoded: str) -> Any:
+    """The node's own copy of a mutable value, so the caller's later changes stay theirs."""
+    return decode_value(encoded) if type(value) in _MUTABLE else value
+
+
+def _digest(value: Any) -> str:
+    """SHA-1 of a cached value's encoding, as the repair script computes it ("" if absent)."""
+    if value is ABSENT:
+        return ""
+    try:
+        return hashlib.sha1(encode_value(value).encode("ascii")).hexdigest()
+    except (TypeError, ValueError):
+        return "!"  # matches nothing: the entry is dropped
+
+
+def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
+    """The namespace's signer, from ``secret=`` or from ``connect(secret=...)``."""
+    given = client_secret(r) if isinstance(r, redis.Redis) else None
+    if (
+        secret is not None
+        and given is not None
+        and Signer(secret, namespace).key != Signer(given, namespace).key
+    ):
+        raise ValueError("secret= differs from the secret given to connect()")
+    chosen = secret if secret is not None else given
+    return None if chosen is None else Signer(chosen, namespace)
+
+
+def _store_for(r: redis.Redis | Store, namespace: str, signer: Signer | None) -> Store:
     """The store behind ``r``: Redis through the Lua scripts, or a Store as it is."""
     if isinstance(r, redis.Redis):
-        return RedisStore(r, namespace)
-    if all(callable(getattr(r, name, None)) for name in ("read", "write", "fill", "seq")):
+        return RedisStore(r, namespace, signer=signer)
+    if all(callable(getattr(r, op, None)) for op in ("read", "write", "fill", "meta", "check")):
         return r
     raise TypeError(
         f"expected a redis.Redis client (see cachelab.connect) or a Store, not {type(r).__name__}"
     )
 
 
-def _check_key(key: str) -> None:
-    """Keys are non-empty strings of bounded length."""
-    if type(key) is not str:
-        raise TypeError(f"key must be str, not {type(key).__name__}")
-    if not 0 < len(key) <= MAX_KEY_CHARS:
-        raise ValueError(f"key must have 1 to {MAX_KEY_CHARS} characters")
-
-
-def _check_name(what: str, value: str, limit: int) -> None:
-    """Names and namespaces: short, printable, and free of Redis hash-tag braces."""
-    if type(value) is not str:
-        raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    if not 0 < len(value) <= limit or not value.isprintable() or "{" in value or "}" in value:
-        raise ValueError(f"{what} must be 1 to {limit} printable characters without braces")
-
-
 def _call_loader(loader: Callable[..., Any], key: str) -> Any:
     """Call ``loader()``, or ``loader(key)`` when it takes exactly one argument."""
-    if not callable(loader):
-        raise TypeError(f"loader must be callable, not {type(loader).__name__}")
     try:
         params = inspect.signature(loader).parameters.values()
     except (TypeError, ValueError):

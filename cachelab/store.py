@@ -3,123 +3,345 @@
 Layout in Redis, for namespace ``ns`` (the ``{ns}`` hash tag keeps a namespace in
 one Redis Cluster slot, as the scripts need):
 
-- ``{ns}:seq``: the global sequence number. Each write takes the next one, and it
-  becomes the key's version.
-- ``{ns}:k:<key>``: a hash ``{ver, val}``. A delete or invalidation keeps ``{ver}``
-  alone (a marker, expiring after ``marker_ttl``), so a slow cache-aside fill can
-  tell that the key changed after it read.
+- ``{ns}:meta``: a hash ``{inc, seq[, auth]}``. ``seq`` is the sequence number: each
+  write takes the next one, and it becomes the key's version. ``inc`` is the
+  incarnation: a token every script creates when the hash is absent. Both live in one
+  key on purpose: whatever loses one (FLUSHALL, eviction, a restart without
+  persistence) loses both, so a counter that starts again always comes with a new
+  incarnation. ``auth`` is the key id of an authenticated namespace.
+- ``{ns}:k:<key>``: a hash ``{ver, val, inc}``. A delete or invalidation keeps
+  ``{ver, inc}`` alone (a marker, expiring after ``marker_ttl``), so a slow cache-aside
+  fill can tell that the key changed after it read. A value found under another
+  incarnation (it outlived its sequence number) is given version 0 of the current one.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 import redis
 
+from cachelab.auth import AuthenticationMismatch, Signer
 from cachelab.messages import channel
 
-_WRITE = """
-local data, op = KEYS[1], ARGV[1]
-if op == 'fill' then
-  local cur = redis.call('HMGET', data, 'val', 'ver')
-  if cur[1] or (cur[2] and tonumber(cur[2]) > tonumber(ARGV[5])) then return 0 end
-end
-local seq = redis.call('INCR', KEYS[2])
-if op == 'set' or op == 'fill' then
-  redis.call('HSET', data, 'ver', seq, 'val', ARGV[2])
-  redis.call('PERSIST', data)
-else
-  redis.call('DEL', data)
-  redis.call('HSET', data, 'ver', seq)
-  redis.call('PEXPIRE', data, ARGV[5])
-end
-if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3] .. seq .. '}') end
-return seq
-"""
 
-_READ = """
-local cur = redis.call('HMGET', KEYS[1], 'val', 'ver')
-if cur[1] then return {cur[1], cur[2]} end
-return {'', redis.call('GET', KEYS[2]) or '0'}
-"""
+class Meta(NamedTuple):
+    """The store's incarnation and latest sequence number."""
+
+    inc: str
+    seq: int
+
+
+class Reply(NamedTuple):
+    """A read: the encoded value (None when absent) and its version, with the store's meta."""
+
+    value: bytes | None
+    version: int
+    inc: str
+    seq: int
+
+
+class Stamp(NamedTuple):
+    """What a write was given: its sequence number (0: a refused fill) and incarnation."""
+
+    seq: int
+    inc: str
+
+
+Check = tuple[int, str]
+"""One key's repair answer: its version and the SHA-1 of its encoded value ("" if absent)."""
 
 
 class Store(Protocol):
-    """What a node needs from the shared store: four operations, all atomic."""
+    """What a node needs from the shared store: six operations, all atomic."""
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
-        """Return ``(encoded value, version)``, or ``(None, current seq)`` when absent."""
+    def meta(self) -> Meta:
+        """The current incarnation and sequence number (created when absent)."""
         ...
 
-    def write(self, op: str, key: str, encoded: str, head: str | None) -> int:
-        """Apply ``set``/``del``/``inv``, publish ``head + seq + '}'`` if given; return seq."""
+    def read(self, key: str) -> Reply:
+        """Read ``key``; absent keys read as ``(None, current seq)``."""
         ...
 
-    def fill(self, key: str, encoded: str, since: int, head: str | None) -> int:
-        """Store ``encoded`` only if ``key`` holds no value and was not written after
-        ``since``; return the new seq, or 0 when refused."""
+    def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
+        """Apply ``set``/``del``/``inv`` and publish ``head`` + tail if given."""
         ...
 
-    def seq(self) -> int:
-        """The latest sequence number handed out."""
+    def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
+        """Store ``encoded`` only if ``key`` holds no value and did not change since the
+        read ``since``; a refusal has ``seq`` 0."""
         ...
 
-    def publish(self, raw: bytes) -> None:
-        """Publish a raw message on the namespace's channel (used for sync markers)."""
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        """Version and value digest of each key, for repair, with the store's meta."""
         ...
+
+    def mark(self, channel: str, head: str | None) -> Meta:
+        """Publish a marker (``head`` + the current tail) on ``channel``; return the meta."""
+        ...
+
+
+_PRELUDE = """
+local function meta_of(key, nonce, auth)
+  local m = redis.call('HMGET', key, 'inc', 'seq', 'auth')
+  if not m[1] then
+    local t = redis.call('TIME')
+    local inc = t[1] .. '.' .. t[2] .. '-' .. nonce
+    redis.call('HSET', key, 'inc', inc, 'seq', 0)
+    if auth ~= '' then redis.call('HSET', key, 'auth', auth) end
+    return inc, 0, nil
+  end
+  local have = m[3] or ''
+  if have == auth then return m[1], tonumber(m[2]), nil end
+  if auth == '' then return nil, nil, 'cachelab-auth: the namespace is authenticated' end
+  if have == '' then return nil, nil, 'cachelab-auth: the namespace is not authenticated' end
+  return nil, nil, 'cachelab-auth: the namespace is authenticated with another secret'
+end
+
+local function publish(ch, head, inc, seq, ipad, opad)
+  if ch == '' then return end
+  local body = head .. '"inc":"' .. inc .. '","seq":' .. string.format('%d', seq)
+  if ipad ~= '' then
+    local inner = redis.sha1hex(ipad .. body)
+    inner = inner:gsub('%x%x', function(h) return string.char(tonumber(h, 16)) end)
+    body = body .. ',"mac":"' .. redis.sha1hex(opad .. inner) .. '"}'
+  else
+    body = body .. '}'
+  end
+  redis.call('PUBLISH', ch, body)
+end
+"""
+
+# KEYS: data, meta. ARGV: op, value, head, channel, marker ms | since, nonce, auth,
+# ipad, opad, since's incarnation.
+_WRITE = (
+    _PRELUDE
+    + """
+local data, op = KEYS[1], ARGV[1]
+local inc, seq, err = meta_of(KEYS[2], ARGV[6], ARGV[7])
+if err then return redis.error_reply(err) end
+if op == 'fill' then
+  if ARGV[10] ~= inc then return {0, inc} end
+  local cur = redis.call('HMGET', data, 'val', 'ver', 'inc')
+  if cur[1] or (cur[3] == inc and tonumber(cur[2]) > tonumber(ARGV[5])) then return {0, inc} end
+end
+seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+if op == 'set' or op == 'fill' then
+  redis.call('HSET', data, 'ver', seq, 'val', ARGV[2], 'inc', inc)
+  redis.call('PERSIST', data)
+else
+  redis.call('DEL', data)
+  redis.call('HSET', data, 'ver', seq, 'inc', inc)
+  redis.call('PEXPIRE', data, ARGV[5])
+end
+publish(ARGV[4], ARGV[3], inc, seq, ARGV[8], ARGV[9])
+return {seq, inc}
+"""
+)
+
+# KEYS: data, meta. ARGV: nonce, auth.
+_READ = (
+    _PRELUDE
+    + """
+local inc, seq, err = meta_of(KEYS[2], ARGV[1], ARGV[2])
+if err then return redis.error_reply(err) end
+local cur = redis.call('HMGET', KEYS[1], 'val', 'ver', 'inc')
+if not cur[1] then return {'', seq, inc, seq} end
+if cur[3] ~= inc then
+  redis.call('HSET', KEYS[1], 'ver', 0, 'inc', inc)
+  return {cur[1], 0, inc, seq}
+end
+return {cur[1], tonumber(cur[2]), inc, seq}
+"""
+)
+
+# KEYS: meta, data... ARGV: nonce, auth.
+_CHECK = (
+    _PRELUDE
+    + """
+local inc, seq, err = meta_of(KEYS[1], ARGV[1], ARGV[2])
+if err then return redis.error_reply(err) end
+local out = {inc, seq}
+for i = 2, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'val', 'ver', 'inc')
+  if cur[1] then
+    local ver = tonumber(cur[2])
+    if cur[3] ~= inc then
+      redis.call('HSET', KEYS[i], 'ver', 0, 'inc', inc)
+      ver = 0
+    end
+    out[#out + 1] = ver
+    out[#out + 1] = redis.sha1hex(cur[1])
+  else
+    out[#out + 1] = seq
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
+)
+
+# KEYS: meta. ARGV: channel, head, nonce, auth, ipad, opad.
+_MARK = (
+    _PRELUDE
+    + """
+local inc, seq, err = meta_of(KEYS[1], ARGV[3], ARGV[4])
+if err then return redis.error_reply(err) end
+publish(ARGV[1], ARGV[2], inc, seq, ARGV[5], ARGV[6])
+return {seq, inc}
+"""
+)
 
 
 class RedisStore:
     """The store on a Redis server (real or fakeredis): one round trip per call."""
 
-    def __init__(self, client: redis.Redis, namespace: str, marker_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        *,
+        signer: Signer | None = None,
+        marker_ttl: float = 3600.0,
+    ) -> None:
         if not marker_ttl > 0:
             raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
         self.client = client
         self.namespace = namespace
         self.channel = channel(namespace)
-        self._seq_key = "{" + namespace + "}:seq"
+        self.meta_key = "{" + namespace + "}:meta"
         self._prefix = "{" + namespace + "}:k:"
         self._marker_ms = str(int(marker_ttl * 1000))
-        self._write = client.register_script(_WRITE)
-        self._read = client.register_script(_READ)
-        self._write_sha = self._write.sha
+        self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ("", b"", b"")
+        self._nonce = secrets.token_hex(4)  # part of any incarnation this store creates
+        _teach_sha1hex(client)
+        self._scripts = {
+            name: client.register_script(text)
+            for name, text in (
+                ("write", _WRITE),
+                ("read", _READ),
+                ("check", _CHECK),
+                ("mark", _MARK),
+            )
+        }
+        self._write_sha = self._scripts["write"].sha
+        self._incs: dict[bytes, str] = {}
 
     def data_key(self, key: str) -> str:
         """The Redis key that holds ``key``'s value and version."""
         return self._prefix + key
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
-        """Return ``(encoded value, version)``, or ``(None, current seq)`` when absent."""
-        encoded, version = self._read(keys=[self._prefix + key, self._seq_key])
-        return (encoded or None), int(version)
+    def meta(self) -> Meta:
+        """The current incarnation and sequence number (created when absent)."""
+        return self.mark("", None)
 
-    def write(self, op: str, key: str, encoded: str, head: str | None) -> int:
-        """Apply a write atomically with its message; return its sequence number."""
+    def read(self, key: str) -> Reply:
+        """Read ``key``; absent keys read as ``(None, current seq)``."""
+        args = (self._nonce, self._auth[0])
+        value, version, inc, seq = self._run("read", (self._prefix + key, self.meta_key), args)
+        return Reply(value or None, int(version), self._inc(inc), int(seq))
+
+    def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
+        """Apply a write atomically with its message; return its stamp."""
+        return self._run_write(key, op, encoded, head, self._marker_ms, "")
+
+    def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
+        """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
+        return self._run_write(key, "fill", encoded, head, str(since.version), since.inc)
+
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        """Version and value digest of each key, with the store's meta."""
+        names = (self.meta_key, *(self._prefix + key for key in keys))
+        out = self._run("check", names, (self._nonce, self._auth[0]))
+        pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
+        return Meta(self._inc(out[0]), int(out[1])), pairs
+
+    def mark(self, channel: str, head: str | None) -> Meta:
+        """Publish a marker on ``channel`` (none when ``head`` is None); return the meta."""
+        key_id, ipad, opad = self._auth
+        args = (channel if head else "", head or "", self._nonce, key_id, ipad, opad)
+        seq, inc = self._run("mark", (self.meta_key,), args)
+        return Meta(self._inc(inc), int(seq))
+
+    def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
+        """The EVALSHA arguments of a write, to queue it in a pipeline or a MULTI."""
+        keys, args = self._write_args(key, op, encoded, head, self._marker_ms, "")
+        return (self._write_sha, len(keys), *keys, *args)
+
+    def _write_args(
+        self, key: str, op: str, encoded: str, head: str | None, limit: str, since_inc: str
+    ) -> tuple[tuple[str, str], tuple[Any, ...]]:
+        """The write script's KEYS and ARGV."""
+        key_id, ipad, opad = self._auth
         channel = self.channel if head else ""
-        return self._run_write(key, op, encoded, head or "", channel, self._marker_ms)
+        args = (op, encoded, head or "", channel, limit, self._nonce, key_id, ipad, opad, since_inc)
+        return (self._prefix + key, self.meta_key), args
 
-    def fill(self, key: str, encoded: str, since: int, head: str | None) -> int:
-        """Store a loaded value unless the key changed after ``since``; 0 when refused."""
-        channel = self.channel if head else ""
-        return self._run_write(key, "fill", encoded, head or "", channel, str(since))
-
-    def _run_write(self, key: str, *args: str) -> int:
-        """EVALSHA the write script (loading it after a server restart): one round trip.
-
-        Called directly rather than through redis-py's Script object, whose
-        bookkeeping costs about a sixth of a plain SET.
-        """
-        keys = (self._prefix + key, self._seq_key)
+    def _run_write(
+        self, key: str, op: str, encoded: str, head: str | None, limit: str, since_inc: str
+    ) -> Stamp:
+        """EVALSHA the write script directly: redis-py's Script wrapper costs a sixth of a SET."""
+        keys, args = self._write_args(key, op, encoded, head, limit, since_inc)
         try:
-            return int(self.client.evalsha(self._write_sha, 2, *keys, *args))
-        except redis.exceptions.NoScriptError:
-            return int(self._write(keys=keys, args=args))
+            seq, inc = self.client.evalsha(self._write_sha, 2, *keys, *args)
+        except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
+            seq, inc = self._run("write", keys, args)
+        except redis.exceptions.ResponseError as exc:
+            raise _mismatch(exc, self.namespace) from None
+        return Stamp(int(seq), self._inc(inc))
 
-    def seq(self) -> int:
-        """The latest sequence number handed out."""
-        return int(self.client.get(self._seq_key) or 0)
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one script (loading it if the server lost it), naming auth mismatches."""
+        try:
+            return self._scripts[name](keys=keys, args=args)
+        except redis.exceptions.ResponseError as exc:
+            raise _mismatch(exc, self.namespace) from None
 
-    def publish(self, raw: bytes) -> None:
-        """Publish a raw message on the namespace's channel."""
-        self.client.publish(self.channel, raw)
+    def _inc(self, raw: bytes | str) -> str:
+        """An incarnation as str, decoded once per distinct token."""
+        if isinstance(raw, str):
+            return raw
+        inc = self._incs.get(raw)
+        if inc is None:
+            self._incs = {raw: raw.decode("ascii")}  # the previous one is over: forget it
+            inc = self._incs[raw]
+        return inc
+
+
+def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
+    """An authentication mismatch as AuthenticationMismatch; anything else unchanged."""
+    text = str(exc)
+    if "cachelab-auth: " not in text:
+        return exc
+    why = text.split("cachelab-auth: ", 1)[1].split("\n", 1)[0].strip()
+    hint = {
+        "the namespace is authenticated": "give this node the secret",
+        "the namespace is not authenticated": "give no secret, or use a new namespace",
+    }.get(why, "every node of a namespace needs the same secret")
+    return AuthenticationMismatch(f"namespace {namespace!r}: {why}; {hint}")
+
+
+def _text(raw: bytes | str) -> str:
+    """A reply string as str."""
+    return raw.decode("ascii") if isinstance(raw, bytes) else raw
+
+
+def _teach_sha1hex(client: redis.Redis) -> None:
+    """Give fakeredis's Lua the ``redis.sha1hex`` real servers have (fakeredis#183)."""
+    server = client.connection_pool.connection_kwargs.get("server")
+    if server is None:
+        return  # a real server
+    if getattr(server, "_lua_runtime", None) is None:
+        client.eval("return 1", 0)  # fakeredis creates its Lua runtime on first use
+    table = server._lua_runtime.globals().redis
+    if table.sha1hex is None:
+        table.sha1hex = _sha1hex
+
+
+def _sha1hex(data: bytes | str) -> bytes:
+    """SHA-1 in lowercase hex, as Redis's Lua ``redis.sha1hex`` computes it."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.sha1(raw).hexdigest().encode("ascii")

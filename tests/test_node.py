@@ -12,13 +12,13 @@ import redis
 
 from cachelab import ABSENT, CacheNode, Cluster, messages
 from cachelab.messages import decode_value
-from cachelab.store import RedisStore
+from cachelab.store import RedisStore, Reply
 from tests.conftest import NodeFactory
 
 
 def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
     """What Redis itself holds for ``key`` (None when absent)."""
-    encoded, _ = RedisStore(client, namespace).read(key)
+    encoded = RedisStore(client, namespace).read(key).value
     return None if encoded is None else decode_value(encoded)
 
 
@@ -154,11 +154,12 @@ def test_stale_set_race_is_prevented_by_each_guard(
 
 def _inject(client: redis.Redis, node: CacheNode, op: str, key: str, seq: int, value: Any) -> None:
     """Publish a well-formed message from a foreign source on the node's channel."""
-    msg = messages.Message(node.namespace, op, key, "intruder", seq, value)
+    inc = RedisStore(client, node.namespace).meta().inc
+    msg = messages.Message(node.namespace, op, key, "intruder", seq, value, inc)
     client.publish(messages.channel(node.namespace), messages.encode(msg))
 
 
-def test_out_of_order_and_duplicate_messages_are_ignored(
+def test_a_late_or_repeated_number_is_taken_for_a_forgery_and_repaired(
     client: redis.Redis, make_node: NodeFactory
 ) -> None:
     a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
@@ -166,20 +167,20 @@ def test_out_of_order_and_duplicate_messages_are_ignored(
         a.set("k", f"v{v}")
     settle(a, b)
     assert b.get("k") == "v5"
-    before = b.stats
     version = b.snapshot()["k"][1]
-    _inject(client, b, "set", "k", version - 2, "older")  # arrives late
-    _inject(client, b, "set", "k", version, "v5")  # a duplicate
+    _inject(client, b, "set", "k", version - 2, "older")  # Redis never delivers late ...
+    _inject(client, b, "set", "k", version, "forged")  # ... nor twice: someone else published
     settle(a, b)
     assert b.get("k") == "v5"
-    assert b.stats.messages_outdated - before.messages_outdated == 2
-    assert b.stats.messages_ignored - before.messages_ignored == 2
+    assert b.stats.messages_forged == 2
+    assert b.stats.messages_outdated == 0
 
 
-def test_without_ordering_a_late_message_overwrites_a_newer_value(
+def test_without_ordering_and_sequence_checks_a_late_message_wins(
     client: redis.Redis, make_node: NodeFactory
 ) -> None:
-    a, b = make_node("a", strategy="update"), make_node("b", strategy="update", ordering=False)
+    naive = {"ordering": False, "gap_detection": False}
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update", **naive)
     for v in range(1, 6):
         a.set("k", f"v{v}")
     settle(a, b)
@@ -189,18 +190,27 @@ def test_without_ordering_a_late_message_overwrites_a_newer_value(
     assert b.get("k") == "older"
 
 
-def test_a_sequence_gap_flushes_the_local_cache(
-    client: redis.Redis, make_node: NodeFactory
+@pytest.mark.parametrize("repair", [True, False], ids=["repair", "flush"])
+def test_a_sequence_gap_recovers_what_may_be_stale(
+    client: redis.Redis, make_node: NodeFactory, repair: bool
 ) -> None:
-    a, b = make_node("a"), make_node("b")
+    a, b = make_node("a"), make_node("b", repair=repair)
     a.set("x", 1)
-    assert b.get("x") == 1
+    a.set("z", "unchanged")
+    assert b.get("x") == 1 and b.get("z") == "unchanged"
     store = RedisStore(client, "t")
     store.write("set", "x", messages.encode_value(2), None)  # a write whose message is lost
     a.set("y", 3)  # the next message reveals the gap
     settle(a, b)
     assert b.stats.gaps == 1
     assert b.get("x") == 2
+    stats = b.stats
+    if repair:  # x was changed and dropped; z checked and kept: a hit, no reload
+        assert (stats.repair_dropped, stats.repair_kept, stats.flushes) == (1, 1, 0)
+        hits = stats.hits
+        assert b.get("z") == "unchanged" and b.stats.hits == hits + 1
+    else:
+        assert (stats.repair_checks, stats.flushes) == (0, 1)
 
 
 def test_without_gap_detection_the_lost_write_stays_invisible(
@@ -282,7 +292,7 @@ def test_concurrent_misses_on_one_key_load_it_once(client: redis.Redis) -> None:
     release, reads = threading.Event(), []
 
     class SlowStore(RedisStore):
-        def read(self, key: str) -> tuple[bytes | None, int]:
+        def read(self, key: str) -> Reply:
             reads.append(key)
             release.wait(10)
             return super().read(key)

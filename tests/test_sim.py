@@ -186,14 +186,20 @@ def test_a_partition_drops_messages_silently() -> None:
 # -- faults ---------------------------------------------------------------------------------
 
 
-def test_a_disconnect_is_reported_and_flushes_and_its_messages_are_lost() -> None:
+@pytest.mark.parametrize("repair", [True, False], ids=["repair", "flush"])
+def test_a_disconnect_is_reported_and_recovered_and_its_messages_are_lost(repair: bool) -> None:
     script = [Request(0.5, 1, "read", "k"), Request(1.5, 0, "write", "k")]
     faults = [Fault(1.0, "disconnect", 1, 1.0)]
-    result = _run(script, nodes=2, faults=faults)
+    result = _run(script, nodes=2, faults=faults, repair=repair)
     assert [(e.t, e.node) for e in _kinds(result, "disconnect")] == [(1.0, "b")]
     assert [(e.t, e.node) for e in _kinds(result, "reconnect")] == [(2.0, "b")]
     assert [e.detail for e in _kinds(result, "drop")] == ["disconnected"]
-    assert result.stats["b"].flushes == 2
+    b = result.stats["b"]
+    if repair:  # k left trust at the disconnect; at the reconnect repair found it changed
+        assert (b.flushes, b.suspected, b.repair_checks, b.repair_dropped) == (0, 1, 1, 1)
+        assert [(e.t, e.key) for e in _kinds(result, "repair_drop")] == [(2.0, "k")]
+    else:
+        assert (b.flushes, b.repair_checks) == (2, 0)
 
 
 def test_a_crashed_node_skips_requests_and_restarts_empty() -> None:
@@ -226,7 +232,8 @@ def test_a_redis_restart_loses_data_and_sequence_and_reconnects_everyone() -> No
         ("redis", "delete", "k", 3),
         ("b", "write", "x", 4),
     ]
-    assert all(stats.flushes == 2 for stats in result.stats.values())
+    assert all(stats.resets == 1 and stats.flushes == 0 for stats in result.stats.values())
+    assert [e.key for e in _kinds(result, "repair_drop")] == ["k"]  # a's lost value
 
 
 def test_garbage_is_counted_and_dropped_by_the_real_node() -> None:

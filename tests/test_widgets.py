@@ -86,14 +86,27 @@ def test_update_strategy_pushes_the_value(make_panel: PanelFactory) -> None:
     assert cached(panel) == {"a": 2, "b": 2, "c": 2}
 
 
-def test_dropped_message_leaves_the_target_stale(make_panel: PanelFactory) -> None:
+def test_dropped_message_leaves_the_target_stale_without_sequence_checks(
+    make_panel: PanelFactory,
+) -> None:
     panel = make_panel()
+    panel.safeguards["gap_detection"].value = False
     panel.write_button.click()
     assert panel.target.value == "b"
     panel.drop_button.click()
     panel.write_button.click()
     assert cached(panel) == {"a": 2, "b": 1, "c": 2}
     assert "(stale)" in panel.table.value
+    assert live(panel).gates["b"].dropped == 1
+
+
+def test_a_dropped_message_is_caught_by_the_settle_marker(make_panel: PanelFactory) -> None:
+    panel = make_panel()
+    panel.write_button.click()
+    panel.drop_button.click()
+    panel.write_button.click()  # the marker settle() sends carries seq 2; b handled only 1
+    assert cached(panel) == {"a": 2, "b": 2, "c": 2}
+    assert stat(panel, "gaps")["b"] == 1 and stat(panel, "repair_dropped")["b"] == 1
     assert live(panel).gates["b"].dropped == 1
 
 
@@ -133,12 +146,17 @@ def test_partition_then_heal_flushes_the_node(make_panel: PanelFactory) -> None:
     assert stat(panel, "reconnects")["c"] == 1
 
 
-def test_total_loss_leaves_the_peers_stale(make_panel: PanelFactory) -> None:
+@pytest.mark.parametrize("gap_detection", [True, False])
+def test_total_loss_leaves_the_peers_stale_unless_markers_reveal_it(
+    make_panel: PanelFactory, gap_detection: bool
+) -> None:
     panel = make_panel()
+    panel.safeguards["gap_detection"].value = gap_detection
     panel.write_button.click()
     panel.loss.value = 1.0
     panel.write_button.click()
-    assert cached(panel) == {"a": 2, "b": 1, "c": 1}
+    peers = 2 if gap_detection else 1
+    assert cached(panel) == {"a": 2, "b": peers, "c": peers}
     assert all(gate.loss == 1.0 for gate in live(panel).gates.values())
 
 
@@ -163,7 +181,7 @@ def test_strategy_and_safeguards_rebuild_the_nodes(make_panel: PanelFactory) -> 
         assert live(panel).options[guard] is False
         panel.safeguards[guard].value = True
         assert live(panel).options[guard] is True
-    assert live(panel).nodes[0].fill_guard is True
+    assert live(panel).nodes[0].switches.fill_guard is True
 
 
 def test_ttl_delay_and_loss_sliders_across_their_range(make_panel: PanelFactory) -> None:

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from cachelab.check import Report, check, stale_reads
 from cachelab.cluster import node_names
+from cachelab.coherence import strategy_for
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
 from cachelab.messages import ABSENT, Message, decode, encode_value
 from cachelab.node import CacheNode, Flight
@@ -78,6 +79,7 @@ _DETAIL = {
     for outcome in ("applied", "outdated", "own")
 }
 _ENTRY_EVENTS = frozenset({"fill", "fill_rejected", "evict"})
+_REPAIRS = frozenset({"repair_keep", "repair_drop"})
 _PROGRESS_FROM = 10_000  # runs shorter than this never show a bar
 _PROGRESS_STEP = 1024
 
@@ -104,7 +106,13 @@ def paused_gc() -> Iterator[None]:
 
 @dataclass(frozen=True, eq=False)
 class _Port:
-    """A node's end of the simulated bus: subscribed at once, nothing to stop."""
+    """A node's end of the simulated bus: subscribed at once, nothing to stop.
+
+    ``ordered`` is False when the network reorders or duplicates messages: a node must
+    then not read a repeated sequence number as a forgery.
+    """
+
+    ordered: bool = True
 
     def start(self, listener: Any) -> None:
         """Subscribe: the first subscription is confirmed immediately."""
@@ -290,6 +298,8 @@ class _Run:
         self.trace: list[TraceEvent] = []
         self.history: list[Op] = []
         self.store = MemoryStore(self.time, on_write=self._written, on_publish=self._published)
+        self.ordered = not (self.net.reorder or self.net.duplicate)
+        self.listening = strategy_for(sim.strategy).subscribes
         self.nodes: list[CacheNode | None] = [None] * n
         self.life = [0] * n  # bumped by a crash: events of the old incarnation are void
         self.conn = [0] * n  # bumped when a subscription breaks: its messages are lost
@@ -344,7 +354,7 @@ class _Run:
             ttl=sim.ttl,
             timer=self.time,
             events=self._event,
-            bus=_Port(),
+            bus=_Port(self.ordered),
             **sim.node_options,
         )
 
@@ -413,9 +423,13 @@ class _Run:
     def _event_offset(self, node: str, kind: str, key: str) -> int:
         """The offset of a node event's version; track the node's pre-restart entries."""
         held = self.held[node]
+        if kind == "suspect":
+            return 0  # its version is a threshold in the node's own numbering (0: all)
         if kind not in _ENTRY_EVENTS:
             if kind == "flush":
                 held.clear()
+            elif kind in _REPAIRS:  # the store's current version: this epoch's
+                held.pop(key, None)
             return self.offset
         if kind == "evict":
             return held.pop(key, self.offset) if held else self.offset
@@ -557,9 +571,9 @@ class _Run:
         if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
             self.leases.pop(flight.key, None)
             self.writer = node.name
-            seq = self.store.seq()
+            seq = self.store.meta().seq
             node.load_external(flight, lambda: value)
-            if self.store.seq() != seq:  # stored: the ticket now holds a version of this epoch
+            if self.store.meta().seq != seq:  # stored: the ticket holds a version of this epoch
                 offset = self.offset
         self._filled(i, life, flight, start, offset)
 
@@ -617,7 +631,7 @@ class _Run:
         """A writer that is not a node: the same script, but no message."""
         self.writer = "external"
         value = next(self.values) if req.value is None else req.value
-        seq = self.store.write("set", req.key, encode_value(value), None)
+        seq = self.store.write("set", req.key, encode_value(value), None).seq
         self.history.append(Op("external", WRITE, req.key, self.now, self.now, seq + self.offset))
 
     def _db_write(self, req: Request) -> None:
@@ -642,6 +656,8 @@ class _Run:
         """Decode a published message once and send it to every subscriber."""
         msg = decode(raw, self.sim.namespace)
         self._note("send", self.writer, msg.key, msg.seq + self.offset, msg.op)
+        if not self.listening:  # every write publishes, but nobody here subscribes
+            return
         if self.plain:
             self._fan_out(msg)
             return
@@ -804,7 +820,7 @@ class _Run:
         deleted (see the module docstring).
         """
         old = self.offset
-        new = old + self.store.seq() + 1
+        new = old + self.store.meta().seq + 1
         self._note("redis_restart", "redis", version=new)
         for i in range(self.n):
             self._break(i, fault.duration)

@@ -139,9 +139,10 @@ STALE_SET = Scenario(
 
 
 def _two_writers() -> Iterable[Request]:
-    """a and b write k 1 ms apart, while messages take 5 ms; everyone reads later."""
+    """a and b write k 1 ms apart, while messages take 5 ms; b reads as a's message lands."""
     script = [_write(0.0, A, "k"), *(_read(0.05, n, "k") for n in (A, B, C))]
     script += [_write(0.1, A, "k"), _write(0.101, B, "k")]
+    script += [_read(0.1052, B, "k"), _read(0.1056, B, "k")]  # after a's message, before b's
     polls = (every(0.05, 0.2 + n * 0.01, 1.0, n, "read", "k") for n in (A, B, C))
     return merge(script, *polls)
 
@@ -151,10 +152,13 @@ TWO_WRITERS = Scenario(
     "Two writers set the cache in opposite order",
     "a writes version 2 and b writes version 3 a millisecond later, while messages "
     "take 5 ms. b caches its own version 3 at once; then a's older message arrives "
-    "and, in the naive design (push the new value, no versions), overwrites it with "
-    "version 2, for good. Redis holds version 3. With versions, a message older than "
-    "what a node already has is ignored; with invalidation, a node never takes a "
-    "value from a message, it reloads from Redis. Either fixes it.",
+    "and, without versions (push the new value, ordering=False), overwrites it with "
+    "version 2. Redis holds version 3. In the naive recipe, where a node skips its own "
+    "messages, that lasts for good; cachelab applies its own messages too, so here b "
+    "serves version 2 only until its own message lands 1 ms later, and b's reads in "
+    "that millisecond are stale. With versions, a message older than what a node "
+    "already has is ignored; with invalidation, a node never takes a value from a "
+    "message, it reloads from Redis. Either fixes it.",
     "stale_reads",
     _variants(
         _two_writers,
@@ -325,6 +329,8 @@ def _evicted() -> Iterable[Request]:
             _write(0.11, B, "k"),
             _read(0.12, B, "x"),
             _read(0.13, B, "y"),
+            _read(0.22, B, "k"),  # between the late fill (0.2) and b's own message (0.26)
+            _read(0.24, B, "k"),
         ],
         every(0.05, 0.3, 1.0, B, "read", "k"),
     )
@@ -335,14 +341,18 @@ TOMBSTONES = Scenario(
     "A newer entry is evicted, then an old fill lands",
     "Meta's 'cache made consistent' bug. b starts a slow read of k (version 1), then "
     "writes k itself (version 2, cached at once). Its cache holds two entries, so two "
-    "more fills evict k. Then the slow read returns version 1: no message has reached "
-    "b yet (its own comes back 150 ms later and is skipped), so the fill guard has "
-    "nothing against it, and with k gone there is no newer entry to compare with. "
-    "A tombstone keeps the evicted version as the minimum a fill must carry.",
+    "more fills evict k. Then the slow read returns version 1, and with k gone there "
+    "is no newer entry to compare with: b serves version 1 until its own message comes "
+    "back (150 ms after its write; in the naive recipe, which skips a node's own "
+    "messages, for good). A tombstone keeps the evicted version as the "
+    "minimum a fill must carry. (The fill guard catches this one too: b's own write "
+    "marks its load in flight. It is off here in both variants, to isolate the "
+    "tombstone, which also covers newer versions no ticket saw, such as a value "
+    "another read filled.)",
     "stale_reads",
     _variants(
         _evicted,
-        {"nodes": 2, "max_entries": 2, "network": Network(delay=0.15)},
+        {"nodes": 2, "max_entries": 2, "network": Network(delay=0.15), "fill_guard": False},
         ("no_tombstones", "tombstones=False", True, None, {"tombstones": False}),
         ("tombstones", "tombstones=True", False, 0.0, {}),
     ),

@@ -1,26 +1,33 @@
 """MemoryStore: the RedisStore scripts' exact semantics in a dict, on the virtual clock.
 
-It mirrors ``cachelab.store`` line for line: versions are the global sequence
-number; an absent key reads as ``(None, current seq)``; a delete or invalidation
-leaves a version marker that expires after ``marker_ttl``; a ``fill`` is refused
-when the key holds a value or was written after ``since``; a write with a message
-head publishes ``head + str(seq) + "}"``. ``restart()`` loses everything, as a
-Redis restart without persistence does, and names the keys whose values it lost.
+It mirrors ``cachelab.store`` line for line: versions are the sequence number; the
+meta (incarnation and sequence) is created on first use, so after ``restart()`` the
+next call starts a new incarnation at seq 0; an absent key reads as ``(None, current
+seq)``; a value that outlived its incarnation reads as version 0 of the current one;
+a delete or invalidation leaves a version marker that expires after ``marker_ttl``; a
+``fill`` is refused when the key holds a value, or changed after the read it names; a
+write with a message head publishes ``head + tail``, tagged when there is a signer.
+Incarnations are named ``sim-1``, ``sim-2``, ... so runs are reproducible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 
+from cachelab.auth import Signer
 from cachelab.local import Timer
+from cachelab.messages import finish, message_tail
+from cachelab.store import Check, Meta, Reply, Stamp
 
 WriteHook = Callable[[str, str, int], None]
 """Called as ``on_write(op, key, seq)`` after a write is applied, before it is published."""
 PublishHook = Callable[[bytes], None]
-"""Called as ``on_publish(raw)`` for each message published on the namespace's channel."""
+"""Called as ``on_publish(raw)`` for each message published (any channel)."""
 
 _VALUE_OPS = frozenset({"set", "fill"})
 _FOREVER = float("inf")
+Record = tuple[bytes | None, int, float, str]  # value (None: a marker), version, expiry, inc
 
 
 def _ignore_write(op: str, key: str, seq: int) -> None:
@@ -32,13 +39,14 @@ def _ignore_publish(raw: bytes) -> None:
 
 
 class MemoryStore:
-    """A ``Store`` with no server: one dict of ``key -> (value, version, marker expiry)``."""
+    """A ``Store`` with no server: one dict of ``key -> (value, version, expiry, inc)``."""
 
     def __init__(
         self,
         timer: Timer,
         *,
         marker_ttl: float = 3600.0,
+        signer: Signer | None = None,
         on_write: WriteHook = _ignore_write,
         on_publish: PublishHook = _ignore_publish,
     ) -> None:
@@ -46,46 +54,67 @@ class MemoryStore:
             raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
         self.timer = timer
         self.marker_ttl = marker_ttl
+        self.signer = signer
         self.on_write = on_write
         self.on_publish = on_publish
-        self._data: dict[str, tuple[bytes | None, int, float]] = {}
+        self._data: dict[str, Record] = {}
+        self._inc = ""  # "" : the meta is absent; the next call creates it
         self._seq = 0
+        self._incarnations = 0
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
-        """Return ``(encoded value, version)``, or ``(None, current seq)`` when absent."""
+    def meta(self) -> Meta:
+        """The current incarnation and sequence number (created when absent)."""
+        if not self._inc:
+            self._incarnations += 1
+            self._inc, self._seq = f"sim-{self._incarnations}", 0
+        return Meta(self._inc, self._seq)
+
+    def read(self, key: str) -> Reply:
+        """Read ``key``; absent keys read as ``(None, current seq)``."""
+        inc, seq = self.meta()
         entry = self._data.get(key)
-        if entry is not None and entry[0] is not None:
-            return entry[0], entry[1]
-        return None, self._seq
+        if entry is None or entry[0] is None:
+            return Reply(None, seq, inc, seq)
+        return Reply(entry[0], self._adopt(key, entry), inc, seq)
 
-    def write(self, op: str, key: str, encoded: str, head: str | None) -> int:
-        """Apply ``set``/``del``/``inv`` and publish ``head + seq + '}'`` if given."""
+    def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
+        """Apply ``set``/``del``/``inv`` and publish ``head`` + tail if given."""
         return self._apply(op, key, encoded, head)
 
-    def fill(self, key: str, encoded: str, since: int, head: str | None) -> int:
-        """Store a loaded value unless the key changed after ``since``; 0 when refused."""
+    def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
+        """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
+        inc, _ = self.meta()
         entry = self._live(key)
-        if entry is not None and (entry[0] is not None or entry[1] > since):
-            return 0
+        changed = entry is not None and entry[3] == inc and entry[1] > since.version
+        if since.inc != inc or (entry is not None and entry[0] is not None) or changed:
+            return Stamp(0, inc)
         return self._apply("fill", key, encoded, head)
 
-    def seq(self) -> int:
-        """The latest sequence number handed out."""
-        return self._seq
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        """Version and value digest of each key, with the meta."""
+        meta = self.meta()
+        return meta, [self._check(key, meta.seq) for key in keys]
 
-    def publish(self, raw: bytes) -> None:
-        """Publish a raw message on the namespace's channel."""
-        self.on_publish(raw)
+    def mark(self, channel: str, head: str | None) -> Meta:
+        """Publish a marker (``head`` + the current tail); return the meta."""
+        meta = self.meta()
+        if head:
+            self.on_publish(finish(head + message_tail(meta.inc, meta.seq), self.signer))
+        return meta
 
     def restart(self) -> list[str]:
-        """Lose every key and the sequence number, like a Redis restart without persistence.
+        """Lose every key and the meta, like a Redis restart without persistence.
 
         Returns the keys that held a value (markers are not values), in insertion order.
         """
         lost = [key for key, entry in self._data.items() if entry[0] is not None]
         self._data.clear()
-        self._seq = 0
+        self._inc, self._seq = "", 0
         return lost
+
+    def forget_meta(self) -> None:
+        """Lose the meta alone, as an evicting ``maxmemory`` policy may: values outlive it."""
+        self._inc, self._seq = "", 0
 
     def version(self, key: str) -> int:
         """The version of ``key``'s value or live marker (0 when there is none)."""
@@ -95,7 +124,21 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def _live(self, key: str) -> tuple[bytes | None, int, float] | None:
+    def _check(self, key: str, seq: int) -> Check:
+        """One key's repair answer."""
+        entry = self._data.get(key)
+        if entry is None or entry[0] is None:
+            return seq, ""
+        return self._adopt(key, entry), hashlib.sha1(entry[0]).hexdigest()
+
+    def _adopt(self, key: str, entry: Record) -> int:
+        """A value's version in the current incarnation (0 if it outlived its own)."""
+        if entry[3] == self._inc:
+            return entry[1]
+        self._data[key] = (entry[0], 0, entry[2], self._inc)
+        return 0
+
+    def _live(self, key: str) -> Record | None:
         """The entry of ``key``, dropping a marker whose PEXPIRE has passed."""
         entry = self._data.get(key)
         if entry is not None and entry[2] <= self.timer():
@@ -103,15 +146,16 @@ class MemoryStore:
             return None
         return entry
 
-    def _apply(self, op: str, key: str, encoded: str, head: str | None) -> int:
+    def _apply(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """The write script: take the next seq, store value or marker, publish."""
+        inc, _ = self.meta()
         self._seq += 1
         seq = self._seq
         if op in _VALUE_OPS:
-            self._data[key] = (encoded.encode(), seq, _FOREVER)
+            self._data[key] = (encoded.encode(), seq, _FOREVER, inc)
         else:
-            self._data[key] = (None, seq, self.timer() + self.marker_ttl)
+            self._data[key] = (None, seq, self.timer() + self.marker_ttl, inc)
         self.on_write(op, key, seq)
         if head:
-            self.on_publish((head + str(seq) + "}").encode())
-        return seq
+            self.on_publish(finish(head + message_tail(inc, seq), self.signer))
+        return Stamp(seq, inc)

@@ -26,7 +26,14 @@ fill           ``node`` cached ``key`` at ``version`` (``since``: the load start
 fill_rejected  the fill guard, a tombstone or ordering refused that fill
 evict          LRU pushed ``key`` out of ``node``
 flush          ``node`` dropped its whole local cache
-gap            ``node`` saw a skipped sequence number (a flush follows)
+gap            ``node`` saw a skipped sequence number (a repair or flush follows)
+suspect        ``node`` stopped trusting its entries of ``version`` or newer (0:
+               all) until repair checks them; they are not served meanwhile
+repair_keep    repair found ``node``'s suspect ``key`` current: trusted again at
+               the store's ``version``
+repair_drop    repair found ``node``'s suspect ``key`` changed: dropped
+reset          ``node`` found the store's counter restarted (a new incarnation)
+forged         ``node`` refused a message claiming what the store never issued
 disconnect     ``node``'s subscription went down (and it was told)
 reconnect      ``node`` resubscribed after a disconnect
 partition      ``node``'s subscription was cut silently (``start``) or healed
@@ -59,6 +66,11 @@ KINDS = frozenset(
         "evict",
         "flush",
         "gap",
+        "suspect",
+        "repair_keep",
+        "repair_drop",
+        "reset",
+        "forged",
         "disconnect",
         "reconnect",
         "partition",
@@ -84,6 +96,8 @@ class TraceEvent(NamedTuple):
 
 Caches = dict[str, dict[str, int]]
 _DROPS = frozenset({"del", "inv"})
+_ENTRY_CHANGES = frozenset({"fill", "evict", "deliver", "repair_keep", "repair_drop"})
+"""Kinds that end a key's suspicion, whatever else they do."""
 
 
 class _Replay:
@@ -91,6 +105,7 @@ class _Replay:
 
     def __init__(self, nodes: Iterable[str], carries_value: bool, ttl: float | None) -> None:
         self.entries: dict[str, dict[str, tuple[int, float]]] = {n: {} for n in nodes}
+        self.suspects: dict[str, dict[str, tuple[int, float]]] = {n: {} for n in nodes}
         self.carries_value = carries_value
         self.ttl = ttl
 
@@ -99,20 +114,32 @@ class _Replay:
         cache = self.entries.get(event.node)
         if cache is None:
             return
-        kind = event.kind
+        kind, suspects = event.kind, self.suspects[event.node]
+        suspect = suspects.pop(event.key, None) if kind in _ENTRY_CHANGES else None
         if kind == "fill":
             cache[event.key] = (event.version, event.t)
         elif kind == "evict" or (kind == "write" and event.detail in _DROPS):
             cache.pop(event.key, None)  # a negative entry's fill, if any, comes next
         elif kind in ("flush", "crash", "restart"):
             cache.clear()
+            suspects.clear()
         elif kind == "deliver" and event.detail.endswith(":applied"):
-            self._applied(cache, event)
+            self._applied(cache, event, suspect)
+        elif kind == "suspect":
+            for key in [k for k, (v, _) in cache.items() if v >= event.version]:
+                suspects[key] = cache.pop(key)
+        elif kind == "repair_keep" and suspect is not None:
+            cache[event.key] = (event.version, suspect[1])  # its TTL runs from its fill
 
-    def _applied(self, cache: dict[str, tuple[int, float]], event: TraceEvent) -> None:
+    def _applied(
+        self,
+        cache: dict[str, tuple[int, float]],
+        event: TraceEvent,
+        suspect: tuple[int, float] | None,
+    ) -> None:
         """A peer's change: the update strategy replaces a held value, others drop it."""
         if self.carries_value and event.detail == "set:applied":
-            if event.key in cache:
+            if event.key in cache or suspect is not None:
                 cache[event.key] = (event.version, event.t)
         else:
             cache.pop(event.key, None)

@@ -21,7 +21,7 @@ import redis
 from cachelab.backends import connect
 from cachelab.bus import Listener, RedisBus
 from cachelab.cluster import node_names
-from cachelab.messages import InvalidMessage, channel, decode
+from cachelab.messages import MARKERS, InvalidMessage, channel, decode
 from cachelab.node import CacheNode
 from cachelab.store import RedisStore
 from cachelab.viz.frames import Event
@@ -29,6 +29,8 @@ from cachelab.viz.frames import Event
 
 class Gate:
     """A Bus that hands a RedisBus's messages on to a node, unless told to lose them."""
+
+    ordered = True  # it loses messages, but never reorders or repeats them
 
     def __init__(self, inner: RedisBus, namespace: str, rng: random.Random) -> None:
         self.inner = inner
@@ -58,7 +60,8 @@ class Gate:
     # -- the Listener side, called from the bus thread ------------------------
 
     def receive(self, raw: bytes) -> None:
-        """Deliver, delay or lose one message (sync markers are never lost: settle needs them)."""
+        """Deliver, delay or lose one message (markers are never lost: settle needs syncs,
+        and a heartbeat lost here would read as a deaf connection)."""
         assert self._listener is not None
         if self._lose(raw):
             return
@@ -71,13 +74,23 @@ class Gate:
         with self._lock:
             if self.cut:
                 return True
-            if _is_sync(raw, self.namespace):
+            if _is_marker(raw, self.namespace):
                 return False
             if self.drop_next or (self.loss and self._rng.random() < self.loss):
                 self.drop_next = False
                 self.dropped += 1
                 return True
             return False
+
+    def send_beat(self, channel: str, token: str) -> None:
+        """The node sends the heartbeats (they pass the gate: they prove the connection)."""
+        assert self._listener is not None
+        self._listener.send_beat(channel, token)
+
+    def maintain(self) -> None:
+        """Let the node finish owed work."""
+        if self._listener is not None:
+            self._listener.maintain()
 
     def subscribed(self, first: bool) -> None:
         """Pass (re)subscriptions on, unless cut off."""
@@ -104,10 +117,10 @@ class Gate:
             self._listener.subscribed(False)
 
 
-def _is_sync(raw: bytes, namespace: str) -> bool:
-    """Whether ``raw`` is a settle marker."""
+def _is_marker(raw: bytes, namespace: str) -> bool:
+    """Whether ``raw`` is a marker (a settle sync or a heartbeat)."""
     try:
-        return decode(raw, namespace).op == "sync"
+        return decode(raw, namespace).op in MARKERS
     except InvalidMessage:
         return False
 
@@ -197,8 +210,8 @@ class LiveCluster:
 
     def store_version(self, key: str) -> int:
         """The version of ``key`` in Redis."""
-        encoded, version = self._store.read(key)
-        return version if encoded is not None else 0
+        reply = self._store.read(key)
+        return reply.version if reply.value is not None else 0
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per node: name, cache, stats and whether it is cut off."""

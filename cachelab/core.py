@@ -1,0 +1,444 @@
+"""The protocol core: every rule a node follows, with no thread, lock, clock or socket.
+
+A shell drives it: the threaded ``CacheNode`` (node.py) and, through that node, the
+simulator. The shell holds its lock around each call, performs the round trips the
+core asks for (``handle`` returning True means "tell me the store's meta"), and emits
+the core's events after releasing the lock, so user hooks never run under it.
+
+The rules live here once:
+
+- the fill guard (``settle``): a load overtaken by a newer version, a flush or a
+  reset does not fill;
+- writes (``wrote``): the writer fills through the same guard, and taints every other
+  load of the key in flight, so a later read of its own never joins an older load;
+  a write that failed (``write_failed``) leaves nothing of the key trusted;
+- messages (``handle``/``answer``): ordering per key, and the Sequencer's questions
+  about incarnations, gaps and replays;
+- recovery: suspect (or flush) what may be stale, and repair suspects in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from cachelab.coherence import Strategy
+from cachelab.local import LocalStore
+from cachelab.messages import ABSENT, MARKERS, MAX_SEQ, NO_VALUE, Message, Unauthenticated
+from cachelab.sequence import Sequencer, Verdict
+from cachelab.stats import NodeStats
+from cachelab.store import Check, Meta, Reply, Stamp
+
+Entry = tuple[Any, int, float]
+NodeEvent = tuple[str, str, int]  # (kind, key, version); key "" for node-wide events
+
+
+class ReentrantLoad(RuntimeError):
+    """A loader read its own key through the same node: it would wait for itself."""
+
+
+@dataclass(eq=False, slots=True)
+class Flight:
+    """One load in flight: the fill guard's ticket, and the single-flight rendezvous."""
+
+    key: str
+    epoch: int
+    joinable: bool = True
+    seen: int = 0
+    value: Any = NO_VALUE
+    version: int = 0
+    reply: Reply | None = None
+    error: BaseException | None = None
+    done: bool = False
+    waiters: int = 0
+    owner: int = 0  # the thread (or task) that leads the load
+    event: Any = None  # the shell's way to wake waiters (a threading.Event)
+
+
+@dataclass(frozen=True)
+class Switches:
+    """The safeguards a node runs; each can be switched off to show what it prevents."""
+
+    fill_guard: bool = True
+    gap_detection: bool = True
+    reconnect_flush: bool = True
+    negative_cache: bool = True
+    repair: bool = True
+
+
+@dataclass(frozen=True)
+class RepairBatch:
+    """Suspects taken for one round trip, with the epoch they were taken in."""
+
+    epoch: int
+    items: list[tuple[str, Entry]]
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys to check."""
+        return [key for key, _ in self.items]
+
+
+class NodeCore:
+    """One node's protocol state: local store, loads in flight, sequence, counters, events."""
+
+    def __init__(
+        self, node_id: str, strategy: Strategy, local: LocalStore, switches: Switches, ordered: bool
+    ) -> None:
+        self.id = node_id
+        self.strategy = strategy
+        self.local = local
+        self.switches = switches
+        self.seq = Sequencer(ordered)
+        self.checks = strategy.subscribes and switches.gap_detection
+        self.flights: dict[str, list[Flight]] = {}
+        self.epoch = 0
+        self.coherent = not strategy.subscribes
+        self.closed = False
+        self.synced = ""
+        self.hits = self.misses = 0
+        self.counts = dict.fromkeys(NodeStats.COUNTERS, 0)
+        self.events: list[NodeEvent] = []
+
+    # -- read path -----------------------------------------------------------
+
+    def lookup(self, key: str) -> tuple[Any, int] | None:
+        """Phase 1: the local ``(value, version)``, or None; counted as a hit or a miss."""
+        hit = self.local.get(key)
+        self.hits += hit is not None
+        self.misses += hit is None
+        return hit
+
+    def open(self, key: str, joinable: bool, owner: int) -> Flight:
+        """Register a ticket for a load or write of ``key``."""
+        flight = Flight(key, self.epoch, joinable, owner=owner)
+        self.flights.setdefault(key, []).append(flight)
+        return flight
+
+    def joinable(self, key: str, owner: int | None) -> Flight | None:
+        """A load of ``key`` to wait on instead of starting one (single flight).
+
+        ``owner`` is who would wait: waiting on a load it leads itself is refused.
+        """
+        for flight in reversed(self.flights.get(key, ())):
+            if flight.joinable and not flight.done and self._untainted(flight):
+                if flight.owner == owner:
+                    raise ReentrantLoad(
+                        f"the loader of {key!r} reads {key!r} through the same node; "
+                        "a loader must get its value elsewhere"
+                    )
+                return flight
+        return None
+
+    def loaded(self, flight: Flight, reply: Reply, value: Any) -> None:
+        """Phase 2 done: the store answered ``reply`` (``value`` decoded)."""
+        flight.reply, flight.value, flight.version = reply, value, reply.version
+        self._notice(reply.inc, reply.seq)
+
+    def stored(self, flight: Flight, value: Any, stamp: Stamp) -> bool:
+        """Cache-aside: the conditional fill ran; True if it stored ``value``."""
+        flight.value = value
+        self._notice(stamp.inc, stamp.seq)
+        if not stamp.seq:  # written since we read: hand back our value, never cache it
+            flight.joinable, flight.epoch = False, -1
+            return False
+        flight.version = stamp.seq
+        self.counts["writes"] += 1
+        return True
+
+    def settle(self, flight: Flight) -> None:
+        """Phase 3, the fill guard: fill unless overtaken, then release the ticket."""
+        if flight.done:
+            return
+        if flight.value is ABSENT and not self.switches.negative_cache:
+            pass
+        elif not self.coherent:
+            self.counts["uncached_reads"] += 1
+        elif (self.switches.fill_guard and not self._untainted(flight)) or not self.local.fill(
+            flight.key, flight.value, flight.version
+        ):
+            self.counts["stale_fills_rejected"] += 1
+            self._emit("fill_rejected", flight.key, flight.version)
+        else:
+            self._emit("fill", flight.key, flight.version)
+        self._finish(flight)
+
+    def failed(self, flight: Flight, error: BaseException) -> None:
+        """A load failed: release the ticket; whoever waits on it gets ``error``."""
+        flight.error = error
+        self._finish(flight)
+
+    # -- write path ----------------------------------------------------------
+
+    def wrote(self, flight: Flight, value: Any, stamp: Stamp) -> None:
+        """The store applied this node's write: taint older loads, then fill through the guard."""
+        self.counts["writes"] += 1
+        self._notice(stamp.inc, stamp.seq)
+        self._taint(flight.key, stamp.seq, spare=flight)
+        flight.value, flight.version = value, stamp.seq
+        if value is NO_VALUE or (value is ABSENT and not self.switches.negative_cache):
+            self.local.invalidate(flight.key, stamp.seq)
+            self._finish(flight)
+        else:
+            self.settle(flight)
+
+    def write_failed(self, flight: Flight, error: BaseException) -> None:
+        """A write ended in an error, yet may have run: trust nothing of its key."""
+        self.local.discard(flight.key)
+        self._taint(flight.key, MAX_SEQ, spare=None)
+        self.failed(flight, error)
+
+    # -- messages ------------------------------------------------------------
+
+    def invalid(self, error: Exception) -> None:
+        """A message failed to decode: counted, dropped."""
+        forged = isinstance(error, Unauthenticated)
+        self.counts["messages_forged" if forged else "messages_invalid"] += 1
+
+    def handle(self, msg: Message) -> bool:
+        """Apply one message; True means "answer me with the store's meta" (see ``answer``)."""
+        if msg.op in MARKERS:
+            if self.checks and not self.seq.settled(msg):
+                return True
+            self._marked(msg)
+            return False
+        if self.checks and not self.seq.trusted(msg):
+            return True
+        self._apply(msg)
+        return False
+
+    def answer(self, msg: Message, meta: Meta) -> None:
+        """Finish ``handle`` for a questioned message, knowing the store's ``meta``."""
+        if msg.op in MARKERS:
+            self._answer_marker(msg, meta)
+            return
+        verdict = self.seq.message_verdict(msg, meta)
+        if verdict is Verdict.RESET:
+            self._reset(meta)
+            if msg.inc == meta.inc and msg.seq <= meta.seq:
+                self._apply(msg)
+        elif verdict is Verdict.FORGED:
+            self._forged(msg)
+        elif verdict is Verdict.REPLAYED:  # which of the two is false, nobody can tell
+            self._forged(msg)
+            self._distrust(msg.seq)
+            self.seq.last = min(self.seq.last, meta.seq)
+            self._drop(msg)
+        else:
+            if verdict is Verdict.GAP:
+                self._gap(msg.seq)
+            self._apply(msg)
+
+    def _answer_marker(self, marker: Message, meta: Meta) -> None:
+        """Finish a questioned marker: the store's (incarnation, seq) against ours."""
+        verdict = self.seq.marker_verdict(marker, meta)
+        if verdict is Verdict.FORGED:
+            self._forged(marker)
+            return
+        if verdict is Verdict.RESET:
+            self._reset(meta)
+        elif verdict is Verdict.GAP:
+            self._gap(marker.seq)
+        elif verdict is Verdict.OVERRUN:
+            self._forged(marker)
+            self._distrust(marker.seq + 1)
+        if verdict is not Verdict.RESET:
+            self.seq.last = marker.seq
+            self.seq.received = max(self.seq.received, marker.seq)
+        self._marked(marker)
+
+    def _marked(self, marker: Message) -> None:
+        """A marker went through: a sync records its nonce for ``Cluster.settle``."""
+        if marker.op == "sync":
+            self.synced = marker.key
+
+    def _apply(self, msg: Message) -> None:
+        """Apply a trusted message: it marks loads in flight, then the strategy decides."""
+        self.seq.accept(msg.seq)
+        self._taint(msg.key, msg.seq, spare=None)
+        own = msg.src == self.id  # applied too: it matters when our write's reply was lost
+        if self.strategy.apply(self.local, msg):
+            self.counts["invalidations_received"] += not own
+            self._emit("applied", msg.key, msg.seq)
+        elif not own:  # our own is outdated by design: the write filled us
+            self.counts["messages_outdated"] += 1
+            self._emit("outdated", msg.key, msg.seq)
+
+    def _drop(self, msg: Message) -> None:
+        """Apply a doubtful message as a plain drop: no value, no floor."""
+        self.local.discard(msg.key)
+        self._taint(msg.key, msg.seq, spare=None)
+
+    def _forged(self, msg: Message) -> None:
+        """Count a message that claims what the store never issued."""
+        self.counts["messages_forged"] += 1
+        self._emit("forged", msg.key, msg.seq)
+
+    def _taint(self, key: str, seq: int, spare: Flight | None) -> None:
+        """Tell every load of ``key`` in flight (but ``spare``) that version ``seq`` exists."""
+        for flight in self.flights.get(key, ()):
+            if flight is not spare:
+                flight.seen = max(flight.seen, seq)
+
+    def _notice(self, inc: str, seq: int) -> None:
+        """A reply from the store names its incarnation: another one means a reset."""
+        if inc == self.seq.inc:
+            return
+        if self.checks and self.seq.inc:
+            self._reset(Meta(inc, seq))
+        else:  # the first one this node hears of, or a node that runs no checks
+            self.seq.inc = inc
+
+    # -- recovery ------------------------------------------------------------
+
+    def _reset(self, meta: Meta) -> None:
+        """The store's counter started again: no version we know means anything now."""
+        self.counts["resets"] += 1
+        self._emit("reset", "", meta.seq)
+        self.seq.rebase(meta)
+        self.local.forget_floors()
+        self._recover()
+
+    def _gap(self, seq: int) -> None:
+        """Messages were lost: any entry may be stale."""
+        self.counts["gaps"] += 1
+        self._emit("gap", "", seq)
+        self._recover()
+
+    def _distrust(self, since: int) -> None:
+        """Versions from ``since`` on may be forged: forget those floors, recheck those entries."""
+        self.local.forget_floors(since)
+        if self.switches.repair:
+            self._suspect(since)
+        else:
+            self._flush()
+
+    def _recover(self) -> None:
+        """Stop trusting every entry (suspect or flush) and every load in flight."""
+        self.epoch += 1
+        if self.switches.repair:
+            self._suspect(0)
+        else:
+            self._flush()
+
+    def _suspect(self, since: int) -> None:
+        """Move entries of version ``since`` or newer out of reach of the hit path."""
+        moved = self.local.suspect(since)
+        self.counts["suspected"] += moved
+        if moved:
+            self._emit("suspect", "", since)  # entries of this version or newer
+
+    def _flush(self) -> None:
+        """Drop every entry (the cold alternative to repair)."""
+        self.local.flush()
+        self.counts["flushes"] += 1
+        self._emit("flush", "", self.seq.last)
+
+    def flush(self) -> None:
+        """Drop every entry and reject every fill in flight."""
+        self.epoch += 1
+        self._flush()
+
+    def disconnected(self) -> None:
+        """The subscription is down: stop trusting and filling until it is back."""
+        if self.closed:
+            return
+        self.counts["disconnects"] += 1
+        self._emit("disconnect", "", self.seq.last)
+        if self.switches.reconnect_flush:
+            self.coherent = False
+            self._recover()
+
+    def subscribed(self, first: bool, meta: Meta) -> None:
+        """(Re)subscribed, and the store's meta read after the subscription took effect."""
+        if self.closed:
+            return
+        if not first:
+            self._resubscribed(meta)
+        self.seq.rebase(meta)
+        self.coherent = True
+
+    def _resubscribed(self, meta: Meta) -> None:
+        """After a reconnect: messages may have been lost, or the store may be another one."""
+        self.counts["reconnects"] += 1
+        self._emit("reconnect", "", meta.seq)
+        if not (self.switches.reconnect_flush or self.checks):
+            return  # the naive node trusts on: what the lab shows going wrong
+        if meta.inc != self.seq.inc:
+            self._reset(meta)
+        elif meta.seq < self.seq.last:  # the same incarnation went back: writes were lost
+            self.local.forget_floors(meta.seq + 1)
+            self._gap(meta.seq)
+        elif self.switches.reconnect_flush:
+            self._recover()
+        elif meta.seq > self.seq.last:
+            self._gap(meta.seq)
+
+    def repair_batch(self, size: int) -> RepairBatch | None:
+        """Suspects to check in one round trip, or None (nothing suspect, or not subscribed)."""
+        if not self.coherent or not self.local.suspects:
+            return None
+        return RepairBatch(self.epoch, list(islice(self.local.suspects.items(), size)))
+
+    def repaired(
+        self, batch: RepairBatch, digests: list[str], meta: Meta, checks: list[Check]
+    ) -> None:
+        """Keep the suspects the store confirms by digest, drop the others."""
+        self.counts["repair_checks"] += 1
+        if self.checks and meta.inc != self.seq.inc:
+            self._reset(meta)
+            return
+        if batch.epoch != self.epoch:
+            return  # suspicion came again meanwhile: these answers may predate it
+        for (key, entry), digest, (version, stored) in zip(
+            batch.items, digests, checks, strict=True
+        ):
+            if digest == stored and self.local.confirm(key, entry, version):
+                self.counts["repair_kept"] += 1
+                self._emit("repair_keep", key, version)
+            elif self.local.refute(key, entry, version):
+                self.counts["repair_dropped"] += 1
+                self._emit("repair_drop", key, version)
+
+    # -- tickets and events ------------------------------------------------------
+
+    def _untainted(self, flight: Flight) -> bool:
+        """No message, write or recovery has overtaken this ticket so far."""
+        return flight.epoch == self.epoch and flight.seen <= flight.version
+
+    def _finish(self, flight: Flight) -> None:
+        """Release a ticket (the shell wakes its waiters)."""
+        flight.done = True
+        tickets = self.flights.get(flight.key)
+        if tickets is not None:
+            tickets.remove(flight)
+            if not tickets:
+                del self.flights[flight.key]
+
+    def _emit(self, kind: str, key: str, version: int) -> None:
+        """Queue an event for the shell to emit once its lock is released."""
+        self.events.append((kind, key, version))
+
+    def take_events(self) -> list[NodeEvent]:
+        """The events queued so far, oldest first; the queue starts empty again."""
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        """Stop trusting the local cache for good (a closed node reads through Redis)."""
+        self.closed = True
+        self.coherent = False
+        self.local.flush()
+
+    def stats(self, extra_hits: int) -> NodeStats:
+        """A snapshot of the counters (``extra_hits``: hits the shell counted itself)."""
+        local = self.local
+        return NodeStats.of(
+            self.counts,
+            self.hits + extra_hits,
+            self.misses,
+            local.evictions,
+            len(local),
+            len(local.suspects),
+        )

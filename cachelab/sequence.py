@@ -1,0 +1,93 @@
+"""Which messages can be trusted: one stripe's incarnation and sequence, as a node sees them.
+
+Every write takes the next sequence number of its stripe, and Redis delivers one
+subscription's messages in publish order. So on an ordered subscription a message is
+trusted without a question only when it carries the known incarnation, is newer than
+the last message received, and skips no number. Anything else is answered against the
+store's own (incarnation, seq), read by the caller:
+
+- another incarnation: the counter was reset (FLUSHALL, eviction, a restart without
+  persistence), or the message is forged;
+- a jump: messages were lost, or the message claims a number the store never issued;
+- a number already received: a reset, or a forgery (one of the two messages is false).
+
+A namespace has one stripe today; a later version gives each stripe its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cachelab.messages import Message
+from cachelab.store import Meta
+
+
+class Verdict(Enum):
+    """What a questioned message (or marker) turned out to be."""
+
+    IN_ORDER = "in order"
+    RESET = "reset"  # the store has another incarnation: re-base and repair everything
+    GAP = "gap"  # messages were lost: repair everything
+    REPLAYED = "replayed"  # a number received twice: repair what may be forged
+    OVERRUN = "overrun"  # this node accepted numbers the store never issued
+    FORGED = "forged"  # the message itself is impossible: drop it
+
+
+@dataclass
+class Sequencer:
+    """One stripe's incarnation and sequence numbers, as far as this node has handled them."""
+
+    ordered: bool = True
+    inc: str = ""
+    last: int = 0  # every number up to here was handled, or is known lost
+    received: int = 0  # the newest number received on the current subscription
+
+    def rebase(self, meta: Meta) -> None:
+        """Start again from the store's meta (a new subscription, or a new incarnation)."""
+        self.inc, self.last, self.received = meta.inc, meta.seq, 0
+
+    def trusted(self, msg: Message) -> bool:
+        """Whether ``msg`` follows what came before, with no question to ask."""
+        return (
+            msg.inc == self.inc
+            and msg.seq <= self.last + 1
+            and (msg.seq > self.received or not self.ordered)
+        )
+
+    def accept(self, seq: int) -> None:
+        """A message numbered ``seq`` was handled."""
+        self.last = max(self.last, seq)
+        self.received = max(self.received, seq)
+
+    def message_verdict(self, msg: Message, meta: Meta) -> Verdict:
+        """Judge a message that was not ``trusted``, knowing the store's ``meta``."""
+        if meta.inc != self.inc:
+            return Verdict.RESET
+        if msg.inc != self.inc:
+            return Verdict.FORGED
+        if self.ordered and msg.seq <= self.received:
+            return Verdict.REPLAYED
+        if msg.seq > self.last + 1:
+            return Verdict.GAP if msg.seq <= meta.seq else Verdict.FORGED
+        return Verdict.IN_ORDER
+
+    def marker_verdict(self, marker: Message, meta: Meta) -> Verdict:
+        """Judge a marker, which carries the store's (incarnation, seq) when it was sent.
+
+        Every message numbered up to the marker's ``seq`` was published before it, so
+        on an ordered subscription it arrived before the marker (or was lost).
+        """
+        if meta.inc != self.inc:
+            return Verdict.RESET
+        if marker.inc != self.inc or marker.seq > meta.seq:
+            return Verdict.FORGED
+        if marker.seq > self.last:
+            return Verdict.GAP
+        if marker.seq < self.last:  # numbers past the marker's came before it: not genuine
+            return Verdict.OVERRUN
+        return Verdict.IN_ORDER
+
+    def settled(self, marker: Message) -> bool:
+        """Whether a marker agrees with this node's view, with no question to ask."""
+        return marker.inc == self.inc and marker.seq == self.last

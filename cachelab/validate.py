@@ -1,0 +1,67 @@
+"""Argument checks: a bad option fails at construction, with an error that names it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from cachelab.messages import MAX_KEY_CHARS
+
+
+def key(value: Any) -> None:
+    """Keys are non-empty strings of bounded length that UTF-8 can encode."""
+    if type(value) is not str:
+        raise TypeError(f"key must be str, not {type(value).__name__}")
+    if not 0 < len(value) <= MAX_KEY_CHARS:
+        raise ValueError(f"key must have 1 to {MAX_KEY_CHARS} characters")
+    if not value.isascii():
+        _encodable("key", value)
+
+
+def name(what: str, value: Any, limit: int) -> None:
+    """Names and namespaces: short, printable, and free of Redis hash-tag braces."""
+    if type(value) is not str:
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if not 0 < len(value) <= limit or not value.isprintable() or "{" in value or "}" in value:
+        raise ValueError(f"{what} must be 1 to {limit} printable characters without braces")
+    _encodable(what, value)
+
+
+def _encodable(what: str, value: str) -> None:
+    """A lone surrogate cannot travel as UTF-8: refuse it here, not deep in redis-py."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} holds a lone surrogate at position {exc.start}") from None
+
+
+def flag(what: str, value: Any) -> bool:
+    """A switch is True or False, nothing truthy."""
+    if type(value) is not bool:
+        raise TypeError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
+def seconds(what: str, value: Any, *, optional: bool = False) -> float | None:
+    """A positive, finite number of seconds (or None where allowed)."""
+    if value is None and optional:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or not value > 0:
+        allowed = " or None" if optional else ""
+        raise ValueError(f"{what} must be a positive number of seconds{allowed}, not {value!r}")
+    return float(value)
+
+
+def count(what: str, value: Any) -> int:
+    """A positive int."""
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{what} must be a positive int, not {value!r}")
+    return value
+
+
+def hook(what: str, value: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """A callable, or None."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{what} must be callable or None, not {type(value).__name__}")
+    return value
