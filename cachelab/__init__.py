@@ -4,13 +4,15 @@ from cachelab.backends import BackendUnavailable, connect
 from cachelab.cluster import Cluster
 from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
-from cachelab.node import CacheNode, Flight
+from cachelab.auth import AuthenticationMismatch
+from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
 
 __all__ = [
     "ABSENT",
     "NO_VALUE",
     "STRATEGIES",
+    "AuthenticationMismatch",
     "BackendUnavailable",
     "CacheNode",
     "Cluster",
@@ -18,6 +20,7 @@ __all__ = [
     "InvalidMessage",
     "Message",
     "NodeStats",
+    "ReentrantLoad",
     "Strategy",
     "connect",
 ]

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fakeredis
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from cachelab.auth import secret_bytes
 
@@ -34,8 +36,8 @@ def connect(
 ) -> redis.Redis:
     """A client of the embedded fakeredis server (``None``) or of the Redis at ``url``.
 
-    Commands on a real server give up after ``timeout`` seconds: a node cut off from
-    Redis raises ``redis.TimeoutError`` instead of hanging its caller forever. A
+    Commands on a real server give up after ``timeout`` seconds, retried once: a node
+    cut off from Redis raises ``redis.TimeoutError`` instead of hanging its caller. A
     ``secret`` here authenticates the messages of every node built on this client.
     """
     checked = None if secret is None else secret_bytes(secret)
@@ -57,7 +59,9 @@ def _client(url: str | None, timeout: float) -> redis.Redis:
     if not isinstance(url, str):
         raise TypeError(f"url must be a str or None, not {type(url).__name__}")
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=timeout)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=timeout, retry=_one_retry()
+        )
     except ValueError as exc:
         raise ValueError(f"not a Redis URL: {redact(url)} ({exc})") from None
     try:
@@ -66,6 +70,12 @@ def _client(url: str | None, timeout: float) -> redis.Redis:
         client.close()
         raise BackendUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
     return client
+
+
+def _one_retry() -> Retry:
+    """Retry a failed command once, soon: a killed connection reconnects unseen, yet a
+    stalled server surfaces within two timeouts (redis-py's default retries ten times)."""
+    return Retry(ExponentialBackoff(cap=0.1, base=0.01), 1)
 
 
 def redact(url: str) -> str:

@@ -186,9 +186,10 @@ class RedisBus:
         """Serve the subscription; should the thread end unbidden, tell the node first."""
         try:
             self._serve()
+        except BaseException:  # SystemExit and the like: end, but never as a stack on stderr
+            log.exception("the listener thread %s is ending", self.name)
         finally:
             if not self._stop.is_set():
-                log.error("the listener thread %s is ending unexpectedly", self.name)
                 self._tell_disconnected()
             self._close(self._pubsub)
             self._pubsub = None

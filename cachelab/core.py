@@ -166,8 +166,9 @@ class NodeCore:
 
     def failed(self, flight: Flight, error: BaseException) -> None:
         """A load failed: release the ticket; whoever waits on it gets ``error``."""
-        flight.error = error
-        self._finish(flight)
+        if not flight.done:
+            flight.error = error
+            self._finish(flight)
 
     # -- write path ----------------------------------------------------------
 
@@ -408,7 +409,9 @@ class NodeCore:
         return flight.epoch == self.epoch and flight.seen <= flight.version
 
     def _finish(self, flight: Flight) -> None:
-        """Release a ticket (the shell wakes its waiters)."""
+        """Release a ticket (the shell wakes its waiters); releasing twice changes nothing."""
+        if flight.done:
+            return
         flight.done = True
         tickets = self.flights.get(flight.key)
         if tickets is not None:

@@ -290,7 +290,13 @@ class CacheNode:
         encoded = encode_value(value)
         head = self._head("set", flight.key, encoded)
         assert flight.reply is not None
-        stamp = self._store.fill(flight.key, encoded, flight.reply, head)
+        try:
+            stamp = self._store.fill(flight.key, encoded, flight.reply, head)
+        except BaseException as exc:  # it may have run: nothing of the key stays trusted
+            with self._lock:
+                self._core.write_failed(flight, exc)
+            _wake(flight)
+            raise
         with self._lock:
             stored = self._core.stored(flight, _private(value, encoded), stamp)
             events = self._core.take_events()

@@ -349,3 +349,61 @@ def test_context_manager_closes_and_close_is_idempotent(client: redis.Redis) -> 
     with CacheNode(client, name="a", namespace="t") as node:
         node.set("k", 1)
     node.close()
+
+
+def test_a_writer_without_coherence_still_tells_the_listeners(make_node: NodeFactory) -> None:
+    silent, listener = make_node("a", strategy="none"), make_node("b")
+    silent.set("k", "old")
+    assert listener.get("k") == "old"
+    silent.set("k", "new")
+    settle(silent, listener)
+    assert listener.get("k") == "new"
+
+
+class _HeldStore(RedisStore):
+    """A store whose first read of a key returns only when ``release`` is set."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        super().__init__(client, namespace)
+        self.reading, self.release, self.held = threading.Event(), threading.Event(), False
+
+    def read(self, key: str) -> Reply:
+        reply = super().read(key)  # the value as it is before the write below
+        if not self.held:
+            self.held = True
+            self.reading.set()
+            self.release.wait(10)
+        return reply
+
+
+@pytest.mark.parametrize("write", ["set", "invalidate", "delete"])
+def test_a_read_after_a_write_never_joins_a_load_that_began_before_it(
+    client: redis.Redis, write: str
+) -> None:
+    CacheNode(client, name="w", namespace="t", strategy="none").set("k", "old")
+    store = _HeldStore(client, "t")
+    node = CacheNode(store, name="a", namespace="t", strategy="none")
+    early: list[Any] = []
+    reader = threading.Thread(target=lambda: early.append(node.get("k")))
+    reader.start()
+    assert store.reading.wait(10)  # the early load has read "old" and is in flight
+    if write == "set":
+        node.set("k", "new")
+    else:
+        CacheNode(client, name="db", namespace="t", strategy="none").set("k", "new")
+        getattr(node, write)("k")  # after the source of truth changed
+    want = {"set": "new", "invalidate": None, "delete": None}[write]
+    assert node.get("k") == want  # its own load, not the one begun before the write
+    store.release.set()
+    reader.join()
+    assert early == ["old"]  # the early read was concurrent with the write: fine
+    assert node.get("k") == want  # and its late fill was refused
+
+
+def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    profile = {"name": "alice", "tags": ["x"]}
+    a.set("k", profile)
+    profile["name"] = "mallory"
+    profile["tags"].append("y")
+    assert a.get("k") == {"name": "alice", "tags": ["x"]} == b.get("k")

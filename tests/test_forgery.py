@@ -1,0 +1,155 @@
+"""Anyone who can PUBLISH: forged numbers are checked against the store, and a shared
+secret authenticates every message."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import redis
+
+import cachelab
+from cachelab import AuthenticationMismatch, CacheNode, Cluster, messages
+from cachelab.auth import Signer
+from cachelab.store import RedisStore
+from tests.conftest import NodeFactory
+from tests.test_node import settle
+
+SECRET = b"a shared secret of the fleet"
+
+
+def forge(
+    client: redis.Redis,
+    node: CacheNode,
+    key: str,
+    seq: int,
+    value: object,
+    signer: Signer | None = None,
+) -> None:
+    """Publish a well-formed ``update`` message that no write ever made."""
+    inc = store_of(client, node.namespace).meta().inc
+    msg = messages.Message(node.namespace, "set", key, "intruder#1", seq, value, inc)
+    client.publish(messages.channel(node.namespace), messages.encode(msg, signer))
+
+
+def store_of(client: redis.Redis, namespace: str) -> RedisStore:
+    """A store that reads the namespace's meta, with the secret when the namespace has one."""
+    signer = Signer(SECRET, namespace) if namespace.startswith("auth") else None
+    return RedisStore(client, namespace, signer=signer)
+
+
+def current_seq(client: redis.Redis, namespace: str = "t") -> int:
+    return store_of(client, namespace).meta().seq
+
+
+def test_a_forged_value_at_the_current_number_is_caught_at_once(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    a.set("k", "real")
+    a.set("other", 1)
+    assert b.get("k") == "real"
+    settle(a, b)
+    forge(client, b, "k", current_seq(client), "evil")  # a number b has already received
+    settle(a, b)
+    assert b.get("k") == "real"
+    assert b.stats.messages_forged == 1
+
+
+def test_a_forged_leap_ahead_cannot_make_nodes_ignore_later_writes(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    forge(client, b, "dummy", 10**12, "x")  # numbers the store never issued
+    forge(client, b, "k", 10**12 + 1, "evil")
+    settle(a, b)
+    assert b.get("k") == "v1" and b.stats.messages_forged == 2
+    a.set("k", "v2")  # the real next write, at a small number
+    settle(a, b)
+    assert b.get("k") == "v2"
+
+
+def test_without_a_secret_a_guessed_next_number_lasts_until_the_next_real_message(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    """The residual risk docs/protocol.md states: update trusts the channel without a secret."""
+    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    a.set("k", "real")
+    assert b.get("k") == "real"
+    forge(client, b, "k", current_seq(client) + 1, "evil")  # guesses the next number
+    settle(a, b)  # the settle marker carries the store's seq: b handled one it never issued
+    assert b.get("k") == "real"
+    assert b.stats.messages_forged == 1
+
+
+def test_with_a_secret_every_forgery_is_refused(client: redis.Redis) -> None:
+    options = {"strategy": "update", "secret": SECRET, "namespace": "auth-forged"}
+    with Cluster(2, client=client, **options) as cluster:  # type: ignore[arg-type]
+        a, b = cluster.nodes
+        a.set("k", "real")
+        assert b.get("k") == "real"
+        seq = current_seq(client, cluster.namespace)
+        for forged_seq in (seq, seq + 1, 10**12):
+            forge(client, b, "k", forged_seq, "evil")  # no tag at all
+        forge(client, b, "k", seq + 1, "evil", Signer(b"a guess at the secret", "auth-forged"))
+        assert cluster.settle()
+        assert b.get("k") == "real" and b.stats.messages_forged == 4
+        a.set("k", "next")
+        assert cluster.settle() and b.get("k") == "next"
+
+
+def test_nodes_refuse_a_namespace_whose_secret_they_do_not_share(client: redis.Redis) -> None:
+    with CacheNode(client, name="a", namespace="auth", secret=SECRET) as a:
+        a.set("k", 1)
+        with pytest.raises(AuthenticationMismatch, match="give this node the secret"):
+            CacheNode(client, name="b", namespace="auth")
+        with pytest.raises(AuthenticationMismatch, match="another secret"):
+            CacheNode(client, name="b", namespace="auth", secret=b"not the right secret")
+    with CacheNode(client, name="c", namespace="plain") as c:
+        c.set("k", 1)
+        with pytest.raises(AuthenticationMismatch, match="not authenticated"):
+            CacheNode(client, name="d", namespace="plain", secret=SECRET)
+
+
+def test_an_unauthenticated_node_refuses_authenticated_messages_clearly(
+    client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    with CacheNode(client, name="b", namespace="t") as b:
+        raw = messages.encode(messages.Message("t", "inv", "k", "a#1", 1, inc="i"), Signer(SECRET, "t"))
+        with caplog.at_level(logging.WARNING, logger="cachelab.node"):
+            b.receive(raw)
+            b.receive(raw)
+        assert b.stats.messages_forged == 2
+        assert caplog.text.count("authenticated, and this node has no secret") == 1
+
+
+def test_connect_carries_the_secret_to_every_node_on_the_client() -> None:
+    client = cachelab.connect(secret=SECRET)
+    with Cluster(2, client=client) as cluster:
+        a, b = cluster.nodes
+        a.set("k", 1)
+        assert b.get("k") == 1
+        with pytest.raises(AuthenticationMismatch):
+            CacheNode(cachelab.connect(), name="x", namespace=cluster.namespace)
+        with pytest.raises(ValueError, match="differs"):
+            CacheNode(client, name="y", namespace=cluster.namespace, secret=b"some other secret")
+
+
+@pytest.mark.parametrize("secret", [b"short", 42, ""])
+def test_a_weak_or_odd_secret_is_refused(client: redis.Redis, secret: object) -> None:
+    with pytest.raises((TypeError, ValueError), match="secret"):
+        CacheNode(client, name="a", namespace="t", secret=secret)  # type: ignore[arg-type]
+
+
+def test_a_v1_message_is_refused_counted_and_named_in_the_log(
+    client: redis.Redis, make_node: NodeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    v1 = b'{"p":"cachelab","v":1,"ns":"t","src":"old#1","op":"inv","key":"k","seq":99}'
+    with caplog.at_level(logging.WARNING, logger="cachelab.node"):
+        client.publish(messages.channel("t"), v1)
+        settle(a, b)
+    assert b.stats.messages_invalid == 1
+    assert "protocol version 1; this node speaks 2" in caplog.text

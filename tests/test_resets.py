@@ -1,0 +1,122 @@
+"""A counter that starts again: FLUSHALL, an evicted meta, a restart that loses data.
+Every reset changes the incarnation, every node notices, and the checker reads the
+history across it correctly."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from cachelab import CacheNode, Cluster
+from cachelab.check import check
+from cachelab.store import RedisStore
+from tests.conftest import NodeFactory
+from tests.test_failures import spare_client  # noqa: F401 (a fixture)
+from tests.test_node import settle
+
+KEYS = [f"k{i}" for i in range(20)]
+
+
+def test_an_evicted_sequence_counter_is_noticed_and_later_writes_reach_every_node(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    for key in KEYS:
+        a.set(key, "old")
+        assert b.get(key) == "old"
+    before = RedisStore(client, "t").meta()
+    client.delete("{t}:meta")  # what an allkeys-* maxmemory policy may do to it
+    for key in KEYS:
+        a.set(key, "new")  # versions start again at 1, under a new incarnation
+    after = RedisStore(client, "t").meta()
+    assert after.inc != before.inc and after.seq == len(KEYS)
+    settle(a, b)
+    assert [b.get(key) for key in KEYS] == ["new"] * len(KEYS)
+    assert b.stats.resets == 1 and a.stats.resets == 1
+
+
+def test_a_value_that_outlives_its_counter_is_kept_by_repair(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    a.set("kept", "same")
+    a.set("changed", "old")
+    assert b.get("kept") == "same" and b.get("changed") == "old"
+    client.delete("{t}:meta")
+    a.set("changed", "new")
+    settle(a, b)
+    stats = b.stats
+    assert (stats.resets, stats.repair_kept) == (1, 1)  # "changed" went with its message
+    assert "changed" not in b.snapshot()
+    hits = stats.hits
+    assert b.get("kept") == "same" and b.stats.hits == hits + 1
+    assert b.get("changed") == "new"
+
+
+def test_flushall_while_connected_is_noticed(client: redis.Redis, make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    for key in KEYS[:5]:
+        a.set(key, "before")
+        assert b.get(key) == "before"
+    client.flushall()  # our own throwaway server
+    a.set(KEYS[0], "after")
+    settle(a, b)
+    assert b.get(KEYS[0]) == "after"
+    assert [b.get(key) for key in KEYS[1:5]] == [None] * 4  # Redis lost them
+    assert b.stats.resets == 1
+
+
+def test_the_checker_reads_a_history_across_a_flushall(client: redis.Redis) -> None:
+    with Cluster(3, client=client, record=True) as cluster:
+        a, b, c = cluster.nodes
+        for i in range(5):
+            a.set("k", f"v{i}")
+            assert cluster.settle()
+            assert b.get("k") == c.get("k") == f"v{i}"
+        client.flushall()
+        for i in range(3):
+            b.set("k", f"w{i}")  # versions 1, 2, 3 of a new incarnation
+            assert cluster.settle()
+            assert a.get("k") == c.get("k") == f"w{i}"
+        report = check(cluster.history)
+    assert report.reads == 16 and report.stale_reads == 0
+    assert report.monotonic_read_violations == 0 and report.read_your_writes_violations == 0
+
+
+def test_a_cache_aside_fill_that_stores_a_value_is_recorded_as_a_write(
+    client: redis.Redis,
+) -> None:
+    with Cluster(2, client=client, record=True) as cluster:
+        a, b = cluster.nodes
+        assert a.get_or_load("k", lambda: "from db") == "from db"
+        assert cluster.settle()
+        assert b.get("k") == "from db"
+        ops = [(op.node, op.op, op.key, op.hit) for op in cluster.history]
+        versions = {op.version for op in cluster.history}
+    assert ops == [("a", "write", "k", False), ("a", "read", "k", False), ("b", "read", "k", False)]
+    assert len(versions) == 1
+
+
+@pytest.mark.real_redis
+def test_nodes_and_checker_across_a_restart_that_loses_everything(
+    spare_client: tuple[object, redis.Redis],
+) -> None:
+    proc, client = spare_client
+    with Cluster(3, client=client, record=True) as cluster:
+        a, b, c = cluster.nodes
+        for i in range(4):
+            a.set("k", f"v{i}")
+            assert cluster.settle(timeout=10)
+            assert b.get("k") == f"v{i}"
+        client.config_set("save", "")  # no snapshot: the restart loses data and sequence
+        proc.stop()  # type: ignore[attr-defined]
+        proc.start()  # type: ignore[attr-defined]
+        assert cluster.settle(timeout=15)
+        assert [n.get("k") for n in cluster.nodes] == [None] * 3
+        c.set("k", "after")
+        assert cluster.settle(timeout=10)
+        assert [n.get("k") for n in cluster.nodes] == ["after"] * 3
+        assert all(n.stats.resets == 1 for n in cluster.nodes)
+        report = check(cluster.history)
+    assert report.stale_reads == 0
+    assert report.monotonic_read_violations == 0 and report.read_your_writes_violations == 0
