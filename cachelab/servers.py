@@ -37,6 +37,8 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 Kind = Literal["redis", "valkey"]
 Persistence = Literal["aof", "rdb"]
@@ -213,15 +215,16 @@ class ServerProcess:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix=f"cachelab-{self.kind}-"))
         # The port is free when chosen but not reserved; another process may take it first.
-        for attempt in range(3):
+        tries = 3
+        while True:
             self._port = free_port(self.host)
             try:
                 self._spawn(executable)
                 return self
             except ServerError:
-                if attempt == 2 or "in use" not in self.log_tail():
+                tries -= 1
+                if not tries or "in use" not in self.log_tail():
                     raise
-        raise AssertionError("unreachable")
 
     def restart(self) -> ServerProcess:
         """Start again on the same port and directory, so persistence applies.
@@ -229,8 +232,8 @@ class ServerProcess:
         A server still running is first killed (SIGKILL): a restart is a crash unless
         ``stop()`` came before it.
         """
-        if self._port is None:
-            raise ServerError("restart() needs a server that was started once")
+        if self._port is None or self._dir is None:
+            raise ServerError("restart() needs a server that was started and not closed")
         executable = binary(self.kind)
         if executable is None:
             raise ServerError(f"no {_EXECUTABLES[self.kind]} binary is installed")
@@ -283,7 +286,7 @@ class ServerProcess:
                 self._dir = None
 
     def client(self, **options: Any) -> redis.Redis:
-        """A new redis-py client of this server; the caller closes it."""
+        """A new redis-py client of this server, with redis-py's defaults (retries included)."""
         return redis.Redis(host=self.host, port=self.port, **options)
 
     def log_tail(self, lines: int = 20) -> str:
@@ -329,7 +332,10 @@ class ServerProcess:
     def _wait_ready(self) -> None:
         """Poll PING until it answers; loading an AOF or RDB answers LOADING for a while."""
         deadline = time.monotonic() + self.start_timeout
-        with self.client(socket_timeout=1.0, socket_connect_timeout=1.0) as probe:
+        # No retries and short timeouts: each miss loops back to check that the process lives
+        # (a port taken by another listener accepts the connection but never answers).
+        options = {"socket_timeout": 0.1, "socket_connect_timeout": 0.1}
+        with self.client(retry=Retry(NoBackoff(), 0), **options) as probe:
             while time.monotonic() < deadline:
                 if not self.running:
                     raise ServerError(f"{self.kind} exited at start:\n{self.log_tail()}")

