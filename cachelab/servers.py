@@ -122,8 +122,11 @@ def _kill_leftovers() -> None:
 class ServerProcess:
     """One private redis-server or valkey-server on a free loopback port, in its own temp dir.
 
-    Not thread-safe: control it from one thread. ``with ServerProcess("valkey") as server:``
-    starts it and, on exit, stops it and deletes its directory.
+    ``persistence`` is None, ``"aof"`` or ``"rdb"`` (see the module's notes on what SIGKILL
+    loses); ``maxmemory`` (bytes, or a size such as ``"4mb"``) and ``policy`` (such as
+    ``"allkeys-lru"``) set the memory limit; ``extra_args`` go last on the command line, so
+    they override. ``with ServerProcess("valkey") as server:`` starts it and, on exit, stops
+    it and deletes its directory. Not thread-safe: control it from one thread.
     """
 
     def __init__(
@@ -207,7 +210,7 @@ class ServerProcess:
         return [*args, *self.extra_args]
 
     def start(self) -> ServerProcess:
-        """Start on a free port in a new temp dir; return once it answers PING."""
+        """Start on a free port (in a new temp dir, or the one kept since ``stop()``)."""
         if self.running:
             raise ServerError(f"{self!r} is already running")
         executable = binary(self.kind)
@@ -341,10 +344,14 @@ class ServerProcess:
                 if not self.running:
                     raise ServerError(f"{self.kind} exited at start:\n{self.log_tail()}")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                    if probe.ping():
+                    if probe.ping() and self._answers_as_ours(probe):
                         return
                 time.sleep(0.01)
         raise ServerError(f"{self.kind} did not answer within {self.start_timeout}s")
+
+    def _answers_as_ours(self, probe: redis.Redis) -> bool:
+        """True if the server on our port is our process, not one that took the port first."""
+        return self._proc is not None and probe.info("server")["process_id"] == self._proc.pid
 
     def _signal(self, signum: signal.Signals) -> None:
         """Send a signal to the running server."""

@@ -144,6 +144,18 @@ def test_a_port_taken_after_it_was_chosen_is_replaced_by_another(
             assert "in use" in server.log_tail(50)
 
 
+def test_a_port_taken_by_another_server_is_not_mistaken_for_ours(
+    kind: Kind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ServerProcess(kind) as squatter:
+        choices = iter([squatter.port])
+        pick = servers.free_port
+        monkeypatch.setattr(servers, "free_port", lambda host: next(choices, None) or pick(host))
+        with ServerProcess(kind) as server, server.client() as client:
+            assert server.port != squatter.port
+            assert client.info("server")["process_id"] == server.pid
+
+
 def test_close_ends_every_process_and_deletes_the_directory_even_when_paused(
     kind: Kind,
 ) -> None:
