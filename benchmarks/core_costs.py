@@ -13,8 +13,8 @@ from contextlib import contextmanager, suppress
 import cachetools
 import redis
 
-from benchmarks.redis_server import redis_server
 from cachelab import CacheNode
+from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
 
 
@@ -158,7 +158,7 @@ def peers(port: int, namespace: str, count: int) -> Iterator[None]:
 
 def main() -> None:
     """Print both ratios, measured on a throwaway real redis-server."""
-    with redis_server() as client:
+    with ServerProcess("redis") as server, server.client() as client:
         ours, theirs = hit_ratio(client)
         print(
             f"local hit (ttl on): {ours * 1e9:7.0f} ns   cachetools.LRUCache.get: "

