@@ -1,10 +1,10 @@
 """cachelab: a near cache kept coherent through Redis, and a lab that shows why."""
 
+from cachelab.auth import AuthenticationMismatch
 from cachelab.backends import BackendUnavailable, connect
 from cachelab.cluster import Cluster
 from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
-from cachelab.auth import AuthenticationMismatch
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
 

@@ -123,6 +123,7 @@ class CacheNode:
         self._recorder = validate.hook("recorder", recorder)
         self._events = validate.hook("events", events)
         self._repair_size = validate.count("repair_batch", repair_batch)
+        heartbeat = validate.seconds("heartbeat", heartbeat, optional=True)
         local = LocalStore(
             max_entries,
             validate.seconds("ttl", ttl, optional=True),

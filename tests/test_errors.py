@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cachelab import CacheNode, ReentrantLoad
+from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
 from tests.test_failures import wait_for
@@ -85,6 +86,29 @@ def test_a_read_whose_reply_is_lost_wakes_its_waiters_with_the_error(
         with pytest.raises(redis.TimeoutError):
             a.get("k")
         assert a.get("k") is None  # the next read works: no ticket was left behind
+
+
+def test_a_write_stalled_past_its_timeout_still_leaves_nothing_stale(
+    spare_server: ServerProcess,
+) -> None:
+    """An outsider's DEBUG SLEEP outlasts the writer's timeout; the write runs after it."""
+    writer_client = spare_server.client(socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    client = spare_server.client()
+    with (
+        CacheNode(writer_client, name="a", namespace="t", heartbeat=None) as a,
+        CacheNode(client, name="b", namespace="t") as b,
+    ):
+        a.set("k", "old")
+        assert a.get("k") == "old" and b.get("k") == "old"
+        spare_server.pause()  # the kernel still takes the writer's bytes; nothing runs them
+        with pytest.raises(redis.TimeoutError):
+            a.set("k", "new")
+        spare_server.resume()  # the server reads the script from its socket and runs it
+        wait_for(lambda: redis_value(client, "t", "k") == "new", "the stalled write ran")
+        settle(a, b)
+        assert a.get("k") == "new" and b.get("k") == "new"
+    writer_client.close()
+    client.close()
 
 
 def test_a_loader_that_reads_its_own_key_raises_instead_of_hanging(

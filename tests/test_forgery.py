@@ -117,7 +117,8 @@ def test_an_unauthenticated_node_refuses_authenticated_messages_clearly(
     client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     with CacheNode(client, name="b", namespace="t") as b:
-        raw = messages.encode(messages.Message("t", "inv", "k", "a#1", 1, inc="i"), Signer(SECRET, "t"))
+        msg = messages.Message("t", "inv", "k", "a#1", 1, inc="i")
+        raw = messages.encode(msg, Signer(SECRET, "t"))
         with caplog.at_level(logging.WARNING, logger="cachelab.node"):
             b.receive(raw)
             b.receive(raw)

@@ -24,7 +24,13 @@ def test_set_rejects_unsupported_values_naming_the_type(
 
 @pytest.mark.parametrize(
     ("key", "error"),
-    [(1, TypeError), (b"k", TypeError), ("", ValueError), ("x" * 5000, ValueError)],
+    [
+        (1, TypeError),
+        (b"k", TypeError),
+        ("", ValueError),
+        ("x" * 5000, ValueError),
+        ("user:\ud800", ValueError),  # a lone surrogate: UTF-8 cannot carry it
+    ],
 )
 def test_bad_keys_are_refused_by_every_operation(
     make_node: NodeFactory, key: Any, error: type[Exception]
@@ -37,7 +43,7 @@ def test_bad_keys_are_refused_by_every_operation(
         lambda k: node.set(k, 1),
         lambda k: node.get_or_load(k, lambda: 1),
     ):
-        with pytest.raises(error):
+        with pytest.raises(error, match="key"):
             call(key)
 
 
@@ -52,11 +58,40 @@ def test_bad_keys_are_refused_by_every_operation(
         {"name": ""},
         {"namespace": "a{b}"},
         {"tombstone_ttl": 0},
+        {"ttl": "5"},
+        {"ttl": float("nan")},
+        {"ttl": True},
+        {"heartbeat": "1"},
+        {"heartbeat": 0},
+        {"max_entries": True},
+        {"max_entries": 2.0},
+        {"repair_batch": 0},
+        {"name": "a\udc80"},
     ],
 )
 def test_bad_node_options_raise_value_error(client: redis.Redis, options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        CacheNode(client, **options)
+        CacheNode(client, **{"namespace": "opts", **options})
+    assert client.keys("{opts}*") == []  # refused before anything reached Redis
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "fill_guard",
+        "ordering",
+        "tombstones",
+        "gap_detection",
+        "reconnect_flush",
+        "negative_cache",
+        "repair",
+    ],
+)
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_switches_must_be_true_or_false(client: redis.Redis, switch: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=switch):
+        CacheNode(client, namespace="opts", **{switch: value})
+    assert client.keys("{opts}*") == []
 
 
 def test_the_strategy_error_lists_the_choices(client: redis.Redis) -> None:
@@ -64,9 +99,14 @@ def test_the_strategy_error_lists_the_choices(client: redis.Redis) -> None:
         CacheNode(client, strategy="tracking-soon")
 
 
-def test_a_loader_must_be_callable(make_node: NodeFactory) -> None:
+@pytest.mark.parametrize("loader", ["not a function", None])
+def test_a_loader_must_be_callable(make_node: NodeFactory, loader: Any) -> None:
+    node = make_node()
     with pytest.raises(TypeError, match="callable"):
-        make_node().get_or_load("k", "not a function")  # type: ignore[arg-type]
+        node.get_or_load("k", loader)
+    node.get("k")  # a cached absence must not turn a None loader into a value
+    with pytest.raises(TypeError, match="callable"):
+        node.get_or_load("k", loader)
 
 
 def test_cluster_needs_a_positive_size() -> None:
@@ -97,3 +137,20 @@ def test_strategies_are_listed() -> None:
 def test_a_node_needs_a_redis_client_not_a_url() -> None:
     with pytest.raises(TypeError, match=r"cachelab\.connect"):
         CacheNode("redis://localhost:6379/0")  # type: ignore[arg-type]
+
+
+@pytest.mark.real_redis
+def test_a_cluster_closes_the_client_it_opened(real_client: redis.Redis) -> None:
+    kwargs = real_client.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/0"
+
+    def connections() -> int:
+        return sum(1 for c in real_client.client_list() if c["name"] != "observer")
+
+    real_client.client_setname("observer")
+    before = connections()
+    with Cluster(2, url=url) as cluster:
+        cluster.nodes[0].set("k", 1)
+        assert cluster.nodes[1].get("k") == 1
+        assert connections() > before
+    assert connections() == before

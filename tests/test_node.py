@@ -402,7 +402,7 @@ def test_a_read_after_a_write_never_joins_a_load_that_began_before_it(
 
 def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_node: NodeFactory) -> None:
     a, b = make_node("a"), make_node("b")
-    profile = {"name": "alice", "tags": ["x"]}
+    profile: dict[str, Any] = {"name": "alice", "tags": ["x"]}
     a.set("k", profile)
     profile["name"] = "mallory"
     profile["tags"].append("y")

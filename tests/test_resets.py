@@ -4,14 +4,13 @@ history across it correctly."""
 
 from __future__ import annotations
 
-import pytest
 import redis
 
-from cachelab import CacheNode, Cluster
+from cachelab import Cluster
 from cachelab.check import check
+from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
-from tests.test_failures import spare_client  # noqa: F401 (a fixture)
 from tests.test_node import settle
 
 KEYS = [f"k{i}" for i in range(20)]
@@ -97,20 +96,16 @@ def test_a_cache_aside_fill_that_stores_a_value_is_recorded_as_a_write(
     assert len(versions) == 1
 
 
-@pytest.mark.real_redis
 def test_nodes_and_checker_across_a_restart_that_loses_everything(
-    spare_client: tuple[object, redis.Redis],
+    spare_server: ServerProcess,
 ) -> None:
-    proc, client = spare_client
-    with Cluster(3, client=client, record=True) as cluster:
+    with spare_server.client() as client, Cluster(3, client=client, record=True) as cluster:
         a, b, c = cluster.nodes
         for i in range(4):
             a.set("k", f"v{i}")
             assert cluster.settle(timeout=10)
             assert b.get("k") == f"v{i}"
-        client.config_set("save", "")  # no snapshot: the restart loses data and sequence
-        proc.stop()  # type: ignore[attr-defined]
-        proc.start()  # type: ignore[attr-defined]
+        spare_server.restart()  # SIGKILL, no persistence: data and sequence are lost
         assert cluster.settle(timeout=15)
         assert [n.get("k") for n in cluster.nodes] == [None] * 3
         c.set("k", "after")

@@ -1,0 +1,181 @@
+"""The protocol core on its own, phase by phase: no thread, no store, no clock but ours."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachelab.coherence import strategy_for
+from cachelab.core import NodeCore, ReentrantLoad, Switches
+from cachelab.local import LocalStore
+from cachelab.messages import Message
+from cachelab.node import _digest
+from cachelab.sequence import Sequencer, Verdict
+from cachelab.store import Meta, Reply, Stamp
+
+INC = "inc-1"
+
+
+def core(strategy: str = "invalidate", **switches: bool) -> NodeCore:
+    """A subscribed core at (INC, seq 10)."""
+    node = NodeCore("me#1", strategy_for(strategy), LocalStore(100), Switches(**switches), True)
+    node.subscribed(True, Meta(INC, 10))
+    node.handle(msg(10, key="warm-up"))  # the subscription has delivered up to 10
+    node.take_events()
+    return node
+
+
+def msg(seq: int, key: str = "k", inc: str = INC, op: str = "inv", src: str = "peer#1") -> Message:
+    return Message("ns", op, key, src, seq, inc=inc)
+
+
+def fill(node: NodeCore, key: str, value: object, version: int) -> None:
+    flight = node.open(key, True, owner=1)
+    node.loaded(flight, Reply(b"x", version, INC, version), value)
+    node.settle(flight)
+
+
+# -- the sequencer's verdicts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "meta", "verdict"),
+    [
+        (msg(11), Meta(INC, 11), Verdict.IN_ORDER),
+        (msg(13), Meta(INC, 13), Verdict.GAP),  # 11 and 12 were lost
+        (msg(13), Meta(INC, 11), Verdict.FORGED),  # a number the store never issued
+        (msg(9), Meta(INC, 12), Verdict.REPLAYED),  # received already (see received=10)
+        (msg(3, inc="other"), Meta(INC, 12), Verdict.FORGED),  # the store never had it
+        (msg(3, inc="inc-2"), Meta("inc-2", 3), Verdict.RESET),
+    ],
+)
+def test_message_verdicts(message: Message, meta: Meta, verdict: Verdict) -> None:
+    seq = Sequencer(inc=INC, last=10, received=10)
+    assert seq.message_verdict(message, meta) is verdict
+
+
+@pytest.mark.parametrize(
+    ("marker_seq", "meta", "verdict"),
+    [
+        (10, Meta(INC, 12), Verdict.IN_ORDER),
+        (11, Meta(INC, 12), Verdict.GAP),  # 11 was published before the marker, never seen
+        (12, Meta(INC, 11), Verdict.FORGED),
+        (8, Meta(INC, 12), Verdict.OVERRUN),  # we handled 9 and 10 before a marker at 8
+        (10, Meta("inc-2", 0), Verdict.RESET),
+    ],
+)
+def test_marker_verdicts(marker_seq: int, meta: Meta, verdict: Verdict) -> None:
+    seq = Sequencer(inc=INC, last=10, received=10)
+    marker = msg(marker_seq, op="beat") if marker_seq else msg(0, op="beat")
+    assert seq.marker_verdict(marker, meta) is verdict
+
+
+def test_an_unordered_bus_does_not_take_a_repeated_number_for_a_forgery() -> None:
+    seq = Sequencer(ordered=False, inc=INC, last=10, received=10)
+    assert seq.trusted(msg(7)) and not Sequencer(inc=INC, last=10, received=10).trusted(msg(7))
+
+
+# -- repair racing the rest, driven phase by phase ----------------------------------------
+
+
+def test_a_write_during_a_repair_round_trip_wins_over_the_repair_answer() -> None:
+    node = core()
+    fill(node, "k", "old", 5)
+    assert node.handle(msg(12, "other")) is True  # a jump: ask the store
+    node.answer(msg(12, "other"), Meta(INC, 12))  # a real gap: everything is suspect
+    batch = node.repair_batch(10)
+    assert batch is not None and batch.keys == ["k"]
+    flight = node.open("k", False, owner=1)  # our own write lands meanwhile
+    node.wrote(flight, "mine", Stamp(13, INC))
+    node.repaired(batch, [_digest("old")], Meta(INC, 13), [(5, _digest("old"))])
+    assert node.local.get("k") == ("mine", 13)  # the stale answer did not bring "old" back
+    assert node.counts["repair_kept"] == 0
+
+
+def test_a_repair_answer_older_than_a_second_gap_is_thrown_away() -> None:
+    node = core()
+    fill(node, "k", "old", 5)
+    node.answer(msg(12, "other"), Meta(INC, 12))
+    batch = node.repair_batch(10)
+    assert batch is not None
+    node.answer(msg(20, "other"), Meta(INC, 20))  # another loss while the batch was on its way
+    node.repaired(batch, [_digest("old")], Meta(INC, 20), [(5, _digest("old"))])
+    assert node.local.get("k") is None and "k" in node.local.suspects
+    again = node.repair_batch(10)
+    assert again is not None and again.keys == ["k"]  # checked again, after the second gap
+
+
+def test_repair_keeps_only_what_the_store_confirms_by_digest() -> None:
+    node = core()
+    fill(node, "same", "v", 5)
+    fill(node, "changed", "v", 6)
+    fill(node, "gone", "v", 7)
+    node.answer(msg(12, "other"), Meta(INC, 12))
+    batch = node.repair_batch(10)
+    assert batch is not None
+    answers = [(5, _digest("v")), (11, _digest("w")), (12, "")]
+    node.repaired(batch, [_digest("v")] * 3, Meta(INC, 12), answers)
+    assert node.local.get("same") == ("v", 5)
+    assert node.local.get("changed") is None and node.local.floor("changed") == 11
+    assert node.local.get("gone") is None
+    assert (node.counts["repair_kept"], node.counts["repair_dropped"]) == (1, 2)
+
+
+def test_a_reset_found_by_repair_forgets_floors_and_suspects_again() -> None:
+    node = core()
+    fill(node, "k", "v", 5)
+    node.local.invalidate("x", 9)  # a floor
+    node.answer(msg(12, "other"), Meta(INC, 12))
+    batch = node.repair_batch(10)
+    assert batch is not None
+    node.repaired(batch, [_digest("v")], Meta("inc-2", 0), [(0, _digest("v"))])
+    assert node.counts["resets"] == 1 and node.seq.inc == "inc-2"
+    assert node.local.floor("x") == 0 and "k" in node.local.suspects
+
+
+def test_a_read_reply_from_another_incarnation_resets_and_is_not_filled() -> None:
+    node = core()
+    fill(node, "a", 1, 5)
+    flight = node.open("b", True, owner=1)
+    node.loaded(flight, Reply(b"x", 3, "inc-2", 3), 2)
+    node.settle(flight)
+    assert node.counts["resets"] == 1 and node.seq.inc == "inc-2"
+    assert node.local.get("b") is None and "a" in node.local.suspects
+
+
+def test_a_replayed_number_distrusts_only_what_is_that_recent() -> None:
+    node = core()
+    fill(node, "old", "v", 3)
+    fill(node, "recent", "v", 9)
+    node.local.invalidate("floor", 10)
+    assert node.handle(msg(8)) is True  # 8 <= received (10): ask
+    node.answer(msg(8), Meta(INC, 10))
+    assert node.local.get("old") == ("v", 3)  # older than the doubt: still trusted
+    assert "recent" in node.local.suspects and node.local.floor("floor") == 0
+    assert node.counts["messages_forged"] == 1
+
+
+def test_a_failed_write_drops_the_entry_and_taints_loads_in_flight() -> None:
+    node = core()
+    fill(node, "k", "old", 5)
+    reader = node.open("k", True, owner=2)
+    writer = node.open("k", False, owner=1)
+    node.write_failed(writer, TimeoutError())
+    assert node.local.get("k") is None
+    node.loaded(reader, Reply(b"x", 5, INC, 5), "old")
+    node.settle(reader)
+    assert node.local.get("k") is None and node.counts["stale_fills_rejected"] == 1
+
+
+def test_a_load_cannot_be_joined_by_the_thread_that_leads_it() -> None:
+    node = core()
+    node.open("k", True, owner=7)
+    with pytest.raises(ReentrantLoad):
+        node.joinable("k", 7)
+    assert node.joinable("k", 8) is not None and node.joinable("k", None) is not None
+
+
+def test_events_wait_for_the_shell_and_are_handed_over_once() -> None:
+    node = core()
+    fill(node, "k", "v", 5)
+    assert node.take_events() == [("fill", "k", 5)]
+    assert node.take_events() == []
