@@ -115,7 +115,9 @@ class LocalStore:
 
     def invalidate(self, key: str, version: int) -> bool:
         """Drop ``key`` for a change at ``version``; False if already known."""
-        self.suspects.pop(key, None)  # whatever the version, a suspect is not worth keeping
+        suspect = self.suspects.get(key)
+        if suspect is not None and version > suspect[1]:  # an older change: repair decides
+            del self.suspects[key]
         if self.ordering and version <= self.known_version(key):
             return False
         self.data.pop(key, None)

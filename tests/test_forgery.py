@@ -154,3 +154,29 @@ def test_a_v1_message_is_refused_counted_and_named_in_the_log(
         settle(a, b)
     assert b.stats.messages_invalid == 1
     assert "protocol version 1; this node speaks 2" in caplog.text
+
+
+def test_the_acl_recipe_of_the_protocol_doc_keeps_other_clients_off_the_channel(
+    real_client: redis.Redis,
+) -> None:
+    real_client.execute_command(
+        "ACL", "SETUSER", "cachelab", "on", ">pw-node", "~{shop}:*", "&{shop}:bus*",
+        "+@read", "+@write", "+@pubsub", "+@scripting", "+@connection", "+time",
+    )  # fmt: skip
+    real_client.execute_command(
+        "ACL", "SETUSER", "app", "on", ">pw-app", "~*", "resetchannels", "&app:*", "+@all"
+    )
+    kwargs = real_client.connection_pool.connection_kwargs
+    host, port = kwargs["host"], kwargs["port"]
+    nodes = redis.Redis(host=host, port=port, username="cachelab", password="pw-node")
+    app = redis.Redis(host=host, port=port, username="app", password="pw-app")
+    try:
+        with Cluster(2, client=nodes, namespace="shop") as cluster:
+            cluster.nodes[0].set("k", 1)
+            assert cluster.nodes[1].get("k") == 1 and cluster.settle()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.publish("{shop}:bus", b"forged")
+    finally:
+        nodes.close()
+        app.close()
+        real_client.execute_command("ACL", "DELUSER", "cachelab", "app")

@@ -85,6 +85,7 @@ def test_while_disconnected_suspects_are_never_served_and_repair_waits(
     a, b = make_node("a"), make_node("b", heartbeat=None)  # nothing else moves b's state
     a.set("k", 1)
     assert b.get("k") == 1
+    settle(a, b)  # a's message has reached b: nothing is still on its way
     b.disconnected()  # as the bus reports a lost subscription
     assert b.snapshot() == {} and b.stats.suspects == 1
     b.repair()  # nothing happens while the subscription is down

@@ -1,0 +1,140 @@
+"""Flush against repair, on a real redis-server: one ``CLIENT KILL TYPE pubsub``.
+
+A reader node holds 10,000 warm entries and reads them in a loop from two threads;
+a writer node changes a few keys a second. At ``t = 0`` the server kills every pub/sub
+connection. The figures, per mode, all from one run:
+
+- the reader's hit rate in the first 100 ms and the first 1 s after the kill, and in
+  the second after that;
+- the round trips its recovery cost: repair checks (each up to ``repair_batch`` keys),
+  or, after a flush, the reloads a cold cache needs;
+- stale reads over the whole run, counted by the checker on the recorded history.
+
+``python -m benchmarks.repair`` (also part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from cachelab import CacheNode, Cluster, NodeStats
+from cachelab.check import check
+from cachelab.history import Op
+from cachelab.servers import ServerProcess
+
+ENTRIES = 10_000
+READERS = 2
+WRITES_PER_SECOND = 20
+BEFORE, AFTER = 0.5, 2.5  # seconds of reading around the kill
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What one mode did around the kill."""
+
+    mode: str
+    hit_100ms: float
+    hit_1s: float
+    hit_next_1s: float
+    repair_checks: int
+    keys_checked: int
+    reloads: int
+    stale_reads: int
+    reads: int
+
+
+def run(client: redis.Redis, repair: bool) -> Recovery:
+    """Warm, read around a kill of every subscription, and measure."""
+    with Cluster(2, client=client, record=True, repair=repair, max_entries=ENTRIES) as cluster:
+        reader, writer = cluster.nodes
+        keys = [f"k{i}" for i in range(ENTRIES)]
+        for key in keys:
+            writer.set(key, key)
+        for key in keys:
+            reader.get(key)
+        assert cluster.settle(timeout=30)
+        before = reader.stats
+        kill_at = _read_around_a_kill(client, reader, writer, keys)
+        assert cluster.settle(timeout=30)
+        after = reader.stats
+        history = cluster.history
+    return _measure("repair" if repair else "flush", history, kill_at, before, after)
+
+
+def _read_around_a_kill(
+    client: redis.Redis, reader: CacheNode, writer: CacheNode, keys: list[str]
+) -> float:
+    """Read from ``READERS`` threads; write now and then; kill the subscriptions midway."""
+    stop = threading.Event()
+
+    def read(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            reader.get(rng.choice(keys))
+
+    def write() -> None:
+        rng = random.Random(99)
+        while not stop.wait(1 / WRITES_PER_SECOND):
+            writer.set(rng.choice(keys), rng.random())
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(READERS)]
+    threads.append(threading.Thread(target=write))
+    for thread in threads:
+        thread.start()
+    time.sleep(BEFORE)
+    kill_at = time.monotonic()
+    client.client_kill_filter(_type="pubsub")
+    time.sleep(AFTER)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return kill_at
+
+
+def _measure(
+    mode: str, history: list[Op], kill_at: float, before: NodeStats, after: NodeStats
+) -> Recovery:
+    """Hit rates in windows after the kill, recovery cost, and the checker's stale reads."""
+    reads = [op for op in history if op.op == "read" and op.node == "a"]
+
+    def hit_rate(start: float, end: float) -> float:
+        window = [op.hit for op in reads if kill_at + start <= op.start < kill_at + end]
+        return sum(window) / len(window) if window else float("nan")
+
+    b, a = before, after
+    return Recovery(
+        mode=mode,
+        hit_100ms=hit_rate(0.0, 0.1),
+        hit_1s=hit_rate(0.0, 1.0),
+        hit_next_1s=hit_rate(1.0, 2.0),
+        repair_checks=a.repair_checks - b.repair_checks,
+        keys_checked=a.suspected - b.suspected,
+        reloads=a.misses - b.misses,
+        stale_reads=check(history).stale_reads,
+        reads=len(reads),
+    )
+
+
+def main() -> None:
+    """Both modes on one throwaway redis-server, flush first."""
+    with ServerProcess("redis") as server, server.client() as client:
+        results = [run(client, repair=False), run(client, repair=True)]
+    print(f"one CLIENT KILL TYPE pubsub; a reader with {ENTRIES} warm entries, {READERS} threads")
+    print(
+        f"{'mode':<8}{'hit 0-100ms':>12}{'hit 0-1s':>10}{'hit 1-2s':>10}"
+        f"{'checks':>8}{'keys':>7}{'misses':>8}{'stale':>7}{'reads':>9}"
+    )
+    for r in results:
+        print(
+            f"{r.mode:<8}{r.hit_100ms:>12.1%}{r.hit_1s:>10.1%}{r.hit_next_1s:>10.1%}"
+            f"{r.repair_checks:>8}{r.keys_checked:>7}{r.reloads:>8}{r.stale_reads:>7}{r.reads:>9}"
+        )
+
+
+if __name__ == "__main__":
+    main()
