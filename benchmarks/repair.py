@@ -8,7 +8,9 @@ connection. The figures, per mode, all from one run:
   the second after that;
 - the round trips its recovery cost: repair checks (each up to ``repair_batch`` keys),
   or, after a flush, the reloads a cold cache needs;
-- stale reads over the whole run, counted by the checker on the recorded history.
+- stale reads over the whole run, counted by the checker on the recorded history, split
+  at the kill: a read that starts between a write and its message's arrival is stale by
+  the checker's definition, kill or no kill.
 
 ``python -m benchmarks.repair`` (also part of ``make bench``).
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import redis
 
 from cachelab import CacheNode, Cluster, NodeStats
-from cachelab.check import check
+from cachelab.check import check, stale_reads
 from cachelab.history import Op
 from cachelab.servers import ServerProcess
 
@@ -41,10 +43,13 @@ class Recovery:
     hit_100ms: float
     hit_1s: float
     hit_next_1s: float
+    cold_ms: int
     repair_checks: int
     keys_checked: int
     reloads: int
-    stale_reads: int
+    stale_before: int
+    stale_after: int
+    staleness_max: float
     reads: int
 
 
@@ -107,15 +112,20 @@ def _measure(
         return sum(window) / len(window) if window else float("nan")
 
     b, a = before, after
+    report = check(history)
+    stale = [op for op, _ in stale_reads(history) if op.node == "a"]
     return Recovery(
         mode=mode,
         hit_100ms=hit_rate(0.0, 0.1),
         hit_1s=hit_rate(0.0, 1.0),
         hit_next_1s=hit_rate(1.0, 2.0),
+        cold_ms=sum(10 for i in range(100) if hit_rate(i / 100, (i + 1) / 100) < 0.5),
         repair_checks=a.repair_checks - b.repair_checks,
         keys_checked=a.suspected - b.suspected,
         reloads=a.misses - b.misses,
-        stale_reads=check(history).stale_reads,
+        stale_before=sum(op.start < kill_at for op in stale),
+        stale_after=sum(op.start >= kill_at for op in stale),
+        staleness_max=report.staleness_max,
         reads=len(reads),
     )
 
@@ -126,14 +136,18 @@ def main() -> None:
         results = [run(client, repair=False), run(client, repair=True)]
     print(f"one CLIENT KILL TYPE pubsub; a reader with {ENTRIES} warm entries, {READERS} threads")
     print(
-        f"{'mode':<8}{'hit 0-100ms':>12}{'hit 0-1s':>10}{'hit 1-2s':>10}"
-        f"{'checks':>8}{'keys':>7}{'misses':>8}{'stale':>7}{'reads':>9}"
+        f"{'mode':<8}{'hit 0-100ms':>12}{'hit 0-1s':>10}{'hit 1-2s':>10}{'cold ms':>9}"
+        f"{'checks':>8}{'keys':>7}{'misses':>8}{'stale before/after':>20}{'max':>9}{'reads':>9}"
     )
     for r in results:
+        stale = f"{r.stale_before}/{r.stale_after}"
         print(
             f"{r.mode:<8}{r.hit_100ms:>12.1%}{r.hit_1s:>10.1%}{r.hit_next_1s:>10.1%}"
-            f"{r.repair_checks:>8}{r.keys_checked:>7}{r.reloads:>8}{r.stale_reads:>7}{r.reads:>9}"
+            f"{r.cold_ms:>9}{r.repair_checks:>8}{r.keys_checked:>7}{r.reloads:>8}"
+            f"{stale:>20}{r.staleness_max * 1e3:>7.1f}ms{r.reads:>9}"
         )
+    print("cold ms: 10 ms windows after the kill with under half the reads hits")
+    print("stale: reads the checker finds stale before and after the kill (max staleness)")
 
 
 if __name__ == "__main__":

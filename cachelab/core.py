@@ -425,7 +425,9 @@ class NodeCore:
 
     def take_events(self) -> list[NodeEvent]:
         """The events queued so far, oldest first; the queue starts empty again."""
-        events, self.events = self.events, []
+        events = self.events
+        if events:  # most calls have none: keep the list rather than make a new one
+            self.events = []
         return events
 
     def close(self) -> None:

@@ -84,12 +84,17 @@ class Store(Protocol):
         ...
 
 
+# Every script: ARGV[1] is the caller's nonce (part of any incarnation it creates), ARGV[2]
+# the incarnation the caller knows. A script's own arguments follow; on an authenticated
+# namespace the key id and the key's two HMAC pads come last. A stamp is returned as a
+# bare number while the incarnation is the one the caller knows (the common case: no
+# array to build and parse), else as {seq, inc}.
 _PRELUDE = """
-local function meta_of(key, nonce, auth)
+local function meta_of(key, auth)
   local m = redis.call('HMGET', key, 'inc', 'seq', 'auth')
   if not m[1] then
     local t = redis.call('TIME')
-    local inc = t[1] .. '.' .. t[2] .. '-' .. nonce
+    local inc = t[1] .. '.' .. t[2] .. '-' .. ARGV[1]
     redis.call('HSET', key, 'inc', inc, 'seq', 0)
     if auth ~= '' then redis.call('HSET', key, 'auth', auth) end
     return inc, 0, nil
@@ -113,56 +118,79 @@ local function publish(ch, head, inc, seq, ipad, opad)
   end
   redis.call('PUBLISH', ch, body)
 end
+
+local function stamp(seq, inc)
+  if inc == ARGV[2] then return seq end
+  return {seq, inc}
+end
 """
 
-# KEYS: data, meta. ARGV: op, value, head, channel, marker ms | since, nonce, auth,
-# ipad, opad, since's incarnation.
+# KEYS: data, meta. ARGV: nonce, known, op, value, head, channel, marker ms [, auth x3].
 _WRITE = (
     _PRELUDE
     + """
-local data, op = KEYS[1], ARGV[1]
-local inc, seq, err = meta_of(KEYS[2], ARGV[6], ARGV[7])
+local data, op = KEYS[1], ARGV[3]
+local inc, seq, err = meta_of(KEYS[2], ARGV[8] or '')
 if err then return redis.error_reply(err) end
-if op == 'fill' then
-  if ARGV[10] ~= inc then return {0, inc} end
-  local cur = redis.call('HMGET', data, 'val', 'ver', 'inc')
-  if cur[1] or (cur[3] == inc and tonumber(cur[2]) > tonumber(ARGV[5])) then return {0, inc} end
-end
 seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-if op == 'set' or op == 'fill' then
-  redis.call('HSET', data, 'ver', seq, 'val', ARGV[2], 'inc', inc)
+if op == 'set' then
+  redis.call('HSET', data, 'ver', seq, 'val', ARGV[4], 'inc', inc)
   redis.call('PERSIST', data)
 else
   redis.call('DEL', data)
   redis.call('HSET', data, 'ver', seq, 'inc', inc)
-  redis.call('PEXPIRE', data, ARGV[5])
+  redis.call('PEXPIRE', data, ARGV[7])
 end
-publish(ARGV[4], ARGV[3], inc, seq, ARGV[8], ARGV[9])
-return {seq, inc}
+publish(ARGV[6], ARGV[5], inc, seq, ARGV[9] or '', ARGV[10] or '')
+return stamp(seq, inc)
 """
 )
 
-# KEYS: data, meta. ARGV: nonce, auth.
+# KEYS: data, meta. ARGV: nonce, known, value, head, channel, since, since's inc [, auth x3].
+_FILL = (
+    _PRELUDE
+    + """
+local data = KEYS[1]
+local inc, seq, err = meta_of(KEYS[2], ARGV[8] or '')
+if err then return redis.error_reply(err) end
+if ARGV[7] ~= inc then return stamp(0, inc) end
+local cur = redis.call('HMGET', data, 'val', 'ver', 'inc')
+if cur[1] or (cur[3] == inc and tonumber(cur[2]) > tonumber(ARGV[6])) then
+  return stamp(0, inc)
+end
+seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+redis.call('HSET', data, 'ver', seq, 'val', ARGV[3], 'inc', inc)
+redis.call('PERSIST', data)
+publish(ARGV[5], ARGV[4], inc, seq, ARGV[9] or '', ARGV[10] or '')
+return stamp(seq, inc)
+"""
+)
+
+# KEYS: data, meta. ARGV: nonce, known [, key id]. Returns {val | '', ver, seq[, inc]}.
 _READ = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[2], ARGV[1], ARGV[2])
+local inc, seq, err = meta_of(KEYS[2], ARGV[3] or '')
 if err then return redis.error_reply(err) end
 local cur = redis.call('HMGET', KEYS[1], 'val', 'ver', 'inc')
-if not cur[1] then return {'', seq, inc, seq} end
-if cur[3] ~= inc then
-  redis.call('HSET', KEYS[1], 'ver', 0, 'inc', inc)
-  return {cur[1], 0, inc, seq}
+local val, ver = cur[1] or '', seq
+if cur[1] then
+  ver = tonumber(cur[2])
+  if cur[3] ~= inc then
+    redis.call('HSET', KEYS[1], 'ver', 0, 'inc', inc)
+    ver = 0
+  end
 end
-return {cur[1], tonumber(cur[2]), inc, seq}
+if inc == ARGV[2] then return {val, ver, seq} end
+return {val, ver, seq, inc}
 """
 )
 
-# KEYS: meta, data... ARGV: nonce, auth.
+# KEYS: meta, data... ARGV: nonce, known [, key id]. Returns {inc, seq, ver, sha1, ...}.
 _CHECK = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[1], ARGV[1], ARGV[2])
+local inc, seq, err = meta_of(KEYS[1], ARGV[3] or '')
 if err then return redis.error_reply(err) end
 local out = {inc, seq}
 for i = 2, #KEYS do
@@ -184,16 +212,18 @@ return out
 """
 )
 
-# KEYS: meta. ARGV: channel, head, nonce, auth, ipad, opad.
+# KEYS: meta. ARGV: nonce, known, channel, head [, auth x3].
 _MARK = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[1], ARGV[3], ARGV[4])
+local inc, seq, err = meta_of(KEYS[1], ARGV[5] or '')
 if err then return redis.error_reply(err) end
-publish(ARGV[1], ARGV[2], inc, seq, ARGV[5], ARGV[6])
-return {seq, inc}
+publish(ARGV[3], ARGV[4], inc, seq, ARGV[6] or '', ARGV[7] or '')
+return stamp(seq, inc)
 """
 )
+
+_SCRIPTS = {"write": _WRITE, "fill": _FILL, "read": _READ, "check": _CHECK, "mark": _MARK}
 
 
 class RedisStore:
@@ -215,20 +245,12 @@ class RedisStore:
         self.meta_key = "{" + namespace + "}:meta"
         self._prefix = "{" + namespace + "}:k:"
         self._marker_ms = str(int(marker_ttl * 1000))
-        self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ("", b"", b"")
+        self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ()
         self._nonce = secrets.token_hex(4)  # part of any incarnation this store creates
+        self._known = ""  # the last incarnation a reply named
         _teach_sha1hex(client)
-        self._scripts = {
-            name: client.register_script(text)
-            for name, text in (
-                ("write", _WRITE),
-                ("read", _READ),
-                ("check", _CHECK),
-                ("mark", _MARK),
-            )
-        }
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
         self._write_sha = self._scripts["write"].sha
-        self._incs: dict[bytes, str] = {}
 
     def data_key(self, key: str) -> str:
         """The Redis key that holds ``key``'s value and version."""
@@ -240,75 +262,76 @@ class RedisStore:
 
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
-        args = (self._nonce, self._auth[0])
-        value, version, inc, seq = self._run("read", (self._prefix + key, self.meta_key), args)
-        return Reply(value or None, int(version), self._inc(inc), int(seq))
+        out = self._run("read", (self._prefix + key, self.meta_key), self._auth[:1])
+        inc = self._learn(out[3]) if len(out) > 3 else self._known
+        return Reply(out[0] or None, int(out[1]), inc, int(out[2]))
 
     def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """Apply a write atomically with its message; return its stamp."""
-        return self._run_write(key, op, encoded, head, self._marker_ms, "")
+        try:
+            out = self.client.evalsha(*self.write_command(op, key, encoded, head))
+        except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
+            out = self._scripts["write"](
+                keys=self._keys(key), args=self._write_args(op, encoded, head)
+            )
+        except redis.exceptions.ResponseError as exc:
+            raise _mismatch(exc, self.namespace) from None
+        return self._stamp(out)
+
+    def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
+        """The EVALSHA arguments of a write, to queue it in a pipeline or a MULTI.
+
+        Called directly rather than through redis-py's Script object, whose bookkeeping
+        costs about a sixth of a plain SET.
+        """
+        return (self._write_sha, 2, *self._keys(key), *self._write_args(op, encoded, head))
 
     def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
         """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
-        return self._run_write(key, "fill", encoded, head, str(since.version), since.inc)
+        channel = self.channel if head else ""
+        args = (encoded, head or "", channel, since.version, since.inc, *self._auth)
+        return self._stamp(self._run("fill", self._keys(key), args))
 
     def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
         """Version and value digest of each key, with the store's meta."""
         names = (self.meta_key, *(self._prefix + key for key in keys))
-        out = self._run("check", names, (self._nonce, self._auth[0]))
+        out = self._run("check", names, self._auth[:1])
         pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
-        return Meta(self._inc(out[0]), int(out[1])), pairs
+        return Meta(self._learn(out[0]), int(out[1])), pairs
 
     def mark(self, channel: str, head: str | None) -> Meta:
         """Publish a marker on ``channel`` (none when ``head`` is None); return the meta."""
-        key_id, ipad, opad = self._auth
-        args = (channel if head else "", head or "", self._nonce, key_id, ipad, opad)
-        seq, inc = self._run("mark", (self.meta_key,), args)
-        return Meta(self._inc(inc), int(seq))
+        args = (channel if head else "", head or "", *self._auth)
+        stamp = self._stamp(self._run("mark", (self.meta_key,), args))
+        return Meta(stamp.inc, stamp.seq)
 
-    def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
-        """The EVALSHA arguments of a write, to queue it in a pipeline or a MULTI."""
-        keys, args = self._write_args(key, op, encoded, head, self._marker_ms, "")
-        return (self._write_sha, len(keys), *keys, *args)
+    def _keys(self, key: str) -> tuple[str, str]:
+        """KEYS of the write and fill scripts."""
+        return self._prefix + key, self.meta_key
 
-    def _write_args(
-        self, key: str, op: str, encoded: str, head: str | None, limit: str, since_inc: str
-    ) -> tuple[tuple[str, str], tuple[Any, ...]]:
-        """The write script's KEYS and ARGV."""
-        key_id, ipad, opad = self._auth
+    def _write_args(self, op: str, encoded: str, head: str | None) -> tuple[Any, ...]:
+        """ARGV of the write script, after the nonce and the known incarnation."""
         channel = self.channel if head else ""
-        args = (op, encoded, head or "", channel, limit, self._nonce, key_id, ipad, opad, since_inc)
-        return (self._prefix + key, self.meta_key), args
-
-    def _run_write(
-        self, key: str, op: str, encoded: str, head: str | None, limit: str, since_inc: str
-    ) -> Stamp:
-        """EVALSHA the write script directly: redis-py's Script wrapper costs a sixth of a SET."""
-        keys, args = self._write_args(key, op, encoded, head, limit, since_inc)
-        try:
-            seq, inc = self.client.evalsha(self._write_sha, 2, *keys, *args)
-        except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
-            seq, inc = self._run("write", keys, args)
-        except redis.exceptions.ResponseError as exc:
-            raise _mismatch(exc, self.namespace) from None
-        return Stamp(int(seq), self._inc(inc))
+        prefix = (self._nonce, self._known, op, encoded, head or "", channel, self._marker_ms)
+        return (*prefix, *self._auth)
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script (loading it if the server lost it), naming auth mismatches."""
         try:
-            return self._scripts[name](keys=keys, args=args)
+            return self._scripts[name](keys=keys, args=(self._nonce, self._known, *args))
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
 
-    def _inc(self, raw: bytes | str) -> str:
-        """An incarnation as str, decoded once per distinct token."""
-        if isinstance(raw, str):
-            return raw
-        inc = self._incs.get(raw)
-        if inc is None:
-            self._incs = {raw: raw.decode("ascii")}  # the previous one is over: forget it
-            inc = self._incs[raw]
-        return inc
+    def _stamp(self, out: Any) -> Stamp:
+        """A stamp from a script's reply: a number (our incarnation) or {seq, inc}."""
+        if isinstance(out, int):
+            return Stamp(out, self._known)
+        return Stamp(int(out[0]), self._learn(out[1]))
+
+    def _learn(self, raw: bytes | str) -> str:
+        """The incarnation a reply named, remembered as the one we know."""
+        self._known = _text(raw)
+        return self._known
 
 
 def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:

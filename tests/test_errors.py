@@ -3,6 +3,7 @@ trusting what it should not, hang it, or kill its listener thread."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,12 +15,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cachelab import CacheNode, ReentrantLoad
+from cachelab import CacheNode, ReentrantLoad, store
 from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
 from tests.test_failures import wait_for
 from tests.test_node import redis_value, settle
+
+_FILL_SHA = hashlib.sha1(store._FILL.encode()).hexdigest()
 
 
 class LosingReplies(fakeredis.FakeRedis):
@@ -30,7 +33,7 @@ class LosingReplies(fakeredis.FakeRedis):
 
     def evalsha(self, sha: str, numkeys: int, *rest: Any) -> Any:
         result = super().evalsha(sha, numkeys, *rest)
-        op = rest[numkeys] if len(rest) > numkeys else None
+        op = "fill" if sha == _FILL_SHA else rest[numkeys + 2] if len(rest) > numkeys + 2 else None
         if self.lose is not None and self.lose in ("any", op):
             self.lose = None
             raise redis.TimeoutError("the reply was lost")
