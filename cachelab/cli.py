@@ -3,6 +3,7 @@
 JupyterLab saves outputs into the notebooks it serves, so it never serves the
 tracked ones: ``lab`` copies them into ``.lab/notebooks`` (gitignored) and serves
 that folder, with JupyterLab's news prompt and update check switched off.
+``cachelab site`` executes every notebook into a static HTML site that works offline.
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
     os.execve(command[0], command, lab_environment(workdir(args.notebooks)))
 
 
+def _site(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Build the static site."""
+    from cachelab.site import build_site
+
+    index = build_site(args.notebooks, args.out, timeout=args.timeout, only=args.only)
+    print(f"cachelab site: open {index}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="cachelab", description=__doc__)
@@ -125,12 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
     lab.add_argument("--port", type=int, default=None)
     lab.add_argument("--no-browser", action="store_true")
+    site = commands.add_parser("site", help="execute every notebook into a static HTML site")
+    site.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
+    site.add_argument("--out", type=Path, default=NOTEBOOKS.parent / "site")
+    site.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    site.add_argument("--only", nargs="*", default=[], help="notebook name prefixes, e.g. 02")
     args, extra = parser.parse_known_args(argv)
     if not args.notebooks.is_dir():
         parser.error(f"no notebooks folder at {args.notebooks}")
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return {"lab": _lab}[args.command](args, extra)
+    return {"lab": _lab, "site": _site}[args.command](args, extra)
 
 
 if __name__ == "__main__":

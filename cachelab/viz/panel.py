@@ -337,6 +337,17 @@ class ControlPanel(widgets.VBox):  # type: ignore[misc]
         backend = self._backend()
         self.table.value = render_table(backend.rows(), backend.store_version)
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live widget, and a snapshot of the table and log for pages without a kernel."""
+        data: dict[str, Any] = super()._repr_mimebundle_(**kwargs)
+        note = ("A live control panel: it needs a running kernel (make lab). Its table and "
+                "log as they were when this page was made:")
+        parts = [f"<p><i>{note}</i></p>", self.table.value, f"<p>{self.journal.value}</p>"]
+        if self.viewer is not None:
+            parts.append(self.viewer.to_html())
+        data["text/html"] = '<div class="cachelab-snapshot">' + "".join(parts) + "</div>"
+        return data
+
     def close(self) -> None:
         """Stop the nodes."""
         if self.backend is not None:

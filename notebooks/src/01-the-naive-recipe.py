@@ -231,6 +231,23 @@ assert all(s["reconnects"] >= 1 for s in rows.values())
 # | a message lost without a reconnect | stale until restart | detects the sequence gap, flushes |
 # | dead connection, no traffic | deaf forever | the heartbeat's missing echo notices |
 #
+# ## Exercises
+#
+# 1. Would a TTL of one minute have saved the naive recipe? What would it cost?
+# 2. The naive node sets its own cache on write (`self.cache[key] = ...`) *before*
+#    publishing. Find a race with another writer that this order allows.
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. It bounds the damage to one minute of stale reads, at the price of a miss per key per
+#    minute. It does not notice the loss; it only forgets everything regularly.
+# 2. Two nodes write the same key at once: each caches its own value, then each receives
+#    the other's invalidation and drops it, or, with values in the messages, each keeps
+#    the other's, in opposite orders. Without versions nobody can tell which write won in
+#    Redis (notebook 04, `two_writers`).
+#
+# </details>
+#
 # Next: [02 · watching invalidations propagate](02-watching-invalidations-propagate.ipynb).
 
 # %%
