@@ -1,4 +1,5 @@
-"""A real browser: ``cachelab lab`` in headless Chromium runs notebook 02 and clicks write.
+"""A real browser: ``cachelab lab`` in headless Chromium runs notebook 02, clicks write,
+then steps the simulator panel's trace viewer.
 
 Uses Debian's chromium (never a downloaded browser). Without /usr/bin/chromium the
 test skips, except under CI=true where it fails.
@@ -10,6 +11,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +87,39 @@ def test_write_button_updates_the_peers_in_jupyterlab(lab: LabServer, tmp_path: 
                 cell.filter(has_text="user:1 = 'value 1' v1").wait_for(timeout=60_000)
             text = table.inner_text()
             page.screenshot(path=str(tmp_path / "notebook-02.png"), full_page=False)
+            steps, drawn = drive_the_sim_panels_viewer(page, tmp_path)
+            news = page.get_by_text("notified about official Jupyter news").count()
         finally:
             browser.close()
     assert "stale" not in text
     assert (tmp_path / "notebook-02.png").stat().st_size > 10_000
+    assert steps == [steps[0] + i for i in range(len(steps))] and len(steps) == 4
+    assert drawn["nodes"] == 3 and "a: write user:1" in drawn["log"]
+    assert news == 0  # the news prompt is off
+
+
+def drive_the_sim_panels_viewer(page: Any, tmp_path: Path) -> tuple[list[int], dict[str, Any]]:
+    """Write on the simulator panel, then step its trace viewer (an anywidget) by hand."""
+    panel = page.locator(".cachelab-write").nth(1)
+    panel.scroll_into_view_if_needed()
+    viewer = page.locator(".cachelab-viewer .clv").first
+    viewer.wait_for(timeout=60_000)
+    before = viewer.locator(".clv-log li").count()
+    panel.click()
+    page.wait_for_function(
+        "([el, n]) => el.querySelectorAll('.clv-log li').length > n",
+        arg=[viewer.element_handle(), before],
+        timeout=60_000,
+    )
+    viewer.locator(".clv-start").click()
+    steps = []
+    for _ in range(4):
+        viewer.locator(".clv-step").click()
+        steps.append(int(viewer.get_attribute("data-step") or 0))
+    viewer.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "viewer-jupyterlab.png"), full_page=False)
+    drawn = {
+        "nodes": viewer.locator(".clv-node").count(),
+        "log": viewer.locator(".clv-log").inner_text(),
+    }
+    return steps, drawn

@@ -21,6 +21,8 @@ from cachelab.sim import KINDS as SIM_KINDS
 from cachelab.viz import (
     KINDS,
     Event,
+    burst_counts,
+    bursts,
     consistency_within,
     hit_rate_against,
     hit_rate_over_time,
@@ -224,3 +226,12 @@ def test_stops_skip_quiet_events_and_long_traces_are_cut() -> None:
     assert stops([one]) == [0.0, 0.002, 0.006, 0.010, 0.011, 0.012, 0.013]
     long = pane([Event(i / 1000, "fill", "a", "k", i) for i in range(50)], limit=10)
     assert len(long["events"]) == 10 and "first 10 events" in long["verdict"]
+
+
+def test_bursts_count_each_window_after_a_write() -> None:
+    loads = {"herd": [0.1, 0.101, 0.105, 0.3, 0.31], "lease": [0.1, 0.3]}
+    assert burst_counts(loads["herd"], [0.1, 0.3], 0.02) == [3, 2]
+    ax = bursts(loads, [0.1, 0.3], 0.02)
+    assert [p.get_height() for p in bars(ax)] == [3, 2, 1, 1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["t = 0.1 s", "t = 0.3 s"]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "database reads in 20 ms"

@@ -363,6 +363,7 @@ def test_the_log_says_who_read_and_what_the_nodes_noticed(sim: ControlPanel) -> 
     sim.key.value = "other"
     sim.write_button.click()
     assert "b saw a sequence gap (a lost message) and flushed its cache" in sim.journal.value
+    assert "entries" not in sim.journal.value  # a gauge, not news
     sim.safeguards["fill_guard"].value = False
     assert sim.journal.value.endswith("fill guard switched off: rebuilt, 3 invalidate nodes ready, "
                                       "caches empty")

@@ -8,6 +8,8 @@ from cachelab.viz.compare import side_by_side, verdict
 from cachelab.viz.kinds import KINDS, Kind, kind_of
 from cachelab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
 from cachelab.viz.plots import (
+    burst_counts,
+    bursts,
     consistency_within,
     hit_rate_against,
     hit_rate_over_time,
@@ -29,6 +31,8 @@ __all__ = [
     "Event",
     "Kind",
     "TraceViewer",
+    "burst_counts",
+    "bursts",
     "consistency_within",
     "hit_rate_against",
     "hit_rate_over_time",

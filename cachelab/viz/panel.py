@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 
 from cachelab.coherence import STRATEGIES
+from cachelab.stats import NodeStats
 from cachelab.viz.timeline import Event, pane
 from cachelab.viz.viewer import TraceViewer
 
@@ -52,7 +53,7 @@ COUNTER_NEWS: dict[str, str] = {
     "flushes": "{node} flushed its cache",
 }
 """What a rise in a node counter means, for the log; other counters are named as they are."""
-_QUIET = frozenset({"hits", "misses", "writes", "invalidations_received", "uncached_reads"})
+_QUIET = frozenset({"writes", "invalidations_received", "uncached_reads"})
 _EXPLAINS_FLUSH = ("gaps", "reconnects")
 
 
@@ -368,8 +369,9 @@ def _news(before: dict[str, dict[str, int]], rows: Sequence[dict[str, Any]]) -> 
     news = []
     for row in rows:
         old = before.get(row["name"], {})
-        rises = {k: v - old.get(k, 0) for k, v in row["stats"].items() if isinstance(v, int)}
-        rises = {k: n for k, n in rises.items() if n > 0 and k not in _QUIET}
+        counters = [k for k in NodeStats.COUNTERS if k not in _QUIET]  # gauges never "rise"
+        rises = {k: row["stats"].get(k, 0) - old.get(k, 0) for k in counters}
+        rises = {k: n for k, n in rises.items() if n > 0}
         if any(k in rises for k in _EXPLAINS_FLUSH):
             rises.pop("flushes", None)
         for counter, n in rises.items():

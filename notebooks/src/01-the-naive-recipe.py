@@ -234,17 +234,17 @@ assert all(s["reconnects"] >= 1 for s in rows.values())
 # ## Exercises
 #
 # 1. Would a TTL of one minute have saved the naive recipe? What would it cost?
-# 2. The naive node sets its own cache on write (`self.cache[key] = ...`) *before*
-#    publishing. Find a race with another writer that this order allows.
+# 2. The naive listener deletes the key on *every* message, its own write's included.
+#    What does that cost the writer?
 #
 # <details><summary>Worked answers</summary>
 #
 # 1. It bounds the damage to one minute of stale reads, at the price of a miss per key per
 #    minute. It does not notice the loss; it only forgets everything regularly.
-# 2. Two nodes write the same key at once: each caches its own value, then each receives
-#    the other's invalidation and drops it, or, with values in the messages, each keeps
-#    the other's, in opposite orders. Without versions nobody can tell which write won in
-#    Redis (notebook 04, `two_writers`).
+# 2. The writer caches the value it just wrote, then its own message comes back and
+#    deletes it: its next read is a miss, a wasted Redis round trip, on every key a
+#    process both writes and reads. A cachelab node recognises its own messages
+#    (`set:own` in the trace viewer) and skips them.
 #
 # </details>
 #

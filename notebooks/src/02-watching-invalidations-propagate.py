@@ -151,8 +151,9 @@ TraceViewer(result.trace, nodes=result.nodes, title="c misses an invalidation",
 # 1. In the simulator panel, switch **gap detection** off (the log says which safeguard
 #    changed), then drop the next message to `b` and write twice. How long does `b` stay
 #    stale now?
-# 2. Set the delay to 50 ms and write once. Which reads are stale, and why does the
-#    checker call them stale although every message arrives?
+# 2. Rebuild the simulator panel (change the node count and back), write twice, then drag
+#    the delay to 50 ms: the same session replays under a slower network. Which reads are
+#    stale now, and why does the checker call them stale although every message arrives?
 # 3. In the scripted scene, what would a TTL of 10 ms change?
 #
 # <details><summary>Worked answers</summary>
@@ -160,10 +161,11 @@ TraceViewer(result.trace, nodes=result.nodes, title="c misses an invalidation",
 # 1. Forever, or until a later write of `user:1` itself reaches `b`: without gap
 #    detection nothing tells `b` that it missed a message. The write of another key no
 #    longer helps: it carries the gap, but nobody looks at it.
-# 2. The read-backs run about 1 ms after the write, while the invalidations are still
-#    travelling for 50 ms: the peers serve their cached old version. The write had
-#    completed before those reads started, so they are stale, for as long as the message
-#    takes (the *propagation window*). Staleness is bounded by the delay.
+# 2. The second write's read-backs on `b` and `c`: in the session they ran a few ms after
+#    the write, and the invalidations now take 50 ms, so those peers serve their cached
+#    `v1`. The write had completed before the reads started, so they are stale, for as
+#    long as the message takes (the *propagation window*): staleness is bounded by the
+#    delay.
 # 3. The stale entry would expire 10 ms after it was filled, so `c`'s stale read would
 #    end sooner, at the price of a miss on every read more than 10 ms after a fill. A TTL
 #    bounds staleness whatever the cause; the gap detection ends it at the next message.

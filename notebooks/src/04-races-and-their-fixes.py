@@ -113,9 +113,10 @@ plt.show()
 # 2. Both stop an older message from replacing a newer value: versions make the older
 #    message *outdated*; invalidation never takes a value from a message and reloads from
 #    Redis, which holds the newest.
-# 3. `external_writer`, `partition`, `read_your_writes` (on a peer), `negative_cache` and
-#    `db_ordering`: the write never produced a message the node could act on in time. A
-#    TTL bounds them, or routing (sticky sessions), or a better write order.
+# 3. `external_writer` and `partition`: the node never hears of the write in time, and a
+#    TTL bounds the damage. `read_your_writes` on a peer needs routing (sticky sessions),
+#    `db_ordering` a better order of the writer's steps. `negative_cache` is fixed by a
+#    node option, not caching absences, which costs a store read per miss.
 #
 # </details>
 #

@@ -121,7 +121,7 @@ for loss, r in lossy["gap detection"].items():
           f" {flushes:>8}")
 
 # %% [markdown]
-# Look at the first line: with gap detection the nines *rise* a little as loss grows.
+# Look at the blue line: with gap detection the nines *rise* a little as loss grows.
 # The table says why. Every lost message makes a node flush its whole cache; its next
 # reads are misses, served by Redis, and a read served by Redis is never stale. So the
 # more is lost, the fewer reads are served from a cache during the short propagation
@@ -240,16 +240,18 @@ real
 # ## Exercises
 #
 # 1. Why is a read that overlaps a write never stale, even if it returns the old version?
-# 2. With `delay=30 ms` the stale fraction of `invalidate` is far higher than with 1 ms,
-#    yet every write is reflected within 100 ms. Which figure would you report, and why?
+# 2. Two clusters: one with a high stale fraction whose writes are all reflected within
+#    100 ms, one with a low stale fraction but a few writes never reflected. Which figure
+#    tells a user more, and why?
 # 3. Why does a run with no stale read show "no failures (inf nines)" rather than a number?
 #
 # <details><summary>Worked answers</summary>
 #
 # 1. The write had not completed, so either order is a correct linearization: the read
 #    may have happened just before the write took effect.
-# 2. Both, but "reflected within M" says what users feel (how long a change takes to be
-#    seen everywhere); the stale fraction mostly measures how busy the key was.
+# 2. "Reflected within M" says what users feel (how long a change takes to be seen
+#    everywhere, and whether it ever is); the stale fraction mostly measures how busy the
+#    keys were during the propagation window. The second cluster has the worse bug.
 # 3. `-log10(0)` is infinite: the sample shows no failure, so it bounds the nines from
 #    below by about `log10(reads)`, and says nothing above that.
 #
