@@ -86,6 +86,10 @@ def test_site_pages_load_offline_and_the_viewer_steps(
     assert stale.locator(".clv-entry").first.text_content() == "k v1"  # the stale set stayed
     fixed = panes.nth(1).locator(".clv-node[data-node='b'] .clv-entry")
     assert fixed.first.text_content() == "k v2"
+    panes.nth(1).locator(".clv-log li", has_text="fill rejected").click()  # click an event
+    rejected = panes.nth(1).locator(".clv-mark[data-kind='fill_rejected']")
+    assert rejected.count() == 1 and "fill rejected k v1" in (rejected.text_content() or "")
+    assert "safeguard: fill_guard" in panes.nth(1).locator(".clv-caption").inner_text()
     viewer.locator(".clv-start").click()
     viewer.locator(".clv-play").click()
     page.wait_for_function(

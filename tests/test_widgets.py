@@ -134,6 +134,22 @@ def test_partition_then_heal_flushes_the_node(make_panel: PanelFactory) -> None:
     assert stat(panel, "reconnects")["c"] == 1
 
 
+def test_live_log_names_the_skipped_node_and_the_gap(make_panel: PanelFactory) -> None:
+    panel = make_panel()
+    panel.write_button.click()
+    panel.drop_button.click()
+    panel.write_button.click()
+    panel.key.value = "other"
+    panel.write_button.click()
+    assert "b saw a sequence gap (a lost message) and flushed its cache" in panel.journal.value
+    panel.target.value = "c"
+    panel.cut_button.value = True
+    panel.key.value = "user:1"
+    panel.read_button.click()
+    assert panel.journal.value.endswith("(c cut off: skipped)")
+    assert "every node" not in panel.journal.value
+
+
 def test_total_loss_leaves_the_peers_stale(make_panel: PanelFactory) -> None:
     panel = make_panel()
     panel.write_button.click()
