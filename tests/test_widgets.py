@@ -251,6 +251,10 @@ def test_viewer_exports_a_self_contained_player() -> None:
     fetched = page.replace("http://www.w3.org/2000/svg", "")  # a namespace name, never fetched
     assert "http://" not in fetched and "https://" not in fetched  # plays offline
     assert '"kind":"garbage"' in page and "export default" in page
+    viewer.seek(0.004)
+    assert '"time":0.004' in viewer.to_html()  # opens where the clock was put
+    viewer.play()
+    assert '"time":0.0,' in viewer.to_html()  # caught mid-play: opens at the start
 
 
 def test_broken_and_fixed_side_by_side_for_every_scenario() -> None:

@@ -98,7 +98,8 @@ KINDS: dict[str, Kind] = {
 
 OUTCOMES: dict[str, str] = {
     "applied": "applied: it dropped its copy (invalidate) or took the new value (update).",
-    "outdated": "outdated: it already knew a newer version, so the message was ignored.",
+    "outdated": "ignored: the strategy did not apply it (normally because the node already "
+    "knew a newer version).",
     "own": "own: its own write coming back; it already holds that version, so it skips it.",
     "loss": "the network lost it.",
     "partition": "its subscription was cut silently (a half-open connection): nothing told it.",

@@ -137,9 +137,7 @@ def headline(e: Event) -> str:
     """A short line: ``b: fill rejected k v1``."""
     text = f"{e.node}: {kind_of(e.kind).label}"
     if e.key:
-        text += f" {e.key}"
-    if e.version:
-        text += f" v{e.version}"
+        text += f" {e.key} v{e.version}"  # v0: the key was absent
     if e.detail and e.kind not in ("read", "stale_read"):
         text += f" ({e.detail})"
     return text

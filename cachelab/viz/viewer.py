@@ -103,8 +103,13 @@ class TraceViewer(anywidget.AnyWidget):
         return dict(row)
 
     def to_html(self) -> str:
-        """A self-contained HTML fragment that plays the same traces without a kernel."""
-        state = {"panes": self.panes, "stops": self.stops, "time": self.time,
+        """A self-contained HTML fragment that plays the same traces without a kernel.
+
+        It opens where the clock is, or at the start if it was playing (nobody chose
+        that moment).
+        """
+        at = self.start if self.playing else self.time
+        state = {"panes": self.panes, "stops": self.stops, "time": at,
                  "playing": False, "speed": self.speed, "selected": []}
         target = f"clv-{secrets.token_hex(6)}"
         return (

@@ -111,7 +111,7 @@ function drawNode(p, name, state, stale, recent, t) {
 
 function drawMark(p, ev, x, y) {
   const kind = p.pane.kinds[ev.kind];
-  const label = kind.label + (ev.key ? ` ${ev.key}` : "") + (ev.v ? ` v${ev.v}` : "");
+  const label = kind.label + (ev.key ? ` ${ev.key} v${ev.v}` : "");
   const g = el("g", { class: "clv-mark", "data-kind": ev.kind, "data-index": ev.index }, p.svg);
   const w = Math.min(NODE_W + 10, 14 + label.length * 6.4);
   el("rect", { x: x - w / 2, y, width: w, height: 16, rx: 8, fill: kind.color }, g);
