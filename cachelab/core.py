@@ -19,6 +19,7 @@ The rules live here once:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -423,11 +424,12 @@ class NodeCore:
         """Queue an event for the shell to emit once its lock is released."""
         self.events.append((kind, key, version))
 
-    def take_events(self) -> list[NodeEvent]:
+    def take_events(self) -> Sequence[NodeEvent]:
         """The events queued so far, oldest first; the queue starts empty again."""
         events = self.events
-        if events:  # most calls have none: keep the list rather than make a new one
-            self.events = []
+        if not events:  # most calls have none: keep the list, hand out no alias of it
+            return ()
+        self.events = []
         return events
 
     def close(self) -> None:

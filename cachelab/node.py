@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -439,7 +439,7 @@ class CacheNode:
 
     # -- hooks -------------------------------------------------------------------
 
-    def _emit(self, events: list[NodeEvent]) -> None:
+    def _emit(self, events: Sequence[NodeEvent]) -> None:
         """Tell the ``events`` hook, outside the lock; a failing hook is contained."""
         hook = self._events
         if hook is None:

@@ -1,4 +1,5 @@
-"""A real browser: JupyterLab in headless Chromium runs notebook 02 and clicks its write button.
+"""A real browser: ``cachelab lab`` in headless Chromium runs notebook 02, clicks write,
+then steps the simulator panel's trace viewer.
 
 Uses Debian's chromium (never a downloaded browser). Without /usr/bin/chromium the
 test skips, except under CI=true where it fails.
@@ -6,20 +7,16 @@ test skips, except under CI=true where it fails.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import IN_CI
+from tests.labserver import LabServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -34,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_TIMEOUT = 90.0
 
 
 def require_chromium() -> None:
@@ -47,80 +43,12 @@ def require_chromium() -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Lab:
-    """A JupyterLab server on 127.0.0.1, serving a copy of the notebooks."""
-
-    def __init__(self, root: Path, port: int, token: str, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.token = token
-        command = [
-            str(Path(sys.executable).parent / "jupyter"),
-            "lab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
-        if os.geteuid() == 0:
-            command.append("--allow-root")
-        settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True)
-        # no "get notified about Jupyter news?" prompt over the page, and nothing fetched
-        notification = '{"fetchNews": "false", "checkForUpdates": false}'
-        (settings / "notification.jupyterlab-settings").write_text(notification)
-        env = os.environ | {
-            "JUPYTERLAB_SETTINGS_DIR": str(root / ".settings"),
-            "JUPYTER_CONFIG_DIR": str(root / ".jupyter"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(root / ".workspaces"),
-            "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
-        }
-        env.pop("MPLBACKEND", None)  # the kernel keeps its inline backend
-        self.log = log.open("wb")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self) -> None:
-        """Poll the status API until the server answers (it takes a few seconds to start)."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        status = f"{self.url}/api/status?token={self.token}"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(status, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.25)
-        raise TimeoutError("jupyter lab did not start")
-
-    def stop(self) -> None:
-        """Stop the server this test started, and only it."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """JupyterLab over a temporary copy of the notebooks."""
-    root = tmp_path / "lab"
-    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns("src", ".ipynb_checkpoints"))
-    server = Lab(root, free_port(), secrets.token_hex(16), tmp_path / "jupyter.log")
+def lab(tmp_path: Path) -> Iterator[LabServer]:
+    """``cachelab lab`` over a temporary copy of the notebooks (and their sources)."""
+    root = tmp_path / "repo" / "notebooks"
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    server = LabServer(root, free_port(), secrets.token_hex(16), tmp_path / "jupyter.log")
     try:
         server.wait_ready()
         yield server
@@ -130,7 +58,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 @pytest.mark.browser
 @pytest.mark.notebook
-def test_write_button_updates_the_peers_in_jupyterlab(lab: Lab, tmp_path: Path) -> None:
+def test_write_button_updates_the_peers_in_jupyterlab(lab: LabServer, tmp_path: Path) -> None:
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -159,7 +87,39 @@ def test_write_button_updates_the_peers_in_jupyterlab(lab: Lab, tmp_path: Path) 
                 cell.filter(has_text="user:1 = 'value 1' v1").wait_for(timeout=60_000)
             text = table.inner_text()
             page.screenshot(path=str(tmp_path / "notebook-02.png"), full_page=False)
+            steps, drawn = drive_the_sim_panels_viewer(page, tmp_path)
+            news = page.get_by_text("notified about official Jupyter news").count()
         finally:
             browser.close()
     assert "stale" not in text
     assert (tmp_path / "notebook-02.png").stat().st_size > 10_000
+    assert steps == [steps[0] + i for i in range(len(steps))] and len(steps) == 4
+    assert drawn["nodes"] == 3 and "a: write user:1" in drawn["log"]
+    assert news == 0  # the news prompt is off
+
+
+def drive_the_sim_panels_viewer(page: Any, tmp_path: Path) -> tuple[list[int], dict[str, Any]]:
+    """Write on the simulator panel, then step its trace viewer (an anywidget) by hand."""
+    panel = page.locator(".cachelab-write").nth(1)
+    panel.scroll_into_view_if_needed()
+    viewer = page.locator(".cachelab-viewer .clv").first
+    viewer.wait_for(timeout=60_000)
+    before = viewer.locator(".clv-log li").count()
+    panel.click()
+    page.wait_for_function(
+        "([el, n]) => el.querySelectorAll('.clv-log li').length > n",
+        arg=[viewer.element_handle(), before],
+        timeout=60_000,
+    )
+    viewer.locator(".clv-start").click()
+    steps = []
+    for _ in range(4):
+        viewer.locator(".clv-step").click()
+        steps.append(int(viewer.get_attribute("data-step") or 0))
+    viewer.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "viewer-jupyterlab.png"), full_page=False)
+    drawn = {
+        "nodes": viewer.locator(".clv-node").count(),
+        "log": viewer.locator(".clv-log").inner_text(),
+    }
+    return steps, drawn

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachelab.check import (
+    SMALL_RUN,
     STALENESS_EDGES,
     Report,
     check,
@@ -320,7 +321,22 @@ def test_str_contains_the_key_numbers() -> None:
     assert "peak 2 ops" in text
     assert "p50 2ms" in text and "max 4ms" in text
     assert "[1ms, 10ms): 2" in text
-    assert "TAO" in text and "memcache" in text
+    assert "TAO" in text and "Cache made consistent" in text and "memcache" not in text
+
+
+def test_html_report_is_compact_for_a_small_run() -> None:
+    history = [*stale_by([0.002, 0.004]), read("x", "k", 9.0, 9.5, 1, hit=True)]
+    page = check(history, messages=7)._repr_html_()
+    assert "2 of 3 reads (66.7%)" in page and "p50 2ms" in page and "max 4ms" in page
+    assert "nines" not in page and "TAO" not in page and "store load" not in page
+    assert "0.666667" not in page and "session" not in page
+
+
+def test_html_report_of_a_large_run_cites_a_sourced_anchor() -> None:
+    history = [read("x", "k", float(i), i + 0.5, 0, hit=True) for i in range(SMALL_RUN)]
+    page = check(history)._repr_html_()
+    assert "no failures (inf nines)" in page and "store load" in page
+    assert "Cache made consistent" in page and "staleness" not in page
 
 
 def test_to_dict_is_flat_and_has_the_contract_keys() -> None:

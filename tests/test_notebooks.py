@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def run(path: Path, **env: str) -> Any:
 
 def test_there_are_notebooks() -> None:
     assert [p.name for p in NOTEBOOKS][:1] == ["00-quickstart.ipynb"]
-    assert len(NOTEBOOKS) == 8
+    assert len(NOTEBOOKS) == 9
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -49,6 +50,22 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
     tagged = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "one papermill-style cell tagged 'parameters'"
+
+
+def markdown(path: Path) -> str:
+    """The notebook's markdown cells, joined."""
+    notebook = nbformat.read(path, as_version=4)
+    return "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_with_questions_and_hidden_answers(path: Path) -> None:
+    text = markdown(path)
+    tail = text[len(text) // 2 :]
+    assert "<details><summary>" in tail and "</details>" in tail
+    links = re.findall(r"\]\((\d\d-[\w-]+\.ipynb)\)", tail)
+    assert links and all((path.parent / link).exists() for link in links)
+    assert "four 9s" not in text and "4 nines" not in text  # unsourced; see DESIGN.md
 
 
 @pytest.mark.notebook

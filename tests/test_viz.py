@@ -1,4 +1,4 @@
-"""Plots and animation frames: what they draw, checked on small hand-made data."""
+"""Plots and the viewer's timeline: what they draw, checked on small hand-made data."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from cachelab.history import Op
+from cachelab.sim import KINDS as SIM_KINDS
 from cachelab.viz import (
+    KINDS,
     Event,
-    animate,
-    build_frames,
+    burst_counts,
+    bursts,
     consistency_within,
     hit_rate_against,
     hit_rate_over_time,
@@ -28,13 +30,13 @@ from cachelab.viz import (
     load_series,
     messages_per_write,
     nines_chart,
-    render_png,
+    pane,
     staleness_against_network,
     staleness_histogram,
     store_load,
     variant_bars,
 )
-from cachelab.viz.frames import frame_times, normalise
+from cachelab.viz.timeline import explain, stops
 
 
 @pytest.fixture(autouse=True)
@@ -100,15 +102,20 @@ def test_staleness_against_network_per_strategy() -> None:
     ax = staleness_against_network(series, x="delay")
     assert len(ax.get_lines()) == 2 and ax.get_yscale() == "symlog"
     nines = staleness_against_network({"x": [(0.1, 3.0)]}, x="loss", metric="nines")
-    assert "nines" in nines.get_ylabel()
+    assert "nines" in nines.get_ylabel() and nines.get_xscale() == "symlog"
     with pytest.raises(ValueError, match="metric"):
         staleness_against_network(series, metric="speed")
 
 
 def test_staleness_histogram_counts_every_stale_read() -> None:
-    ax = staleness_histogram({"broken": [0.001, 0.002, 0.5], "fixed": []})
-    heights = sum(patch.get_height() for patch in bars(ax))
-    assert heights == 3
+    ax = staleness_histogram({"broken": [0.001, 0.002, 0.5], "fixed": [0.002]})
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "broken (3 stale reads)",
+        "fixed (1 stale reads)",
+    ]
+    assert all(not p.get_fill() for p in ax.patches)  # outlines: no series hides another
     empty = staleness_histogram({"fixed": []})
     assert [t.get_text() for t in empty.texts] == ["no stale read"]
 
@@ -123,14 +130,18 @@ def test_store_load_annotates_the_peak() -> None:
     assert load_series([0.0, 0.0, 0.25], 0.1) == [(0.0, 20.0), (0.1, 0.0), (0.2, 10.0)]
     herd = [1.0] * 50 + [1.05]
     ax = store_load({"herd": herd, "single flight": [1.0, 1.05]}, bin_width=0.1)
-    assert len(ax.get_lines()) == 2
-    assert [t.get_text() for t in ax.texts] == ["peak 510/s", "peak 20/s"]
+    legend = ax.get_legend()
+    assert legend is not None and len(ax.texts) == 0
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["herd (peak 510/s)", "single flight (peak 20/s)"]
+    assert [ys(line) for line in ax.get_lines()[1::2]] == [[510.0], [20.0]]  # the peak dots
 
 
 def test_consistency_within_shows_the_anchors() -> None:
     ax = consistency_within({"invalidate": [(0.001, 0.9), (0.01, 0.999), (1.0, 1.0)]})
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert "Facebook memcache: 4 nines within 1 s" in labels and "Meta TAO: 10 nines" in labels
+    labels = [str(line.get_label()) for line in ax.get_lines()]
+    assert labels[-1] == 'Meta TAO: 10 nines (Meta, "Cache made consistent" (2022))'
+    assert not any("memcache" in label for label in labels)
     ours = ax.get_lines()[0]
     assert [round(y, 6) for y in ys(ours)] == [1.0, 3.0, 6.0]  # share 1.0: the ceiling
     assert ys(ax.get_lines()[1]) == [6.0] and ax.get_lines()[1].get_marker() == "^"
@@ -151,50 +162,76 @@ def test_variant_bars_colour_broken_and_fixed() -> None:
         matplotlib.colors.to_rgba("tab:green"),
     ]
     assert [t.get_text() for t in ax.texts] == ["16", "0"] and ax.get_ylabel() == "stale reads"
+    worst = variant_bars({"no_ttl": 0.8503, "ttl": 2.2e-16}, metric="staleness_max", title="x" * 60)
+    assert [t.get_text() for t in worst.texts] == ["850 ms", "0 ms"]
+    assert worst.get_ylabel() == "worst staleness (ms)" and "\n" in str(worst.get_title())
 
 
 TRACE = [
     Event(0.000, "fill", "b", "k", 1),
-    Event(0.002, "write", "a", "k", 2, since=0.000),
-    Event(0.006, "deliver", "b", "k", 2, since=0.002),
-    Event(0.006, "applied", "b", "k", 2),
-    Event(0.010, "drop", "c", "k", 2, since=0.002),
-    Event(0.011, "stale_read", "c", "k", 1),
-    Event(0.012, "partition", "c"),
+    Event(0.000, "fill", "c", "k", 1),
+    Event(0.002, "write", "a", "k", 2, "set", since=0.000),
+    Event(0.002, "send", "a", "k", 2, "set"),
+    Event(0.006, "deliver", "b", "k", 2, "set:applied", since=0.002),
+    Event(0.010, "drop", "c", "k", 2, "partition", since=0.002),
+    Event(0.011, "stale_read", "c", "k", 1, "hit", since=0.011),
+    Event(0.012, "partition", "c", detail="start"),
+    Event(0.013, "quarantine", "c", "k", 2, "a kind from the future"),
 ]
 
 
-def test_frames_follow_messages_in_flight() -> None:
-    frames = build_frames(TRACE, nodes=["a", "b", "c"], linger=0.005)
-    assert frames[0].caches == {"a": {}, "b": {"k": 1}, "c": {}}
-    moving = [f for f in frames if any(d.dst == "b" for d in f.dots)]
-    progress = [d.progress for f in moving for d in f.dots if d.dst == "b"]
-    assert progress == sorted(progress) and 0 <= progress[0] < progress[-1] < 1
-    after = next(f for f in frames if f.t == 0.006)
-    assert after.caches["b"] == {} and after.store == {"k": 2}
-    assert next(f for f in frames if f.t == 0.010).drops[0].dst == "c"
-    last = frames[-1]
-    assert last.stale == (("c", "k"),) and last.down == frozenset({"c"})
-    assert "c: partition" in last.caption
+def effects(rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """Each event's kind with what it changed."""
+    keys = ("cache", "clear", "store", "down")
+    return [(r["kind"], r["node"], *(r.get(k) for k in keys)) for r in rows]
 
 
-def test_update_strategy_frames_keep_the_new_version() -> None:
-    frames = build_frames(TRACE, carries_value=True)
-    assert frames[-1].caches["b"] == {"k": 2}
-    assert frames[0].nodes == ("a", "b", "c")
+def test_timeline_records_what_each_event_changed() -> None:
+    rows = pane(TRACE, nodes=["a", "b", "c"])["events"]
+    assert effects(rows) == [
+        ("fill", "b", [["k", 1]], None, None, None),
+        ("fill", "c", [["k", 1]], None, None, None),
+        ("write", "a", None, None, 2, None),
+        ("send", "a", None, None, None, None),
+        ("deliver", "b", None, True, None, None),
+        ("drop", "c", None, None, None, None),
+        ("stale_read", "c", None, None, None, None),
+        ("partition", "c", None, None, None, True),
+        ("quarantine", "c", None, None, None, None),
+    ]
+    assert rows[4]["since"] == 0.002 and "since" not in rows[0]
 
 
-def test_frame_times_are_thinned_to_the_limit() -> None:
-    events = normalise([Event(i / 1000, "fill", "a", "k", i) for i in range(500)])
-    times = frame_times(events, max_frames=50)
-    assert len(times) == 50 and times[0] == 0.0 and times[-1] == 0.499
-    assert build_frames([])[0].caches == {}
+def test_update_strategy_keeps_the_new_version() -> None:
+    trace = [Event(0.0, "fill", "b", "k", 1), Event(0.1, "deliver", "b", "k", 2, "set:applied")]
+    rows = pane(trace, carries_value=True)["events"]
+    assert rows[1]["cache"] == [["k", 2]]
 
 
-def test_render_png_and_animation_draw_every_frame() -> None:
-    frames = build_frames(TRACE)
-    assert render_png(frames[-1]).startswith(b"\x89PNG")
-    anim = animate(frames, interval=100)
-    html = anim.to_jshtml()
-    assert html.count("data:image/png;base64") == len(frames)
-    assert plt.get_fignums() == []  # the animation owns its figure; none is left to show twice
+def test_every_kind_is_explained_and_an_unknown_one_is_drawn_generically() -> None:
+    assert set(SIM_KINDS) <= set(KINDS)
+    kinds = pane(TRACE)["kinds"]
+    assert kinds["quarantine"] == {"label": "quarantine", "color": "#7f7f7f", "role": "mark",
+                                   "safeguard": ""}
+    future = Event(0, "quarantine", "c", detail="a kind from the future")
+    assert "'quarantine' event (a kind from the future)" in explain(future)
+    assert "fill_guard" in KINDS["fill_rejected"].safeguard
+    own = explain(Event(0.0, "deliver", "a", "k", 3, "set:own"))
+    assert "its own write coming back" in own
+    assert "cut silently" in explain(Event(0.0, "drop", "b", "k", 3, "partition"))
+
+
+def test_stops_skip_quiet_events_and_long_traces_are_cut() -> None:
+    one = pane(TRACE)
+    assert stops([one]) == [0.0, 0.002, 0.006, 0.010, 0.011, 0.012, 0.013]
+    long = pane([Event(i / 1000, "fill", "a", "k", i) for i in range(50)], limit=10)
+    assert len(long["events"]) == 10 and "first 10 events" in long["verdict"]
+
+
+def test_bursts_count_each_window_after_a_write() -> None:
+    loads = {"herd": [0.1, 0.101, 0.105, 0.3, 0.31], "lease": [0.1, 0.3]}
+    assert burst_counts(loads["herd"], [0.1, 0.3], 0.02) == [3, 2]
+    ax = bursts(loads, [0.1, 0.3], 0.02)
+    assert [p.get_height() for p in bars(ax)] == [3, 2, 1, 1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["t = 0.1 s", "t = 0.3 s"]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "database reads in 20 ms"

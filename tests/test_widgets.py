@@ -1,4 +1,4 @@
-"""The control panel and the trace player, driven headlessly: click, set values, check nodes."""
+"""The control panel and the trace viewer, driven headlessly: click, set values, check nodes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import redis
 matplotlib.use("Agg")
 
 from cachelab.coherence import STRATEGIES
-from cachelab.viz import ControlPanel, Event, TracePlayer, sim_panel
+from cachelab.sim.scenarios import CATALOGUE
+from cachelab.viz import ControlPanel, Event, TraceViewer, side_by_side, sim_panel
 from cachelab.viz.live import LiveCluster
 from cachelab.viz.panel import SAFEGUARDS
 from cachelab.viz.simulated import SimCluster
@@ -146,6 +147,23 @@ def test_partition_then_heal_flushes_the_node(make_panel: PanelFactory) -> None:
     assert stat(panel, "reconnects")["c"] == 1
 
 
+def test_live_log_names_the_skipped_node_and_the_gap(make_panel: PanelFactory) -> None:
+    panel = make_panel()
+    panel.write_button.click()
+    panel.drop_button.click()
+    panel.write_button.click()
+    panel.key.value = "other"
+    panel.write_button.click()
+    gap = "b saw a sequence gap (a lost message): what it held waits for repair"
+    assert gap in panel.journal.value
+    panel.target.value = "c"
+    panel.cut_button.value = True
+    panel.key.value = "user:1"
+    panel.read_button.click()
+    assert panel.journal.value.endswith("(c cut off: skipped)")
+    assert "every node" not in panel.journal.value
+
+
 @pytest.mark.parametrize("gap_detection", [True, False])
 def test_total_loss_leaves_the_peers_stale_unless_markers_reveal_it(
     make_panel: PanelFactory, gap_detection: bool
@@ -222,20 +240,50 @@ def synthetic_trace() -> list[Event]:
     ]
 
 
-def test_player_slider_steps_through_every_frame() -> None:
-    player = TracePlayer(synthetic_trace())
-    assert player.play.max == player.slider.max == len(player.frames) - 1
-    seen = set()
-    for i in range(player.slider.max + 1):
-        player.slider.value = i
-        png = bytes(player.image.value)
-        assert png.startswith(b"\x89PNG")
-        seen.add(png)
-        assert f"t = {player.frames[i].t * 1000:.2f} ms" in player.caption.value
-    assert len(seen) > len(player.frames) // 2
-    player.slider.value = player.slider.max
-    assert "c: stale read k v1" in player.caption.value
-    assert player.frames[-1].caches == {"a": {"k": 2}, "b": {}, "c": {"k": 1}}
+def test_viewer_steps_scrubs_and_explains() -> None:
+    viewer = TraceViewer(synthetic_trace(), nodes=["a", "b", "c"])
+    assert viewer.stops == [0.0, 0.001, 0.004, 0.005, 0.006]
+    assert viewer.time == viewer.start == 0.0
+    viewer.step()
+    assert viewer.time == 0.001
+    viewer.step(3)
+    current = viewer.current()
+    assert viewer.time == 0.006 and current is not None and current["kind"] == "stale_read"
+    viewer.step(-2)
+    assert viewer.time == 0.004
+    viewer.seek(99.0)
+    assert viewer.time == viewer.end == 0.006
+    clicked = viewer.select(0, 6)  # the lost message
+    assert viewer.time == 0.005 and clicked["kind"] == "drop"
+    assert "never reached c" in clicked["why"] and viewer.current() == clicked
+    viewer.play(at=0.0)
+    assert viewer.playing and viewer.time == 0.0 and viewer.selected == []
+
+
+def test_viewer_exports_a_self_contained_player() -> None:
+    trace = [*synthetic_trace(), Event(0.007, "garbage", "b", detail="</script><b>")]
+    viewer = TraceViewer(trace)
+    data, _ = viewer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    page = data["text/html"]
+    assert page.count("</script>") == 1  # the detail cannot close the script early
+    fetched = page.replace("http://www.w3.org/2000/svg", "")  # a namespace name, never fetched
+    assert "http://" not in fetched and "https://" not in fetched  # plays offline
+    assert '"kind":"garbage"' in page and "export default" in page
+    viewer.seek(0.004)
+    assert '"time":0.004' in viewer.to_html()  # opens where the clock was put
+    viewer.play()
+    assert '"time":0.0,' in viewer.to_html()  # caught mid-play: opens at the start
+
+
+def test_broken_and_fixed_side_by_side_for_every_scenario() -> None:
+    for scenario in CATALOGUE.values():
+        viewer = side_by_side(scenario)
+        left, right = viewer.panes
+        assert left["title"].startswith("BROKEN") and right["title"].startswith("FIXED")
+        assert (left["ok"], right["ok"]) == (False, True), scenario.name
+        assert "kept" in right["verdict"] or scenario.fixed.bound is None
+    assert viewer.stops == sorted(set(viewer.stops))
 
 
 @pytest.fixture
@@ -307,12 +355,57 @@ def test_sim_panel_sliders_replay_the_session(sim: ControlPanel) -> None:
     assert sim_cached(sim)["b"] == 0  # no messages: b still trusts the absence it read
 
 
-def test_player_over_a_panel_session(sim: ControlPanel) -> None:
+def test_sim_panel_animates_each_action(sim: ControlPanel) -> None:
+    viewer = sim.viewer
+    assert viewer is not None
     sim.write_button.click()
+    first = len(viewer.panes[0]["events"])
+    assert viewer.playing and viewer.time == 0.0
     sim.drop_button.click()
     sim.write_button.click()
-    assert sim.backend is not None
-    player = TracePlayer(sim.backend.trace)
-    kinds = [(d.dst, f.t) for f in player.frames for d in f.drops]
-    assert kinds and all(dst == "b" for dst, _ in kinds)
-    assert any(f.stale for f in player.frames)
+    rows = viewer.panes[0]["events"]
+    assert len(rows) > first and viewer.playing
+    new = rows[first:]
+    assert viewer.time == min(r.get("since", r["t"]) for r in new)  # plays the new part
+    lost = [r for r in rows if r["kind"] == "drop"]
+    assert [(r["node"], r["detail"]) for r in lost] == [("b", "dropped")]
+    assert "(partition)" not in " ".join(r["head"] for r in rows)
+
+
+def flights(viewer: TraceViewer) -> set[float]:
+    """How long each delivered message took, in ms."""
+    rows = viewer.panes[0]["events"]
+    return {round((r["t"] - r["since"]) * 1000, 3) for r in rows if r["kind"] == "deliver"}
+
+
+def test_moving_the_delay_replays_the_session_visibly(sim: ControlPanel) -> None:
+    viewer = sim.viewer
+    assert viewer is not None
+    sim.write_button.click()
+    assert flights(viewer) == {2.0}
+    viewer.pause()
+    sim.delay.value = 50.0
+    assert flights(viewer) == {50.0} and viewer.playing and viewer.time == viewer.start
+    assert "network: delay 50 ms" in sim.journal.value
+
+
+def test_the_log_says_who_read_and_what_the_nodes_noticed(sim: ControlPanel) -> None:
+    sim.write_button.click()
+    sim.target.value = "b"
+    sim.partition(True)
+    sim.read_button.click()
+    last = sim.journal.value.split("<br>")[-1]
+    assert last == "a, c read user:1: a v1, c v1 (b cut off: skipped)"
+    sim.partition(False)
+    sim.drop_button.click()
+    sim.write_button.click()
+    sim.key.value = "other"
+    sim.write_button.click()
+    gap = "b saw a sequence gap (a lost message): what it held waits for repair"
+    assert gap in sim.journal.value
+    assert "entries" not in sim.journal.value  # a gauge, not news
+    sim.safeguards["fill_guard"].value = False
+    assert sim.journal.value.endswith("fill guard switched off: rebuilt, 3 invalidate nodes ready, "
+                                      "caches empty")
+
+

@@ -30,6 +30,33 @@ Script = Callable[[], Iterable[Request]]
 
 
 @dataclass(frozen=True)
+class Metric:
+    """How a scenario metric reads: its label, its unit and the scale to that unit."""
+
+    label: str
+    unit: str = ""
+    scale: float = 1.0
+
+    def format(self, value: float) -> str:
+        """``850 ms``, ``16`` or ``0``: the unit's precision, no float dust."""
+        scaled = value * self.scale
+        if abs(scaled) < 1e-9:
+            scaled = 0.0
+        text = f"{scaled:.0f}" if scaled == int(scaled) or abs(scaled) >= 10 else f"{scaled:.2g}"
+        return f"{text} {self.unit}".strip()
+
+
+METRICS: dict[str, Metric] = {
+    "stale_reads": Metric("stale reads"),
+    "staleness_max": Metric("worst staleness", "ms", 1000.0),
+    "peak_db_loads": Metric("peak database reads per 50 ms"),
+    "peak_store_reads": Metric("peak Redis reads per 50 ms"),
+    "store_reads": Metric("Redis reads"),
+}
+"""Every metric a scenario can be judged by."""
+
+
+@dataclass(frozen=True)
 class Variant:
     """One way to run a scenario: Simulation options, and whether it is the broken one."""
 
@@ -80,6 +107,16 @@ class Scenario:
     def measure(self, result: SimResult) -> float:
         """This scenario's metric on one run (peaks are per ``window`` seconds)."""
         return float(result.metrics(self.window)[self.metric])
+
+    def describe(self, value: float) -> str:
+        """The metric's value with its unit: ``850 ms``."""
+        return METRICS[self.metric].format(value)
+
+    def kept(self, variant: Variant, value: float) -> bool | None:
+        """Whether a fixed variant kept its bound (None for a broken one)."""
+        if variant.broken or variant.bound is None:
+            return None
+        return value <= variant.bound + 1e-9
 
     def compare(self) -> dict[str, float]:
         """Run every variant; its metric by variant name."""

@@ -1,14 +1,15 @@
-"""cachelab.viz: plots, trace animations and ipywidgets panels for the lab notebooks.
+"""cachelab.viz: plots, the trace viewer and ipywidgets panels for the lab notebooks.
 
-Plots need matplotlib; the player and the panel need ipywidgets too (``pip install
-cachelab[lab]``).
+Plots need matplotlib; the viewer and the panel need ipywidgets and anywidget too
+(``pip install cachelab[lab]``).
 """
 
-from cachelab.viz.animation import animate, draw_frame, render_png
-from cachelab.viz.frames import Event, Frame, build_frames
+from cachelab.viz.compare import side_by_side, verdict
+from cachelab.viz.kinds import KINDS, Kind, kind_of
 from cachelab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
-from cachelab.viz.player import TracePlayer
 from cachelab.viz.plots import (
+    burst_counts,
+    bursts,
     consistency_within,
     hit_rate_against,
     hit_rate_over_time,
@@ -21,28 +22,33 @@ from cachelab.viz.plots import (
     store_load,
     variant_bars,
 )
+from cachelab.viz.timeline import Event, pane
+from cachelab.viz.viewer import TraceViewer
 
 __all__ = [
+    "KINDS",
     "ControlPanel",
     "Event",
-    "Frame",
-    "TracePlayer",
-    "animate",
-    "build_frames",
+    "Kind",
+    "TraceViewer",
+    "burst_counts",
+    "bursts",
     "consistency_within",
-    "draw_frame",
     "hit_rate_against",
     "hit_rate_over_time",
     "hit_rate_series",
+    "kind_of",
     "live_panel",
     "load_series",
     "messages_per_write",
     "nines_chart",
-    "render_png",
+    "pane",
     "render_table",
+    "side_by_side",
     "sim_panel",
     "staleness_against_network",
     "staleness_histogram",
     "store_load",
     "variant_bars",
+    "verdict",
 ]

@@ -24,7 +24,7 @@ from cachelab.cluster import node_names
 from cachelab.messages import MARKERS, InvalidMessage, channel, decode
 from cachelab.node import CacheNode
 from cachelab.store import RedisStore
-from cachelab.viz.frames import Event
+from cachelab.viz.timeline import Event
 
 
 class Gate:

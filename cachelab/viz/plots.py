@@ -8,27 +8,28 @@ so each plot can be tested on a handful of points.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from cachelab.check import FACEBOOK_MEMCACHE_NINES as MEMCACHE_NINES
-from cachelab.check import TAO_NINES
+from cachelab.check import TAO_NINES, TAO_SOURCE
+from cachelab.sim.scenarios import METRICS, Metric
 
 Series = Mapping[str, Sequence[tuple[float, float]]]
 
-MEMCACHE_WITHIN = 1.0
-"""The window of Facebook memcache's four nines, in seconds."""
-
-_PARAMETERS = {
-    "cache size": ("local cache size (entries)", True),
-    "ttl": ("TTL (s)", True),
-    "skew": ("Zipf skew s", False),
-    "delay": ("network delay (ms)", True),
-    "loss": ("message loss", False),
+TAO_LABEL = f"Meta TAO: {TAO_NINES:g} nines ({TAO_SOURCE})"
+_PARAMETERS: dict[str, tuple[str, float | None]] = {
+    "cache size": ("local cache size (entries)", 0.0),
+    "ttl": ("TTL (s)", 0.0),
+    "skew": ("Zipf skew s", None),
+    "delay": ("network delay (ms)", 0.1),
+    "loss": ("message loss (share of deliveries)", 1e-3),
 }
+"""Axis label and scale of each swept parameter: None linear, 0 log, else symlog's
+linear threshold (so that a sweep starting at 0 still shows its first point)."""
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (6.0, 3.6)) -> Axes:
@@ -86,17 +87,24 @@ def hit_rate_over_time(
 
 def hit_rate_against(series: Series, parameter: str, *, ax: Axes | None = None) -> Axes:
     """Hit rate against ``"cache size"``, ``"ttl"`` or ``"skew"``, one line per label."""
-    xlabel, log = _parameter(parameter)
+    xlabel, scale = _parameter(parameter)
     ax = _axes(ax)
     _lines(ax, series)
     ax.set(xlabel=xlabel, ylabel="hit rate", ylim=(0, 1.02), title=f"Hit rate against {parameter}")
-    if log:
-        ax.set_xscale("log")
+    _x_scale(ax, scale)
     ax.grid(alpha=0.3)
     return ax
 
 
-def _parameter(name: str) -> tuple[str, bool]:
+def _x_scale(ax: Axes, scale: float | None) -> None:
+    """Linear, log, or symlog with a linear stretch around 0."""
+    if scale == 0.0:
+        ax.set_xscale("log")
+    elif scale is not None:
+        ax.set_xscale("symlog", linthresh=scale)
+
+
+def _parameter(name: str) -> tuple[str, float | None]:
     """Axis label and log scale of a swept parameter."""
     try:
         return _PARAMETERS[name]
@@ -112,12 +120,11 @@ def staleness_against_network(
     """Stale fraction (log scale) or nines against network ``delay`` or ``loss``, per strategy."""
     if metric not in ("stale_fraction", "nines"):
         raise ValueError(f"metric must be 'stale_fraction' or 'nines', not {metric!r}")
-    xlabel, log = _parameter(x)
+    xlabel, scale = _parameter(x)
     ax = _axes(ax)
     _lines(ax, series)
     ax.set(xlabel=xlabel, title=f"Consistency against network {x}")
-    if log:
-        ax.set_xscale("symlog", linthresh=0.1)
+    _x_scale(ax, scale)
     if metric == "stale_fraction":
         ax.set_yscale("symlog", linthresh=1e-4)
         ax.set_ylabel("stale fraction of reads")
@@ -130,18 +137,24 @@ def staleness_against_network(
 def staleness_histogram(
     staleness: Mapping[str, Sequence[float]], *, bins: int = 30, ax: Axes | None = None
 ) -> Axes:
-    """How stale the stale reads were (seconds, shown in ms on a log axis), per label."""
-    ax = _axes(ax)
+    """How stale the stale reads were (ms, log axis): one outlined histogram per label.
+
+    Outlines, not filled bars, so no series hides another; a label with no stale read
+    says so in the legend.
+    """
+    ax = _axes(ax, size=(7.5, 3.8))
     values = [s * 1000 for v in staleness.values() for s in v if s > 0]
     if values:
         low, high = min(values), max(values)
         high = high * 1.01 if high > low else low * 10
         edges = [low * (high / low) ** (i / bins) for i in range(bins + 1)]
-        for label, v in staleness.items():
+        styles = ("-", "--", "-.", ":")
+        for i, (label, v) in enumerate(staleness.items()):
             ms = [s * 1000 for s in v if s > 0]
-            ax.hist(ms, bins=edges, alpha=0.6, label=f"{label} ({len(ms)})")
+            ax.hist(ms, bins=edges, histtype="step", linewidth=2, linestyle=styles[i % 4],
+                    label=f"{label} ({len(ms) or 'no'} stale reads)")
         ax.set_xscale("log")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no stale read", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="staleness (ms)", ylabel="stale reads", title="How stale were the stale reads?")
@@ -176,7 +189,11 @@ def store_load(
     what: str = "store reads",
     ax: Axes | None = None,
 ) -> Axes:
-    """``what`` per second over time, one step line per label, each peak annotated."""
+    """``what`` per second over time, one step line per label; each peak in its legend entry.
+
+    The peak is marked with a dot on the line and its value goes in the legend, so no
+    label can be clipped by the frame or sit on the legend.
+    """
     ax = _axes(ax)
     for label, times in accesses.items():
         points = load_series(times, bin_width)
@@ -184,19 +201,12 @@ def store_load(
             continue
         end = (points[-1][0] + bin_width, points[-1][1])  # so the last bin has a width too
         xs, ys = zip(*points, end, strict=True)
-        (line,) = ax.step(xs, ys, where="post", label=label)
         peak = max(points, key=lambda p: p[1])
-        ax.annotate(
-            f"peak {peak[1]:,.0f}/s",
-            peak,
-            textcoords="offset points",
-            xytext=(4, 4),
-            color=line.get_color(),
-            fontsize="small",
-        )
+        (line,) = ax.step(xs, ys, where="post", label=f"{label} (peak {peak[1]:,.0f}/s)")
+        ax.plot(peak[0] + bin_width / 2, peak[1], "o", color=line.get_color(), markersize=5)
     ax.set(xlabel="time (s)", ylabel=f"{what} per second", title="Load on the store")
-    if len(accesses) > 1:
-        ax.legend(fontsize="small")
+    ax.margins(y=0.15)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return ax
 
@@ -207,7 +217,7 @@ def consistency_within(series: Series, *, ceiling: float = 6.0, ax: Axes | None 
     Where every sampled write was reflected (infinite nines), the line stops at
     ``ceiling`` with a triangle: the sample cannot tell more.
     """
-    ax = _axes(ax)
+    ax = _axes(ax, size=(8.0, 4.8))
     for label, points in series.items():
         ordered = sorted(points)
         ys = [min(_nines(1.0 - share), ceiling) for _, share in ordered]
@@ -215,16 +225,7 @@ def consistency_within(series: Series, *, ceiling: float = 6.0, ax: Axes | None 
         full = [(m, y) for (m, _), y in zip(ordered, ys, strict=True) if y >= ceiling]
         if full:
             ax.plot(*zip(*full[:1], strict=True), marker="^", markersize=10, color=line.get_color())
-    ax.plot(
-        [MEMCACHE_WITHIN],
-        [MEMCACHE_NINES],
-        marker="*",
-        markersize=14,
-        color="tab:red",
-        linestyle="",
-        label="Facebook memcache: 4 nines within 1 s",
-    )
-    ax.axhline(TAO_NINES, color="tab:purple", linestyle="--", label="Meta TAO: 10 nines")
+    ax.axhline(TAO_NINES, color="tab:purple", linestyle="--", label=TAO_LABEL)
     ax.set_xscale("log")
     ax.axhspan(ceiling, ceiling + 0.3, color="0.9", zorder=0)
     ax.text(
@@ -237,7 +238,7 @@ def consistency_within(series: Series, *, ceiling: float = 6.0, ax: Axes | None 
     )
     ax.set(xlabel="M (s)", ylabel="nines of writes consistent within M", ylim=(0, 10.5))
     ax.set_title("Writes consistent within M")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     ax.grid(alpha=0.3)
     return ax
 
@@ -248,8 +249,7 @@ def nines_chart(data: Mapping[str, float], *, ax: Axes | None = None) -> Axes:
     shown = [min(v, 12.0) for v in data.values()]  # an infinite bar would not draw
     bars = ax.barh(list(data), shown, color="tab:blue")
     ax.bar_label(bars, labels=[_nines_label(v) for v in data.values()], padding=3)
-    ax.axvline(TAO_NINES, color="tab:purple", linestyle="--", label="Meta TAO: 10 nines")
-    ax.axvline(MEMCACHE_NINES, color="tab:red", linestyle=":", label="memcache: 4 nines in 1 s")
+    ax.axvline(TAO_NINES, color="tab:purple", linestyle="--", label=TAO_LABEL)
     ax.set(xlabel="nines of consistent reads", xlim=(0, 13), title="How many nines?")
     ax.invert_yaxis()
     ax.legend(fontsize="small", loc="lower right")
@@ -274,15 +274,51 @@ def variant_bars(
     title: str = "",
     ax: Axes | None = None,
 ) -> Axes:
-    """One bar per variant of a scenario: broken ones red, fixed ones green, each labelled."""
-    ax = _axes(ax, size=(4.0, 2.6))
+    """One bar per variant of a scenario: broken ones red, fixed ones green, each labelled.
+
+    A known ``metric`` is drawn in its unit (a worst staleness in ms); the title wraps.
+    """
+    ax = _axes(ax, size=(4.0, 2.8))
+    unit = METRICS.get(metric, Metric(metric.replace("_", " ")))
     bad = set(broken)
     colors = ["tab:red" if name in bad else "tab:green" for name in values]
-    bars = ax.bar(list(values), list(values.values()), color=colors)
-    labels = [f"{v:.3g}" if abs(v) > 1e-9 else "0" for v in values.values()]  # float dust
-    ax.bar_label(bars, labels=labels, fontsize="small")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(title, fontsize="medium")
+    bars = ax.bar(list(values), [v * unit.scale for v in values.values()], color=colors)
+    ax.bar_label(bars, labels=[unit.format(v) for v in values.values()], fontsize="small")
+    ax.set_ylabel(f"{unit.label} ({unit.unit})" if unit.unit else unit.label, fontsize="small")
+    ax.set_title(textwrap.fill(title, 38), fontsize="medium")
     ax.tick_params(axis="x", labelrotation=20, labelsize="small")
+    ax.margins(y=0.25)
+    return ax
+
+
+def burst_counts(times: Sequence[float], starts: Sequence[float], width: float) -> list[int]:
+    """How many ``times`` fall in ``[start, start + width)`` for each start."""
+    return [sum(1 for t in times if start <= t < start + width) for start in starts]
+
+
+def bursts(
+    accesses: Mapping[str, Sequence[float]],
+    starts: Sequence[float],
+    width: float,
+    *,
+    what: str = "database reads",
+    ax: Axes | None = None,
+) -> Axes:
+    """Grouped bars: ``what`` in the ``width`` seconds after each start, one bar per label.
+
+    For a herd, one group per write: a burst of a few ms stays readable on a run of
+    seconds, where a line over time would shrink it to a hairline.
+    """
+    ax = _axes(ax, size=(8.0, 3.6))
+    n = max(len(accesses), 1)
+    for i, (label, times) in enumerate(accesses.items()):
+        counts = burst_counts(times, starts, width)
+        xs = [j + (i - (n - 1) / 2) * 0.8 / n for j in range(len(starts))]
+        bars = ax.bar(xs, counts, width=0.8 / n, label=label)
+        ax.bar_label(bars, fontsize="x-small")
+    ax.set_xticks(range(len(starts)), [f"t = {t:g} s" for t in starts])
+    ax.set_yscale("log")
     ax.margins(y=0.2)
+    ax.set(ylabel=f"{what} in {width * 1000:g} ms", title=f"{what.capitalize()} after each write")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax

@@ -154,13 +154,30 @@ class SimCluster:
         return max(versions, default=0)
 
     @property
+    def carries_value(self) -> bool:
+        """Whether messages carry values (the update strategy)."""
+        return self.result.carries_value
+
+    @property
     def trace(self) -> list[Any]:
-        """The replayed session's trace, without the partitions that stand for a drop."""
+        """The replayed session's trace, without the partitions that stand for a drop.
+
+        A message lost to such a stand-in is reported as ``dropped`` (on purpose), not
+        as lost to a partition.
+        """
         return [
-            e
+            e._replace(detail="dropped") if self._dropped(e) else e
             for e in self.result.trace
             if not (e.kind == "partition" and self._artifact(self._names.index(e.node), e.t))
         ]
+
+    def _dropped(self, e: Any) -> bool:
+        """Whether a drop event is the panel's 'drop next message'."""
+        if e.kind != "drop" or e.detail != "partition":
+            return False
+        i = self._names.index(e.node)
+        return any(start <= e.since <= end and (i, start) in self._blips
+                   for j, start, end in self.partitions if j == i)
 
     def _artifact(self, i: int, t: float) -> bool:
         """Whether a partition event only stands for a dropped message or the replay's end."""

@@ -94,7 +94,26 @@ for column in columns:
 # %% [markdown]
 # Every node agrees with Redis. The next notebooks show what goes wrong without these
 # safeguards: **01** runs the naive recipe and loses a message, **02** animates messages
-# crossing the network, **04** reproduces every classic race and its fix.
+# crossing the network, **04** reproduces every classic race and its fix, and **08**
+# asks you to write the safeguards yourself.
+#
+# ## Exercises
+#
+# 1. After `b.set(...)`, why is `b`'s own next read a hit at the new version, without
+#    waiting for any message?
+# 2. What would `a.get("user:1")` return right after `b.set(...)` if you did *not* call
+#    `cluster.settle()`, on a real network?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. The write path fills the writer's own cache with the version the Lua script
+#    returned, before `set` returns (read-your-writes on the writer).
+# 2. Possibly the old value, for as long as the message takes to arrive (well under a
+#    millisecond on a LAN): invalidation is asynchronous. Notebook 02 shows that window.
+#
+# </details>
+#
+# Next: [01 · the naive recipe](01-the-naive-recipe.ipynb).
 
 # %%
 cluster.close()

@@ -231,6 +231,23 @@ assert all(s["reconnects"] >= 1 for s in rows.values())
 # | a message lost without a reconnect | stale until restart | detects the sequence gap, flushes |
 # | dead connection, no traffic | deaf forever | the heartbeat's missing echo notices |
 #
+# ## Exercises
+#
+# 1. Would a TTL of one minute have saved the naive recipe? What would it cost?
+# 2. The naive listener deletes the key on *every* message, its own write's included.
+#    What does that cost the writer?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. It bounds the damage to one minute of stale reads, at the price of a miss per key per
+#    minute. It does not notice the loss; it only forgets everything regularly.
+# 2. The writer caches the value it just wrote, then its own message comes back and
+#    deletes it: its next read is a miss, a wasted Redis round trip, on every key a
+#    process both writes and reads. A cachelab node recognises its own messages
+#    (`set:own` in the trace viewer) and skips them.
+#
+# </details>
+#
 # Next: [02 · watching invalidations propagate](02-watching-invalidations-propagate.ipynb).
 
 # %%

@@ -12,12 +12,17 @@
 #    Redis, with `REDIS_URL`). Write a key, cut a node off, drop the next message, and
 #    read every node's cache and counters in the table;
 # 2. the **same panel on the simulator**, where time is virtual and every message is
-#    traced, so the session can be **animated**;
-# 3. a scripted scene, animated frame by frame: a message lost on its way, the stale read
-#    it causes, and the sequence gap that ends it.
+#    traced, so each action is **animated** in the trace viewer under the panel;
+# 3. a scripted scene in the viewer: a message lost on its way, the stale read it causes,
+#    and the sequence gap that ends it.
 #
-# The widgets need a live kernel. The animations are also embedded as JavaScript, so they
-# play in an exported HTML copy of this notebook.
+# Two words before we start. A read is **stale** when it returns a version older than a
+# write that had already *completed* when the read started (a write still in progress
+# never makes a read stale). The **checker** (`cachelab.check`) finds every stale read
+# in a run's history; notebook 07 defines the rest of its report.
+#
+# The panels need a live kernel. The trace viewer also plays in an exported HTML copy of
+# this notebook, with no kernel and no internet.
 
 # %% tags=["parameters"]
 REDIS_URL = None  # e.g. "redis://localhost:6379/0"; None reads $REDIS_URL, else embedded fakeredis
@@ -29,10 +34,8 @@ SEED = 7
 # %%
 import os
 
-from IPython.display import HTML, display
-
 from cachelab.sim import Network, Partition, Request, Simulation
-from cachelab.viz import TracePlayer, animate, live_panel, sim_panel
+from cachelab.viz import TraceViewer, live_panel, sim_panel
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 print("real nodes on:", "your Redis" if REDIS_URL else "the embedded fakeredis")
@@ -64,9 +67,21 @@ panel
 # ## 2 · The same panel, on the simulator
 #
 # Here nothing runs in the background: the session is a script of requests replayed in
-# virtual time after each action, so every message is traced. Moving **delay** or **loss**
-# replays the *same* session under the new network: "how would this have gone with a
-# 50 ms network?".
+# virtual time after each action, so every message is traced, and the **trace viewer**
+# under the table animates what the action did. Moving **delay** or **loss** replays the
+# *same* session under the new network and plays it from the start: drag delay to 50 ms
+# and watch the dots crawl, and the read-backs overtake them.
+#
+# How to read the viewer: Redis on top, one box per node with the keys it caches and
+# their versions. A **blue dot** is a message travelling from Redis to a node; a **green
+# dot** a write on its way to Redis; an **orange dot** a read's reply. A red **✕** is a
+# message lost on the way (`loss`, `partition`: cut silently, or `dropped`: your *drop
+# next message*). Markers under a node say what it did: *fill rejected*, *gap → flush*,
+# *STALE READ* (the box turns red). The log lists every event; `message k v2
+# (set:applied)` means the node applied a peer's change, `(set:own)` that it was its own
+# write coming back (it already holds that version), `(set:outdated)` that it knew a
+# newer one. Click any event, dot or marker to see what happened and which safeguard
+# acted. ▶ plays, ▶| steps one event, the slider scrubs, the menu sets the speed.
 #
 # The buttons are ordinary methods too. A short session, done in code so that this
 # notebook shows something before you touch it:
@@ -83,16 +98,15 @@ sim.read_all()  # b reads v2 from Redis
 sim
 
 # %% [markdown]
-# Every message of that session, frame by frame. Blue dots travel from Redis to the nodes;
-# the red cross is the message `b` lost; `b`'s box turns red when it serves the stale read.
-# Press play, or drag the slider.
+# The same session on its own, for a closer look (and for the exported copy of this
+# notebook): step to the red ✕, the message `b` lost, then to `b`'s stale read, then to
+# the gap that ends it.
 
 # %%
-player = TracePlayer(sim.backend.trace, max_frames=60, interval=300)
-player
+TraceViewer(sim.backend.trace, nodes=sim.backend.names(), title="the session above")
 
 # %% [markdown]
-# ## 3 · A scripted scene, as an embedded animation
+# ## 3 · A scripted scene
 #
 # The same story with a different cause: `c`'s subscription is cut *silently* for a few
 # milliseconds (a half-open connection: nothing tells `c`), exactly while the invalidation
@@ -116,11 +130,11 @@ victim = NODES - 1
 network = Network(delay=delay, partitions=[Partition(victim, t_cut, t_cut + 2 * delay)])
 scene = Simulation(nodes=NODES, strategy=STRATEGY, seed=SEED, network=network, progress=False)
 result = scene.run(workload=workload)
-print(result.report)
+result.report
 
 # %%
-animation = animate(result.trace, nodes=result.nodes, max_frames=60, interval=300)
-HTML(animation.to_jshtml())
+TraceViewer(result.trace, nodes=result.nodes, title="c misses an invalidation",
+            verdict=f"{result.report.stale_reads} stale read(s)", ok=False)
 
 # %% [markdown]
 # What to notice:
@@ -132,8 +146,34 @@ HTML(animation.to_jshtml())
 # - the **gap** ends it. Without gap detection (`gap_detection=False`) it would last until
 #   the TTL, or forever without one.
 #
-# Next: [03 · hit rates](03-hit-rates.ipynb), where the same nodes serve a hundred
-# thousand requests.
+# ## Exercises
+#
+# 1. In the simulator panel, switch **gap detection** off (the log says which safeguard
+#    changed), then drop the next message to `b` and write twice. How long does `b` stay
+#    stale now?
+# 2. Rebuild the simulator panel (change the node count and back), write twice, then drag
+#    the delay to 50 ms: the same session replays under a slower network. Which reads are
+#    stale now, and why does the checker call them stale although every message arrives?
+# 3. In the scripted scene, what would a TTL of 10 ms change?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. Forever, or until a later write of `user:1` itself reaches `b`: without gap
+#    detection nothing tells `b` that it missed a message. The write of another key no
+#    longer helps: it carries the gap, but nobody looks at it.
+# 2. The second write's read-backs on `b` and `c`: in the session they ran a few ms after
+#    the write, and the invalidations now take 50 ms, so those peers serve their cached
+#    `v1`. The write had completed before the reads started, so they are stale, for as
+#    long as the message takes (the *propagation window*): staleness is bounded by the
+#    delay.
+# 3. The stale entry would expire 10 ms after it was filled, so `c`'s stale read would
+#    end sooner, at the price of a miss on every read more than 10 ms after a fill. A TTL
+#    bounds staleness whatever the cause; the gap detection ends it at the next message.
+#
+# </details>
+#
+# Next: [03 · hit rates](03-hit-rates.ipynb), where the same nodes serve 20,000 requests
+# per simulated run.
 
 # %% [markdown]
 # The live panel's nodes keep running while this kernel does; `panel.close()` stops them.

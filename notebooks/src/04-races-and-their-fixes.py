@@ -8,84 +8,78 @@
 # off, and one or more **fixed** ones. Each scenario names the one metric that tells its
 # variants apart, and each fix states the bound it promises.
 #
-# First one race in slow motion, then the whole catalogue side by side.
+# First one race in slow motion, broken and fixed side by side, then the whole
+# catalogue.
 
 # %% tags=["parameters"]
-SCENARIO = "stale_set"  # the one animated in slow motion
-FRAMES = 40
+SCENARIO = "stale_set"  # the one animated in slow motion; any key of the table below
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import HTML, Markdown, display
+from IPython.display import Markdown, display
 
 from cachelab.sim.scenarios import CATALOGUE
-from cachelab.viz import animate, variant_bars
+from cachelab.viz import side_by_side, variant_bars
+
+rows = ["| key | scenario | metric |", "|---|---|---|"]
+rows += [f"| `{name}` | {s.title} | {s.metric.replace('_', ' ')} |" for name, s in CATALOGUE.items()]
+display(Markdown("The catalogue's scenarios, by key (`CATALOGUE[key]`):\n\n" + "\n".join(rows)))
 
 # %% [markdown]
-# ## The stale set, in slow motion
+# ## The stale set, in slow motion: broken on the left, fixed on the right
 #
 # The race that Facebook's memcache paper calls a *stale set* and that every cache-aside
-# tutorial gets wrong. Watch `b`: its read of `k` leaves at 100 ms and comes back (orange)
-# at 150 ms with version 1. The write of version 2 happened at 110 ms, and its invalidation
-# reached `b` at 111 ms, when `b` had nothing to drop. Without a guard, `b` caches the late
-# reply and serves it for good.
+# tutorial gets wrong. Watch `b`: its read of `k` leaves at 100 ms and its reply (orange)
+# lands at 150 ms with version 1. The write of version 2 happened at 110 ms, and its
+# invalidation reached `b` at 111 ms, when `b` had nothing to drop. On the left (no
+# guard) `b` caches the late reply and serves it for good: every later read is a *STALE
+# READ*. On the right the read took a ticket when it left, the invalidation marked the
+# ticket, and the late fill is refused (*fill rejected*, in purple); the next read misses
+# and fetches version 2. One clock drives both; each side carries the checker's verdict.
 
 # %%
 scenario = CATALOGUE[SCENARIO]
 display(Markdown(f"**{scenario.title}.** {scenario.explanation}"))
-broken, fixed = scenario.broken.run(), scenario.fixed.run()
-anim = animate(broken.trace, nodes=broken.nodes, max_frames=FRAMES, interval=350)
-HTML(anim.to_jshtml())
-
-# %% [markdown]
-# The same script with the fill guard on: the read took a ticket when it left, the
-# invalidation marked the ticket, and the late fill is refused (`fill rejected`). The next
-# read misses and fetches version 2.
-
-# %%
-anim = animate(fixed.trace, nodes=fixed.nodes, max_frames=FRAMES, interval=350)
-HTML(anim.to_jshtml())
+side_by_side(scenario)
 
 # %% [markdown]
 # ## The whole catalogue
 #
-# For each scenario: its explanation, every variant with the scenario's metric, the stale
-# reads and the worst staleness, and whether a fixed variant kept its promised bound.
+# For each scenario: its explanation, then every variant with the same columns in the
+# same order: stale reads, the worst staleness in ms, the scenario's own metric when it
+# is another one, and whether a fixed variant kept its promised bound.
 
 # %%
 measured = {}
 for name, s in CATALOGUE.items():
     runs = {v.name: v.run() for v in s.variants}
     measured[name] = {v.name: s.measure(runs[v.name]) for v in s.variants}
-    extras = [m for m in ("stale_reads", "staleness_max") if m != s.metric]
-    head = ["variant", "label", s.metric, *extras, "promise"]
-    rows = ["| " + " | ".join(h.replace("_", " ") for h in head) + " |", "|---" * len(head) + "|"]
+    own = [] if s.metric in ("stale_reads", "staleness_max") else [s.metric.replace("_", " ")]
+    head = ["variant", "label", "stale reads", "worst staleness", *own, "promise"]
+    rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for v in s.variants:
         rep, value = runs[v.name].report, measured[name][v.name]
-        cells = [f"`{v.name}`", v.label, f"{value:.3g}"]
-        cells += [str(rep.stale_reads) if m == "stale_reads" else f"{rep.staleness_max * 1000:.0f} ms"
-                  for m in extras]
-        if v.broken:
-            cells.append("broken")
-        else:
-            cells.append(f"≤ {v.bound:g} " + ("✓" if value <= v.bound + 1e-9 else "✗"))
+        cells = [f"`{v.name}`", v.label, str(rep.stale_reads), f"{rep.staleness_max * 1000:.0f} ms"]
+        cells += [s.describe(value)] if own else []
+        kept = s.kept(v, value)
+        cells.append("broken" if kept is None else f"≤ {s.describe(v.bound)} " + ("✓" if kept else "✗"))
         rows.append("| " + " | ".join(cells) + " |")
-    display(Markdown(f"### {s.title}\n\n{s.explanation}\n\n" + "\n".join(rows)))
+    display(Markdown(f"### `{name}`: {s.title}\n\n{s.explanation}\n\n" + "\n".join(rows)))
 
 # %% [markdown]
 # ## Side by side
 #
 # Red bars are broken variants, green bars fixed ones. The units differ per scenario (a
-# count of stale reads, a worst staleness in seconds, a peak of database loads): read the
-# axis label.
+# count of stale reads, a worst staleness in ms, a peak of database reads): each axis
+# says which.
 
 # %%
 cols = 3
 rows = -(-len(CATALOGUE) // cols)
-fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), layout="constrained")
+fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
 for ax, (name, s) in zip(axes.flat, CATALOGUE.items()):
     variant_bars(measured[name], broken=[v.name for v in s.variants if v.broken],
-                 metric=s.metric, title=s.title if len(s.title) < 48 else s.title[:45] + "…", ax=ax)
+                 metric=s.metric, title=s.title, ax=ax)
 for ax in list(axes.flat)[len(CATALOGUE):]:
     ax.set_axis_off()
 plt.show()
@@ -102,6 +96,29 @@ plt.show()
 #   silent loss into a cache flush; the TTL bounds whatever slips through.
 # - **Some problems are not the cache's to fix.** A writer that bypasses the nodes, or a
 #   session that reads from another node, needs tracking, routing or a TTL.
+#
+# ## Exercises
+#
+# 1. Set `SCENARIO = "tombstones"` and run the notebook again. In the broken pane, at which
+#    event does `b` lose the information it needed?
+# 2. In `two_writers`, why do both fixes work, although one pushes values and the other
+#    does not?
+# 3. Which scenarios does no safeguard of the node fix, and what bounds them instead?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. At the eviction of `k v2` (the grey *evicted* marker): with it goes the only trace
+#    that a newer version exists, so the late fill of `v1` finds nothing to compare with.
+#    A tombstone keeps that version as the minimum a fill must carry.
+# 2. Both stop an older message from replacing a newer value: versions make the older
+#    message *outdated*; invalidation never takes a value from a message and reloads from
+#    Redis, which holds the newest.
+# 3. `external_writer` and `partition`: the node never hears of the write in time, and a
+#    TTL bounds the damage. `read_your_writes` on a peer needs routing (sticky sessions),
+#    `db_ordering` a better order of the writer's steps. `negative_cache` is fixed by a
+#    node option, not caching absences, which costs a store read per miss.
+#
+# </details>
 #
 # Next: [05 · failures](05-failures.ipynb), where loss, partitions and restarts are swept
 # rather than scripted.

@@ -243,3 +243,37 @@ with LiveCluster(3, url=REDIS_URL) as live:
 print(f"b during the cut: {during!r} (read through Redis, not cached)")
 print(f"b after healing:  {after!r}; disconnects {stats.disconnects}, reconnects {stats.reconnects}, "
       f"flushes {stats.flushes}, uncached reads {stats.uncached_reads}")
+
+# %% [markdown]
+# ## Recap
+#
+# - A lost message hurts until the next one, if the node can tell (gap detection), and
+#   until the TTL if it cannot.
+# - A node *told* it is disconnected flushes and serves nothing stale; a node cut off
+#   *silently* serves stale data until a message shows the gap.
+# - A Redis restart resets the sequence numbers: nodes must flush when the server
+#   changes, or they reject new writes as outdated.
+# - A TTL is a bound, whatever the cause; it costs hits wherever it is shorter than the
+#   time between two reads of a key.
+#
+# ## Exercises
+#
+# 1. In section 2, why is the told node's recovery time 0?
+# 2. Why does a Redis restart without the reconnect flush and without gap detection leave
+#    keys stale to the end of the run, although writes go on?
+# 3. A cache holds 10,000 entries and sees 1,000 writes/s. For which outages is replaying
+#    a stream cheaper than a flush?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. It stopped caching during the outage and flushed when it came back, so it had no
+#    entry that could be stale once the link healed.
+# 2. The new server numbers its writes from 1 again, below the versions the nodes hold:
+#    every new message looks outdated and is ignored, so a stale entry stays until the
+#    new numbers overtake the old ones.
+# 3. Replay costs one message per missed write, a flush one reload per entry: replay is
+#    cheaper while `outage × 1,000/s < 10,000`, under about 10 seconds.
+#
+# </details>
+#
+# Next: [06 · the thundering herd](06-thundering-herd.ipynb).

@@ -1,0 +1,223 @@
+# %% [markdown]
+# # 08 · Challenges: write the safeguards yourself
+#
+# Four challenges, in the spirit of Fly.io's Gossip Glomers: each switches one of
+# cachelab's safeguards **off** and asks you to provide the same protection in a few
+# lines of code. Your code runs inside real CacheNodes on the simulator, against
+# scripted scenarios like those of notebook 04, and the consistency checker of notebook
+# 07 grades it: **PASS** or **FAIL**, with, when it fails, the shortest trace the grader
+# could find that still fails, animated in the trace viewer.
+#
+# Your answer is always one function, `apply(store, msg, memo)`: what a node does with a
+# peer's message.
+#
+# - `store` is the node's local cache: `store.invalidate(key, version)` drops a key and
+#   remembers the version (a *tombstone*: fills older than it are refused);
+#   `store.update(key, value, version)` replaces a held value; `store.flush()` drops
+#   everything; `store.known_version(key)` is the newest version the store knows of.
+# - `msg` is the message: `msg.op` (`"set"`, `"del"`, `"inv"`), `msg.key`, `msg.seq`
+#   (the write's version: a global sequence number, one per write), `msg.value`.
+# - `memo` is a dict private to this node for the run: keep your own state there.
+#
+# Return `True` when the message changed something, `False` when you ignored it.
+#
+# Each challenge below shows a **wrong answer first**, graded, with its counterexample.
+# Then it is your turn: edit the function in the next cell and run it. The worked answers
+# are hidden under each challenge; the library's own safeguards are the reference, and
+# the test suite checks that each of them passes and that each one switched off fails.
+
+# %% tags=["parameters"]
+SHRINK = True  # shrink a failing run to a short counterexample (a few hundred runs at most)
+
+# %%
+from cachelab.challenges import CHALLENGES
+
+for challenge in CHALLENGES.values():
+    print(f"{challenge.title}: {len(challenge.checks)} checks ({challenge.name})")
+
+# %% [markdown]
+# ## 1 · Tell the peers
+
+# %%
+tell = CHALLENGES["tell_the_peers"]
+print(tell.brief)
+
+
+def apply(store, msg, memo):
+    """A wrong answer: ignore every message."""
+    return False
+
+
+grade = tell.grade(apply, shrink=SHRINK)
+grade
+
+# %% [markdown]
+# It fails both checks. The counterexample: `a` writes, the message reaches the others,
+# they ignore it and keep serving the old version (step to the red *STALE READ*).
+
+# %%
+grade.viewer()
+
+# %% [markdown]
+# Your turn: make the peers drop the key. Then run the cell.
+
+# %%
+def apply(store, msg, memo):
+    """Your answer."""
+    return False  # replace this line
+
+
+tell.grade(apply, shrink=False)
+
+# %% [markdown]
+# <details><summary>Worked answer</summary>
+#
+# ```python
+# def apply(store, msg, memo):
+#     return store.invalidate(msg.key, msg.seq)
+# ```
+#
+# `invalidate` drops the key and keeps its version as a tombstone; it returns `False`
+# for a message no newer than what the store knows. That is `cachelab.coherence.
+# Invalidate`, the library's default strategy.
+#
+# </details>
+#
+# ## 2 · The stale set
+
+# %%
+stale_set = CHALLENGES["remember_the_absent"]
+print(stale_set.brief)
+
+
+def apply(store, msg, memo):
+    """A plausible wrong answer: drop the key if we hold it."""
+    return store.data.pop(msg.key, None) is not None
+
+
+grade = stale_set.grade(apply, shrink=SHRINK)
+grade
+
+# %%
+grade.viewer()
+
+# %% [markdown]
+# In the counterexample `b`'s read is in flight when the message arrives; `b` holds
+# nothing, so the answer above forgets the message entirely, and the late reply is
+# cached. Your turn:
+
+# %%
+def apply(store, msg, memo):
+    """Your answer."""
+    return store.data.pop(msg.key, None) is not None  # replace this line
+
+
+stale_set.grade(apply, shrink=False)
+
+# %% [markdown]
+# <details><summary>Worked answer</summary>
+#
+# Remember the invalidation even for a key you do not hold: `store.invalidate(msg.key,
+# msg.seq)` raises the key's tombstone to the new version, and the late fill, older,
+# is refused. The library does the same in two places: tombstones in the local store,
+# and the fill guard, a ticket each read takes before it leaves, marked by every
+# message about its key.
+#
+# </details>
+#
+# ## 3 · Newer news only
+
+# %%
+newer_only = CHALLENGES["newer_only"]
+print(newer_only.brief)
+
+
+def apply(store, msg, memo):
+    """A wrong answer: take every value the messages bring."""
+    return store.update(msg.key, msg.value, msg.seq)
+
+
+grade = newer_only.grade(apply, shrink=SHRINK)
+grade
+
+# %%
+grade.viewer()
+
+# %%
+def apply(store, msg, memo):
+    """Your answer."""
+    return store.update(msg.key, msg.value, msg.seq)  # replace this line
+
+
+newer_only.grade(apply, shrink=False)
+
+# %% [markdown]
+# <details><summary>Worked answer</summary>
+#
+# ```python
+# def apply(store, msg, memo):
+#     if msg.seq <= store.known_version(msg.key):
+#         return False  # older or repeated news
+#     return store.update(msg.key, msg.value, msg.seq)
+# ```
+#
+# Versions that only go up: the library's `ordering=True`.
+#
+# </details>
+#
+# ## 4 · Surviving loss
+
+# %%
+survive = CHALLENGES["survive_loss"]
+print(survive.brief)
+
+
+def apply(store, msg, memo):
+    """A wrong answer: invalidate, and hope no message is lost."""
+    return store.invalidate(msg.key, msg.seq)
+
+
+grade = survive.grade(apply, shrink=SHRINK)
+grade
+
+# %%
+grade.viewer()
+
+# %%
+def apply(store, msg, memo):
+    """Your answer."""
+    return store.invalidate(msg.key, msg.seq)  # replace this line
+
+
+survive.grade(apply, shrink=False)
+
+# %% [markdown]
+# <details><summary>Worked answer</summary>
+#
+# ```python
+# def apply(store, msg, memo):
+#     last = memo.get("last", 0)
+#     if last and msg.seq > last + 1:
+#         store.flush()  # a number was skipped: some message never arrived
+#     memo["last"] = max(last, msg.seq)
+#     return store.invalidate(msg.key, msg.seq)
+# ```
+#
+# The library's gap detection does this in the node, where it also sees the node's own
+# messages (your `apply` never does, so a node flushes after its own writes too: correct,
+# but it costs hits). A silent cut is only noticed at the next message; a TTL bounds the
+# rest.
+#
+# </details>
+#
+# ## The grades at a glance
+#
+# The library's own safeguards, graded like your answers:
+
+# %%
+for challenge in CHALLENGES.values():
+    print(challenge.grade(challenge.reference, shrink=False))
+
+# %% [markdown]
+# Back to the start: [00 · quickstart](00-quickstart.ipynb). For teachers:
+# `docs/teaching.md` has the learning goals, a 90-minute session plan and the grading.
