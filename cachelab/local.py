@@ -108,8 +108,11 @@ class LocalStore:
         """Replace a held (even suspect) value with a newer one; else only raise the floor."""
         if self.ordering and version <= self.known_version(key):
             return False
+        suspect = self.suspects.get(key)
+        if self.ordering and suspect is not None and version <= suspect[1]:
+            return False  # older than what it may replace: repair decides
         self._raise_floor(key, version)
-        if key in self.data or key in self.suspects:
+        if key in self.data or suspect is not None:
             self._store(key, value, version)
         return True
 

@@ -177,5 +177,5 @@ def test_a_load_cannot_be_joined_by_the_thread_that_leads_it() -> None:
 def test_events_wait_for_the_shell_and_are_handed_over_once() -> None:
     node = core()
     fill(node, "k", "v", 5)
-    assert node.take_events() == [("fill", "k", 5)]
-    assert node.take_events() == []
+    assert list(node.take_events()) == [("fill", "k", 5)]
+    assert list(node.take_events()) == []

@@ -142,6 +142,7 @@ class SimResult:
     carries_value: bool
     ttl: float | None
     store_reads: tuple[float, ...]
+    store_checks: tuple[tuple[float, int], ...]  # repair round trips: (time, keys checked)
     db_loads: tuple[float, ...]
     delivered: int
     dropped: int
@@ -172,6 +173,8 @@ class SimResult:
         return {
             **self.report.to_dict(),
             "store_reads": len(self.store_reads),
+            "repair_checks": len(self.store_checks),
+            "repair_keys": sum(keys for _, keys in self.store_checks),
             "db_loads": len(self.db_loads),
             "peak_store_reads": peak(self.store_reads, window),
             "peak_db_loads": peak(self.db_loads, window),
@@ -297,7 +300,9 @@ class _Run:
         self.tick = itertools.count()
         self.trace: list[TraceEvent] = []
         self.history: list[Op] = []
-        self.store = MemoryStore(self.time, on_write=self._written, on_publish=self._published)
+        self.store = MemoryStore(
+            self.time, on_write=self._written, on_publish=self._published, on_check=self._checked
+        )
         self.ordered = not (self.net.reorder or self.net.duplicate)
         self.listening = strategy_for(sim.strategy).subscribes
         self.nodes: list[CacheNode | None] = [None] * n
@@ -320,8 +325,10 @@ class _Run:
         self.fill_offset: int | None = None  # the offset of the load whose fill runs now
         self.leases: dict[str, float] = {}
         self.store_reads: list[float] = []
+        self.store_checks: list[tuple[float, int]] = []  # repair round trips: (time, keys)
         self.db_loads: list[float] = []
         self.delivered = self.dropped = self.skipped = 0
+        self.arriving: tuple[str, Message, float, int] | None = None  # the delivery underway
         self.ops = self._handlers()
         for i in range(n):
             self.nodes[i] = self._start(i)
@@ -413,6 +420,7 @@ class _Run:
         """Trace what the node reports; applied/outdated become the delivery's outcome."""
         if kind in _OUTCOMES:
             self.outcome = kind
+            self._delivered(kind)
             return
         now = self.now
         since = self.since if kind in _FILLS and self.since >= 0 else now
@@ -645,6 +653,10 @@ class _Run:
         self.history.append(Op(node.name, WRITE, req.key, now, now, self.db_seq))
         self._note("db_write", node.name, req.key, self.db_seq)
 
+    def _checked(self, keys: int) -> None:
+        """A node checked ``keys`` suspects in one round trip (the store's hook)."""
+        self.store_checks.append((self.now, keys))
+
     def _written(self, op: str, key: str, seq: int) -> None:
         """The store applied a write (its hook)."""
         self.written = seq
@@ -715,19 +727,22 @@ class _Run:
             self._drop(i, msg, sent, self._reason(i, conn, lost), offset)
             return
         self.outcome = "own"
+        self.arriving = (node.name, msg, sent, offset)
         node.handle(msg)
         self.delivered += 1
+        if self.arriving is not None:  # the node reported no outcome: its own message
+            self._delivered("own")
         if self.restarted and self.outcome == "applied":
             self.held[node.name].pop(msg.key, None)  # it replaced or dropped an older entry
-        event = (
-            self.now,
-            "deliver",
-            node.name,
-            msg.key,
-            msg.seq + offset,
-            _DETAIL[msg.op, self.outcome],
-            sent,
-        )
+
+    def _delivered(self, outcome: str) -> None:
+        """Trace the delivery in flight, at the moment the node applied (or ignored) it:
+        before any repair it set off, which the node reports after."""
+        assert self.arriving is not None
+        name, msg, sent, offset = self.arriving
+        self.arriving = None
+        detail = _DETAIL[msg.op, outcome]
+        event = (self.now, "deliver", name, msg.key, msg.seq + offset, detail, sent)
         self.trace.append(_new(TraceEvent, event))
 
     def _reason(self, i: int, conn: int, lost: bool) -> str:
@@ -860,6 +875,7 @@ class _Run:
             carries_value=any(node.strategy.carries_value for node in live),
             ttl=self.sim.ttl,
             store_reads=tuple(self.store_reads),
+            store_checks=tuple(self.store_checks),
             db_loads=tuple(self.db_loads),
             delivered=self.delivered,
             dropped=self.dropped,

@@ -24,6 +24,8 @@ WriteHook = Callable[[str, str, int], None]
 """Called as ``on_write(op, key, seq)`` after a write is applied, before it is published."""
 PublishHook = Callable[[bytes], None]
 """Called as ``on_publish(raw)`` for each message published (any channel)."""
+CheckHook = Callable[[int], None]
+"""Called as ``on_check(keys)`` for each repair round trip, with the number of keys."""
 
 _VALUE_OPS = frozenset({"set", "fill"})
 _FOREVER = float("inf")
@@ -38,6 +40,10 @@ def _ignore_publish(raw: bytes) -> None:
     """The default publish hook: nobody subscribes."""
 
 
+def _ignore_check(keys: int) -> None:
+    """The default check hook."""
+
+
 class MemoryStore:
     """A ``Store`` with no server: one dict of ``key -> (value, version, expiry, inc)``."""
 
@@ -49,6 +55,7 @@ class MemoryStore:
         signer: Signer | None = None,
         on_write: WriteHook = _ignore_write,
         on_publish: PublishHook = _ignore_publish,
+        on_check: CheckHook = _ignore_check,
     ) -> None:
         if not marker_ttl > 0:
             raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
@@ -57,6 +64,7 @@ class MemoryStore:
         self.signer = signer
         self.on_write = on_write
         self.on_publish = on_publish
+        self.on_check = on_check
         self._data: dict[str, Record] = {}
         self._inc = ""  # "" : the meta is absent; the next call creates it
         self._seq = 0
@@ -93,6 +101,7 @@ class MemoryStore:
     def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
         """Version and value digest of each key, with the meta."""
         meta = self.meta()
+        self.on_check(len(keys))
         return meta, [self._check(key, meta.seq) for key in keys]
 
     def mark(self, channel: str, head: str | None) -> Meta:

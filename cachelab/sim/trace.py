@@ -115,7 +115,9 @@ class _Replay:
         if cache is None:
             return
         kind, suspects = event.kind, self.suspects[event.node]
-        suspect = suspects.pop(event.key, None) if kind in _ENTRY_CHANGES else None
+        suspect = suspects.get(event.key) if kind in _ENTRY_CHANGES else None
+        if suspect is not None and (kind != "deliver" or event.version > suspect[0]):
+            del suspects[event.key]  # a change ends suspicion; an older message does not
         if kind == "fill":
             cache[event.key] = (event.version, event.t)
         elif kind == "evict" or (kind == "write" and event.detail in _DROPS):
@@ -139,7 +141,8 @@ class _Replay:
     ) -> None:
         """A peer's change: the update strategy replaces a held value, others drop it."""
         if self.carries_value and event.detail == "set:applied":
-            if event.key in cache or suspect is not None:
+            newer = suspect is not None and event.version > suspect[0]
+            if event.key in cache or newer:
                 cache[event.key] = (event.version, event.t)
         else:
             cache.pop(event.key, None)

@@ -62,12 +62,15 @@ KINDS: dict[str, Kind] = {
     "flush": Kind("flush", _ORANGE, "mark", "{node} dropped its whole local cache: it may have "
                   "missed messages, so nothing it holds can be trusted.",
                   "gap_detection, reconnect_flush"),
-    "gap": Kind("gap → flush", _ORANGE, "mark", "{node} saw sequence number {version} skip one: "
-                "a message was lost on its way, so it flushes.", "gap_detection"),
+    "gap": Kind("gap", _ORANGE, "mark", "{node} saw the sequence skip to {version}: a message "
+                "was lost on its way, so every entry it holds turns suspect until repair checks "
+                "it (with repair off, it flushes).", "gap_detection"),
     "disconnect": Kind("disconnected", _RED, "link", "{node}'s subscription dropped and it was "
-                       "told: it stops caching until it is back.", "reconnect_flush"),
-    "reconnect": Kind("reconnected", _GREEN, "link", "{node} resubscribed; it flushes, since "
-                      "messages may have been lost meanwhile.", "reconnect_flush"),
+                       "told: it trusts nothing it holds and caches nothing until it is back.",
+                       "reconnect_flush"),
+    "reconnect": Kind("reconnected", _GREEN, "link", "{node} resubscribed; what it holds is "
+                      "checked against Redis, since messages may have been lost meanwhile.",
+                      "reconnect_flush"),
     "partition": Kind("partition", _RED, "link", "{node}'s subscription was {outcome}."),
     "heal": Kind("healed", _GREEN, "link", "{node} is reconnected to the messages."),
     "crash": Kind("crash", _RED, "link", "{node} died with its cache and its reads in flight."),
@@ -83,16 +86,19 @@ KINDS: dict[str, Kind] = {
     "applied": Kind("applied", _BLUE, "mark", "{node} applied the change of {key} to v{version}."),
     "outdated": Kind("outdated", _GREY, "mark", "{node} ignored a message for {key} v{version}: "
                      "it already knew a newer version.", "ordering"),
-    "repair": Kind("repair", _GREEN, "mark", "{node} revalidated its suspect entries by version "
-                   "instead of flushing them ({detail}).", "repair"),
-    "suspect": Kind("suspect", _ORANGE, "mark", "{node} marked {key} suspect: it may have missed "
-                    "a change ({detail}).", "repair"),
-    "reset": Kind("reset", _RED, "mark", "{node} saw the server's incarnation change (its counter "
-                  "was reset): later versions restart, so it repairs.", "incarnations"),
-    "forged": Kind("forged", _PURPLE, "mark", "{node} refused a message it could not trust "
-                   "({detail}).", "authenticated messages"),
-    "hook_error": Kind("hook error", _RED, "mark", "An event hook of {node} raised ({detail}); the "
-                       "node carried on."),
+    "suspect": Kind("suspect", _ORANGE, "mark", "{node} stopped trusting its entries (of v"
+                    "{version} and newer; v0: all of them) until repair checks them against "
+                    "Redis; meanwhile they are not served.", "repair"),
+    "repair_keep": Kind("repair: kept", _GREEN, "mark", "Repair found {key} unchanged in Redis: "
+                        "{node} trusts it again, at v{version}, without reloading it.", "repair"),
+    "repair_drop": Kind("repair: dropped", _ORANGE, "mark", "Repair found {key} changed in Redis "
+                        "(v{version}): {node} dropped its copy.", "repair"),
+    "reset": Kind("reset", _RED, "mark", "{node} found Redis's counter started again (a new "
+                  "incarnation): versions restart, so it forgets its tombstones and repairs.",
+                  "incarnations"),
+    "forged": Kind("forged", _PURPLE, "mark", "{node} refused a message for {key} (v{version}): "
+                   "a wrong tag, or a number or incarnation the store never issued.",
+                   "sequence checks, authenticated messages"),
 }
 """Every known kind of trace event."""
 
@@ -100,7 +106,8 @@ OUTCOMES: dict[str, str] = {
     "applied": "applied: it dropped its copy (invalidate) or took the new value (update).",
     "outdated": "ignored: the strategy did not apply it (normally because the node already "
     "knew a newer version).",
-    "own": "own: its own write coming back; it already holds that version, so it skips it.",
+    "own": "own: its own write coming back; it already holds that version, so nothing changes "
+    "(were its write's reply lost, this is what would tell it).",
     "loss": "the network lost it.",
     "partition": "its subscription was cut silently (a half-open connection): nothing told it.",
     "disconnected": "its connection was down, and it knew.",

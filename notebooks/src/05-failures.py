@@ -8,9 +8,8 @@
 #    node can tell; until the TTL otherwise)
 # 2. **Partitions**: a node *told* it is disconnected versus a node cut off *silently*;
 #    how long after the link comes back are its reads fresh again (recovery time)?
-# 3. **Restarts**: a node that restarts, and a Redis that restarts and forgets its
-#    sequence numbers. What a flush costs, and why replaying missed messages from a
-#    Stream would be cheaper.
+# 3. **Restarts and blips**: a node that restarts, and a Redis that restarts and forgets
+#    its sequence numbers. What recovery costs: a flush, a repair, or a replay.
 # 4. **TTL**: the backstop. How much staleness it prevents and how many hits it costs.
 
 # %% tags=["parameters"]
@@ -80,11 +79,14 @@ for label, r in {**by_rate, "5 % writes, no gap detection": blind}.items():
 #
 # Node `b` loses its subscription from 0.5 s to 1.0 s.
 #
-# - **told** (`disconnect` fault): the bus reports it, `b` stops caching until it is back,
-#   then flushes. No stale read at all, at the price of 0.5 s of uncached reads.
+# - **told** (`disconnect` fault): the bus reports it, `b` trusts nothing it holds and
+#   caches nothing until it is back, then repairs. No stale read at all, at the price of
+#   0.5 s of uncached reads.
 # - **silent** (a partition: a half-open TCP connection, nothing tells `b`): `b` serves
 #   what it has. Once the link is back, the first message shows a sequence gap and `b`
-#   flushes. Without gap detection only the TTL ends it.
+#   repairs. (On a real server the heartbeat would tell `b` within three seconds even
+#   with no message at all; the simulator has none.) Without gap detection only the TTL
+#   ends it.
 
 # %%
 start, end = 0.5, 1.0
@@ -103,8 +105,8 @@ for label, r in cases.items():
 
 # %% [markdown]
 # The hit rate of `b` over time tells the same story from the other side: the told node
-# gives up its cache for the outage (a dip to zero), the silent one keeps its hit rate and
-# pays in stale reads.
+# gives up its cache for the outage (a dip to zero; repair keeps what did not change when
+# it returns), the silent one keeps its hit rate and pays in stale reads.
 
 # %%
 hit_rate_over_time({label: [op for op in r.history if op.node == "b"] for label, r in cases.items()},
@@ -119,8 +121,10 @@ plt.show()
 # A **node restart** loses that node's cache: it comes back cold and refills from Redis.
 # Nothing is stale, the cost is misses. A **Redis restart** is worse: the data *and the
 # sequence counter* are gone, every subscriber is disconnected, and when they resubscribe
-# every node flushes at once, which is a herd on Redis (notebook 06), and forgets its
-# tombstones, because versions restart from zero.
+# every node finds a new *incarnation* of the counter. It forgets its tombstones, because
+# versions restart from zero, and checks what it holds against Redis (repair, below):
+# the data is gone, so everything is dropped at once, which is a herd on Redis
+# (notebook 06).
 #
 # The nodes see Redis's real sequence numbers, which start again at 1. The simulator's
 # history does not: it goes on numbering across the restart (a version after it is
@@ -132,8 +136,8 @@ plt.show()
 # report's writes.)
 #
 # Two more runs show what the safeguards are worth here: one without the reconnect flush
-# (gap detection still notices the new server's sequence when the node resubscribes), and
-# one with neither safeguard.
+# (the node keeps trusting its cache while it is disconnected; gap detection still
+# notices the new incarnation when it resubscribes), and one with neither safeguard.
 
 # %%
 redis_restart = [Fault(0.8, "redis_restart", 0, 0.1)]
@@ -165,32 +169,83 @@ print("(peak reads: the most Redis reads in one 20 ms window)")
 # With both safeguards, the Redis restart adds no stale read of its own: its stale reads
 # are the kind every run has (a peer reading in the 1 ms before an invalidation lands),
 # none lasts beyond 10 ms, and its nines are about those of the steady run. What it costs is
-# the flush: the hit-rate dip and the burst of Redis reads. Without the reconnect flush,
+# the recovery: the hit-rate dip and the burst of Redis reads. Without the reconnect flush,
 # the nodes keep serving their entries during the outage, values Redis no longer holds,
-# until gap detection flushes them at resubscribe. Without either safeguard it is far
-# worse, and lasts: the nodes keep their old entries, and even reject the new writes'
+# until they resubscribe and notice the new incarnation. Without either safeguard it is
+# far worse, and lasts: the nodes keep their old entries, and even reject the new writes'
 # messages as outdated (their sequence numbers are smaller), so a key stays stale until
 # the new numbers overtake its old one or a TTL ends it; here the worst lasts to the end
-# of the run. That is why a node must flush when its server changes.
+# of the run. That is why every message and every reply names its incarnation.
 
 # %% [markdown]
-# ### Flush versus replay
+# ### Flush versus repair
 #
-# Every recovery above is a **flush**: simple, always correct, and expensive in proportion
-# to the cache: every entry becomes a miss, and every node refills at once. The
-# alternative is to **replay** what was missed: publish each change to a Redis Stream as
-# well as to Pub/Sub, and let a node that reconnects read the stream from its last
-# sequence number (`XRANGE` from its last ID). Its cost is proportional to the *writes
-# missed*, not to the cache, so a node that blinked for 50 ms keeps its warm cache. The
-# flush remains the fallback when the stream was trimmed past the node's position, or
-# after a Redis restart, when the sequence numbers themselves start over. (The `stream`
-# strategy is planned; the arithmetic is below.)
+# A flush is simple and always correct, and it costs in proportion to the cache: every
+# entry becomes a miss, and every node refills at once. Since protocol v2 a node
+# **repairs** instead: on a hint of loss (a gap, a reconnect, a new incarnation) its
+# entries become *suspect*. A suspect is never served, and the node checks suspects
+# against Redis, 256 keys a round trip: Redis answers each key's version and a digest of
+# its value, and the node keeps the entries whose value is unchanged, and drops the others.
+# That is as exact as a flush, and what was unchanged stays warm.
+#
+# Here every node's subscription drops for 50 ms at t = 1 s (a network blip: Redis keeps
+# its data), flush against repair, and the Redis restart of above both ways. The store
+# load counts every Redis round trip: reads, and repair's checks.
 
 # %%
-cache_entries, writes_per_s = 10_000, 1_000
-print(f"{'outage':>8} {'flush: reloads':>15} {'replay: messages':>17}")
+blip = [Fault(1.0, "disconnect", n, 0.05) for n in range(NODES)]
+recoveries = {
+    "blip, flush": run(faults=blip, repair=False),
+    "blip, repair": run(faults=blip),
+    "Redis restart, flush": run(faults=redis_restart, repair=False),
+    "Redis restart, repair": run(faults=redis_restart),
+}
+
+
+def round_trips(result):
+    """The time of every Redis round trip: each read, and each repair check."""
+    return sorted([*result.store_reads, *(t for t, _ in result.store_checks)])
+
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
+blips = {label: r for label, r in recoveries.items() if label.startswith("blip")}
+hit_rate_over_time({label: r.history for label, r in blips.items()}, bins=40, ax=axes[0])
+store_load({label: round_trips(r) for label, r in blips.items()}, bin_width=0.02,
+           what="Redis round trips", ax=axes[1])
+plt.show()
+print(f"{'':<24} {'hit rate':>8} {'reads':>7} {'peak':>5} {'checks':>6} {'keys':>6} "
+      f"{'kept':>6} {'stale':>6} {'> 10 ms':>7}")
+for label, r in recoveries.items():
+    m, rep = r.metrics(0.02), r.report
+    kept = sum(s.repair_kept for s in r.stats.values())
+    longer = len([s for _, s in stale_reads(r.history) if s > LASTING])
+    print(f"{label:<24} {rep.hit_rate:>8.1%} {m['store_reads']:>7} {m['peak_store_reads']:>5} "
+          f"{m['repair_checks']:>6} {m['repair_keys']:>6} {kept:>6} {rep.stale_reads:>6} "
+          f"{longer:>7}")
+print("(reads: Redis reads; peak: the most in one 20 ms window; checks: repair round trips)")
+
+# %% [markdown]
+# After the blip, repair keeps nearly every entry: the writes of 50 ms changed a handful
+# of keys, so the hit rate barely moves, and the load on Redis is a few checks per node
+# instead of a refill of every cache. After a Redis restart every value is gone, so repair
+# drops every value a node held, as a flush does, and pays its checks on top; what it
+# keeps are the cached absences (keys read and found missing), which the restart left
+# true. Repair pays off when data outlives the blip, the common case. Neither mode adds
+# a lasting stale read.
+#
+# A third way, **replay**, would publish each change to a Redis Stream as well, and let a
+# node that reconnects read what it missed from its last position: its cost is the
+# *writes missed*, not the cache, and it needs no check at all while the stream still
+# holds that position (the `stream` strategy is planned). The arithmetic, for a node of
+# 10,000 entries in a namespace of 1,000 writes/s:
+
+# %%
+cache_entries, writes_per_s, batch = 10_000, 1_000, 256
+print(f"{'outage':>8} {'flush: reloads':>15} {'repair: checks':>15} {'replay: messages':>17}")
 for outage in (0.05, 0.5, 5, 60):
-    print(f"{outage:>7}s {cache_entries:>15,} {int(outage * writes_per_s):>17,}")
+    checks = -(-cache_entries // batch)
+    print(f"{outage:>7}s {cache_entries:>15,} {checks:>15,} {int(outage * writes_per_s):>17,}")
+print("(repair also reloads the entries it drops: at most the keys written meanwhile)")
 
 # %% [markdown]
 # ## 4 · What a TTL buys
@@ -222,16 +277,19 @@ plt.show()
 # ## On real nodes: cut a node off, write, heal
 #
 # The control panel's gate (notebook 02) does this to real nodes on fakeredis or your
-# Redis: node `b` is told its connection dropped, misses a write, and recovers by flushing.
+# Redis: node `b` is told its connection dropped, misses a write, and recovers by
+# repairing: `k` changed, so it is dropped; `other` did not, so it stays cached.
 
 # %%
 from cachelab.viz.live import LiveCluster
 
 with LiveCluster(3, url=REDIS_URL) as live:
     live.write("a", "k", "v1")
+    live.write("a", "other", "same")
     live.settle()
     for name in live.names():
         live.read(name, "k")
+        live.read(name, "other")
     live.set_cut("b", True)
     live.write("a", "k", "v2")
     live.settle()
@@ -242,17 +300,23 @@ with LiveCluster(3, url=REDIS_URL) as live:
     stats = live.node("b").stats
 print(f"b during the cut: {during!r} (read through Redis, not cached)")
 print(f"b after healing:  {after!r}; disconnects {stats.disconnects}, reconnects {stats.reconnects}, "
-      f"flushes {stats.flushes}, uncached reads {stats.uncached_reads}")
+      f"uncached reads {stats.uncached_reads}")
+print(f"b's repair: {stats.repair_checks} round trip(s), kept {stats.repair_kept} (other), "
+      f"dropped {stats.repair_dropped} (k), flushes {stats.flushes}")
 
 # %% [markdown]
 # ## Recap
 #
 # - A lost message hurts until the next one, if the node can tell (gap detection), and
 #   until the TTL if it cannot.
-# - A node *told* it is disconnected flushes and serves nothing stale; a node cut off
-#   *silently* serves stale data until a message shows the gap.
-# - A Redis restart resets the sequence numbers: nodes must flush when the server
-#   changes, or they reject new writes as outdated.
+# - A node *told* it is disconnected trusts nothing it holds and serves nothing stale; a
+#   node cut off *silently* serves stale data until a message, a heartbeat or a settle
+#   marker shows the gap.
+# - A Redis restart resets the sequence numbers: every message and reply names the
+#   counter's incarnation, so nodes notice and repair, instead of rejecting new writes as
+#   outdated.
+# - Repair keeps what did not change: after a blip the cache stays warm, at a few checks
+#   per node; after a restart that lost the data it costs as much as a flush.
 # - A TTL is a bound, whatever the cause; it costs hits wherever it is shorter than the
 #   time between two reads of a key.
 #
@@ -262,17 +326,21 @@ print(f"b after healing:  {after!r}; disconnects {stats.disconnects}, reconnects
 # 2. Why does a Redis restart without the reconnect flush and without gap detection leave
 #    keys stale to the end of the run, although writes go on?
 # 3. A cache holds 10,000 entries and sees 1,000 writes/s. For which outages is replaying
-#    a stream cheaper than a flush?
+#    a stream cheaper than a flush? And than a repair?
 #
 # <details><summary>Worked answers</summary>
 #
-# 1. It stopped caching during the outage and flushed when it came back, so it had no
-#    entry that could be stale once the link healed.
+# 1. It stopped trusting its cache during the outage (nothing suspect is served) and
+#    checked it against Redis when it came back, so it had no entry that could be stale
+#    once the link healed.
 # 2. The new server numbers its writes from 1 again, below the versions the nodes hold:
 #    every new message looks outdated and is ignored, so a stale entry stays until the
 #    new numbers overtake the old ones.
 # 3. Replay costs one message per missed write, a flush one reload per entry: replay is
-#    cheaper while `outage × 1,000/s < 10,000`, under about 10 seconds.
+#    cheaper while `outage × 1,000/s < 10,000`, under about 10 seconds. Repair costs
+#    `10,000 / 256 = 40` round trips plus a reload per key changed meanwhile, so replay
+#    beats it only for outages of a few tens of milliseconds; but each check carries 256
+#    keys, so in keys moved, replay wins while fewer than 10,000 writes were missed.
 #
 # </details>
 #
