@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test site lint typecheck bench clean
+.PHONY: lab test site lint typecheck bench faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ site: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every fault, every strategy, on redis-server and Valkey; rewrites docs/faults.md (minutes).
+faults: $(STAMP)
+	$(BIN)/python -m benchmarks.faults
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

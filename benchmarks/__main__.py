@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import core_costs
+from benchmarks import core_costs, repair, sim_throughput, versions
 
 
 def main() -> None:
-    """Run the core costs, then the simulator's throughput."""
+    """Core costs, v1 against v2, flush against repair, then the simulator's throughput."""
     core_costs.main()
-    from benchmarks import sim_throughput  # written alongside the simulator
-
+    versions.main()
+    repair.main()
     sim_throughput.main()
 
 

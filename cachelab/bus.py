@@ -26,7 +26,9 @@ import redis
 
 log = logging.getLogger(__name__)
 
-_NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# The server could not serve us (gone, stalled, out of memory, loading): the subscription is
+# as good as lost. The node stops trusting its cache and the bus resubscribes; no traceback.
+_SERVER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
 
 
 class Listener(Protocol):
@@ -205,7 +207,7 @@ class RedisBus:
                 self._dispatch(self._pubsub.get_message(timeout=self.poll))
                 self._maintain()
                 backoff = self.poll
-            except _NETWORK_ERRORS as exc:
+            except _SERVER_ERRORS as exc:
                 self._lost(exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

@@ -222,6 +222,8 @@ class NodeCore:
                 self._apply(msg)
         elif verdict is Verdict.FORGED:
             self._forged(msg)
+        elif verdict is Verdict.RETIRED:
+            self._retired(msg)
         elif verdict is Verdict.REPLAYED:  # which of the two is false, nobody can tell
             self._forged(msg)
             self._distrust(msg.seq)
@@ -237,6 +239,9 @@ class NodeCore:
         verdict = self.seq.marker_verdict(marker, meta)
         if verdict is Verdict.FORGED:
             self._forged(marker)
+            return
+        if verdict is Verdict.RETIRED:
+            self._retired(marker)
             return
         if verdict is Verdict.RESET:
             self._reset(meta)
@@ -271,6 +276,11 @@ class NodeCore:
         """Apply a doubtful message as a plain drop: no value, no floor."""
         self.local.discard(msg.key)
         self._taint(msg.key, msg.seq, spare=None)
+
+    def _retired(self, msg: Message) -> None:
+        """A late message of an incarnation this node has left: outdated, whatever it says."""
+        self.counts["messages_outdated"] += 1
+        self._emit("outdated", msg.key, msg.seq)
 
     def _forged(self, msg: Message) -> None:
         """Count a message that claims what the store never issued."""

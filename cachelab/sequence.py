@@ -31,6 +31,7 @@ class Verdict(Enum):
     GAP = "gap"  # messages were lost: repair everything
     REPLAYED = "replayed"  # a number received twice: repair what may be forged
     OVERRUN = "overrun"  # this node accepted numbers the store never issued
+    RETIRED = "retired"  # of an incarnation this node has left: genuine, late, outdated
     FORGED = "forged"  # the message itself is impossible: drop it
 
 
@@ -42,9 +43,12 @@ class Sequencer:
     inc: str = ""
     last: int = 0  # every number up to here was handled, or is known lost
     received: int = 0  # the newest number received on the current subscription
+    retired: tuple[str, ...] = ()  # the last few incarnations this node left
 
     def rebase(self, meta: Meta) -> None:
         """Start again from the store's meta (a new subscription, or a new incarnation)."""
+        if self.inc and meta.inc != self.inc:
+            self.retired = (self.inc, *self.retired[:3])
         self.inc, self.last, self.received = meta.inc, meta.seq, 0
 
     def trusted(self, msg: Message) -> bool:
@@ -65,7 +69,7 @@ class Sequencer:
         if meta.inc != self.inc:
             return Verdict.RESET
         if msg.inc != self.inc:
-            return Verdict.FORGED
+            return Verdict.RETIRED if msg.inc in self.retired else Verdict.FORGED
         if self.ordered and msg.seq <= self.received:
             return Verdict.REPLAYED
         if msg.seq > self.last + 1:
@@ -80,6 +84,8 @@ class Sequencer:
         """
         if meta.inc != self.inc:
             return Verdict.RESET
+        if marker.inc in self.retired:
+            return Verdict.RETIRED
         if marker.inc != self.inc or marker.seq > meta.seq:
             return Verdict.FORGED
         if marker.seq > self.last:

@@ -46,10 +46,11 @@ def fill(node: NodeCore, key: str, value: object, version: int) -> None:
         (msg(9), Meta(INC, 12), Verdict.REPLAYED),  # received already (see received=10)
         (msg(3, inc="other"), Meta(INC, 12), Verdict.FORGED),  # the store never had it
         (msg(3, inc="inc-2"), Meta("inc-2", 3), Verdict.RESET),
+        (msg(30, inc="inc-0"), Meta(INC, 12), Verdict.RETIRED),  # late, from before a reset
     ],
 )
 def test_message_verdicts(message: Message, meta: Meta, verdict: Verdict) -> None:
-    seq = Sequencer(inc=INC, last=10, received=10)
+    seq = Sequencer(inc=INC, last=10, received=10, retired=("inc-0",))
     assert seq.message_verdict(message, meta) is verdict
 
 
