@@ -28,8 +28,9 @@ from typing import Any
 from cachelab.coherence import Invalidate, Strategy, Update
 from cachelab.local import LocalStore
 from cachelab.messages import Message
-from cachelab.sim.engine import SimResult, Simulation
+from cachelab.sim.engine import Simulation
 from cachelab.sim.network import Network, Partition
+from cachelab.sim.result import SimResult
 from cachelab.sim.scenarios import METRICS, A, B, C
 from cachelab.sim.workloads import Request, every, merge
 

@@ -13,8 +13,9 @@ restart, redis_restart, garbage, db_write, db_load, lease) are documented in
 ``cachelab.sim.workloads``); the classic failures are in ``cachelab.sim.scenarios``.
 """
 
-from cachelab.sim.engine import NODE_OPTIONS, SimResult, Simulation, peak
+from cachelab.sim.engine import NODE_OPTIONS, Simulation
 from cachelab.sim.network import FAULTS, Fault, Network, Partition
+from cachelab.sim.result import SimResult, peak
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import KINDS, TraceEvent, caches_at
 from cachelab.sim.workloads import Bursts, Request

@@ -41,31 +41,29 @@ sequence number plus the offset current when they happen.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import inspect
 import itertools
-import math
 import random
-from collections.abc import Callable, Iterable, Iterator, Sized
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from cachelab.check import Report, check, stale_reads
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
-from cachelab.messages import ABSENT, Message, decode, encode_value
+from cachelab.messages import ABSENT, Message, encode_value
 from cachelab.node import CacheNode, Flight
+from cachelab.sim.delivery import Delivery
+from cachelab.sim.faults import Faults
 from cachelab.sim.network import Fault, Network, check_fault
+from cachelab.sim.result import SimResult, paused_gc
+from cachelab.sim.state import Event, new_tuple
 from cachelab.sim.store import MemoryStore
-from cachelab.sim.trace import Caches, TraceEvent, caches_at
+from cachelab.sim.trace import TraceEvent
 from cachelab.sim.workloads import Request, zipf
-from cachelab.stats import NodeStats
 
 _OWNED = {"r", "name", "namespace", "strategy", "ttl", "timer", "recorder", "events", "bus"}
 NODE_OPTIONS = frozenset(inspect.signature(CacheNode).parameters) - _OWNED
@@ -73,35 +71,12 @@ NODE_OPTIONS = frozenset(inspect.signature(CacheNode).parameters) - _OWNED
 _RECORD_AS = {"write": WRITE, "delete": DELETE, "invalidate": INVALIDATE}
 _OUTCOMES = frozenset({"applied", "outdated"})
 _FILLS = frozenset({"fill", "fill_rejected"})
-_DETAIL = {
-    (op, outcome): op + ":" + outcome
-    for op in ("set", "del", "inv", "sync")
-    for outcome in ("applied", "outdated", "own")
-}
 _ENTRY_EVENTS = frozenset({"fill", "fill_rejected", "evict"})
 _REPAIRS = frozenset({"repair_keep", "repair_drop"})
 _PROGRESS_FROM = 10_000  # runs shorter than this never show a bar
 _PROGRESS_STEP = 1024
 
-Event = tuple[float, int, Callable[..., None], tuple[Any, ...]]
-_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector, as ``timeit`` does.
-
-    A run keeps several tuples per operation alive to its end (history, trace,
-    queue); the collector would rescan them again and again, about 30 % of a run
-    on the benchmark. They hold no cycles, so nothing is lost by waiting.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+_new = new_tuple
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,77 +98,6 @@ class _Port:
 
     def join(self, timeout: float | None = None) -> None:
         """Nothing to wait for."""
-
-
-@dataclass(frozen=True, eq=False)
-class SimResult:
-    """What a run produced: the history, the checker's report, and the trace.
-
-    ``report`` and ``trace`` are computed on first use (the checker costs about a
-    fifth of a run), then kept.
-    """
-
-    history: list[Op]
-    raw_trace: list[TraceEvent] = field(repr=False)  # before the checker marks stale reads
-    nodes: tuple[str, ...]
-    caches: Caches
-    stats: dict[str, NodeStats]
-    strategy: str
-    carries_value: bool
-    ttl: float | None
-    store_reads: tuple[float, ...]
-    store_checks: tuple[tuple[float, int], ...]  # repair round trips: (time, keys checked)
-    db_loads: tuple[float, ...]
-    delivered: int
-    dropped: int
-    skipped: int
-    end: float
-
-    @cached_property
-    def report(self) -> Report:
-        """The consistency checker's report on the history."""
-        with paused_gc():
-            return check(self.history, messages=self.delivered, nodes=len(self.nodes))
-
-    @cached_property
-    def trace(self) -> tuple[TraceEvent, ...]:
-        """Every event in time order, with the stale reads marked ``stale_read``."""
-        stale = self.report.stale_reads
-        with paused_gc():
-            return _mark_stale(list(self.raw_trace), self.history, stale)
-
-    def caches_at(self, index: int) -> Caches:
-        """Each node's cache (``key -> version``) after the first ``index`` trace events."""
-        return caches_at(
-            self.trace, index, self.nodes, carries_value=self.carries_value, ttl=self.ttl
-        )
-
-    def metrics(self, window: float = 0.01) -> dict[str, Any]:
-        """The report's dict plus the simulation's own counts (peaks per ``window`` s)."""
-        return {
-            **self.report.to_dict(),
-            "store_reads": len(self.store_reads),
-            "repair_checks": len(self.store_checks),
-            "repair_keys": sum(keys for _, keys in self.store_checks),
-            "db_loads": len(self.db_loads),
-            "peak_store_reads": peak(self.store_reads, window),
-            "peak_db_loads": peak(self.db_loads, window),
-            "delivered": self.delivered,
-            "dropped": self.dropped,
-            "skipped": self.skipped,
-            "stale_fills_rejected": sum(s.stale_fills_rejected for s in self.stats.values()),
-        }
-
-
-def peak(times: Iterable[float], window: float) -> int:
-    """The most ``times`` falling in one fixed window of ``window`` seconds."""
-    if not window > 0:
-        raise ValueError(f"window must be positive, not {window!r}")
-    counts: dict[int, int] = {}
-    for t in times:
-        slot = math.floor(t / window)
-        counts[slot] = counts.get(slot, 0) + 1
-    return max(counts.values(), default=0)
 
 
 class Simulation:
@@ -283,7 +187,7 @@ def _length(workload: Iterable[Request]) -> int | None:
     return len(workload) if isinstance(workload, Sized) else None
 
 
-class _Run:
+class _Run(Delivery, Faults):
     """The state of one run: clock, queue, store, nodes, history and trace."""
 
     def __init__(self, sim: Simulation) -> None:
@@ -334,10 +238,6 @@ class _Run:
             self.nodes[i] = self._start(i)
         self._schedule_faults()
 
-    def time(self) -> float:
-        """The virtual clock, as the nodes' ``timer``."""
-        return self.now
-
     def _handlers(self) -> dict[str, Callable[[Request], None]]:
         """What each request op does, in this run's mode."""
         if self.sim.database:
@@ -364,17 +264,6 @@ class _Run:
             bus=_Port(self.ordered),
             **sim.node_options,
         )
-
-    def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
-        """Schedule ``fn(*args)`` at virtual time ``t`` (ties run in scheduling order)."""
-        heapq.heappush(self.heap, (t, next(self.tick), fn, args))
-
-    def _note(
-        self, kind: str, node: str, key: str = "", version: int = 0, detail: str = ""
-    ) -> None:
-        """Append an instant trace event at the current time."""
-        now = self.now
-        self.trace.append(_new(TraceEvent, (now, kind, node, key, version, detail, now)))
 
     # -- the loop ----------------------------------------------------------
 
@@ -662,200 +551,6 @@ class _Run:
         self.written = seq
         self._note("write", self.writer, key, seq + self.offset, op)
 
-    # -- the bus ---------------------------------------------------------------
-
-    def _published(self, raw: bytes) -> None:
-        """Decode a published message once and send it to every subscriber."""
-        msg = decode(raw, self.sim.namespace)
-        self._note("send", self.writer, msg.key, msg.seq + self.offset, msg.op)
-        if not self.listening:  # every write publishes, but nobody here subscribes
-            return
-        if self.plain:
-            self._fan_out(msg)
-            return
-        for i in range(self.n):
-            self._send(i, msg)
-
-    def _fan_out(self, msg: Message) -> None:
-        """``_send`` for every node of a plain network (no loss, duplicates or reordering).
-
-        Inlined because it runs once per message and node: the simulator's hottest loop.
-        """
-        now, nodes, up, conn, last = self.now, self.nodes, self.up, self.conn, self.last_arrival
-        delay, jitter, rand = self.net.delay, self.net.jitter, self.rng.random
-        heap, tick, arrive, offset = self.heap, self.tick, self._arrive, self.offset
-        for i in range(self.n):
-            if nodes[i] is None or not up[i]:
-                self._drop(i, msg, now, "down" if nodes[i] is None else "disconnected", offset)
-                continue
-            t = now + delay + jitter * rand() if jitter else now + delay
-            if t < last[i]:
-                t = last[i]  # pub/sub keeps each subscriber's messages in order
-            last[i] = t
-            heapq.heappush(heap, (t, next(tick), arrive, (i, conn[i], msg, now, False, offset)))
-
-    def _send(self, i: int, msg: Message) -> None:
-        """Schedule one delivery (and maybe its duplicate), or drop it at once."""
-        net, rng, now, offset = self.net, self.rng, self.now, self.offset
-        if self.nodes[i] is None or not self.up[i]:
-            self._drop(i, msg, now, "down" if self.nodes[i] is None else "disconnected", offset)
-            return
-        arrive = now + net.latency(rng)
-        if net.reorder and rng.random() < net.reorder:
-            arrive += net.holdback * rng.random()  # out of FIFO: later messages overtake it
-        else:
-            arrive = max(arrive, self.last_arrival[i])
-            self.last_arrival[i] = arrive
-        self._at(arrive, self._arrive, i, self.conn[i], msg, now, self._lost(), offset)
-        if net.duplicate and rng.random() < net.duplicate:
-            again = arrive + net.latency(rng)
-            self._at(again, self._arrive, i, self.conn[i], msg, now, self._lost(), offset)
-
-    def _lost(self) -> bool:
-        """Draw whether one delivery is lost."""
-        return bool(self.net.loss) and self.rng.random() < self.net.loss
-
-    def _arrive(
-        self, i: int, conn: int, msg: Message, sent: float, lost: bool, offset: int
-    ) -> None:
-        """A message reaches node ``i``, unless it was lost on the way.
-
-        ``offset`` is the one in force when it was published.
-        """
-        node = self.nodes[i]
-        if lost or node is None or conn != self.conn[i] or self.cut[i]:
-            self._drop(i, msg, sent, self._reason(i, conn, lost), offset)
-            return
-        self.outcome = "own"
-        self.arriving = (node.name, msg, sent, offset)
-        node.handle(msg)
-        self.delivered += 1
-        if self.arriving is not None:  # the node reported no outcome: its own message
-            self._delivered("own")
-        if self.restarted and self.outcome == "applied":
-            self.held[node.name].pop(msg.key, None)  # it replaced or dropped an older entry
-
-    def _delivered(self, outcome: str) -> None:
-        """Trace the delivery in flight, at the moment the node applied (or ignored) it:
-        before any repair it set off, which the node reports after."""
-        assert self.arriving is not None
-        name, msg, sent, offset = self.arriving
-        self.arriving = None
-        detail = _DETAIL[msg.op, outcome]
-        event = (self.now, "deliver", name, msg.key, msg.seq + offset, detail, sent)
-        self.trace.append(_new(TraceEvent, event))
-
-    def _reason(self, i: int, conn: int, lost: bool) -> str:
-        """Why a delivery failed: the first cause that applies."""
-        if lost:
-            return "loss"
-        if self.nodes[i] is None:
-            return "down"
-        return "disconnected" if conn != self.conn[i] else "partition"
-
-    def _drop(self, i: int, msg: Message, sent: float, reason: str, offset: int) -> None:
-        """Trace a message (published under ``offset``) that never reached node ``i``."""
-        self.dropped += 1
-        version = msg.seq + offset
-        event = TraceEvent(self.now, "drop", self.names[i], msg.key, version, reason, sent)
-        self.trace.append(event)
-
-    # -- faults ---------------------------------------------------------------
-
-    def _schedule_faults(self) -> None:
-        """Queue the partitions and faults."""
-        for part in self.net.partitions:
-            if not 0 <= part.node < self.n:
-                raise ValueError(f"partition of node {part.node}, but there are {self.n} nodes")
-            self._at(part.start, self._partition, part.node, 1)
-            self._at(part.end, self._partition, part.node, -1)
-        actions: dict[str, Callable[[Fault], None]] = {
-            "disconnect": self._disconnect,
-            "crash": self._crash,
-            "redis_restart": self._redis_restart,
-            "garbage": self._garbage,
-        }
-        for fault in self.sim.faults:
-            self._at(fault.time, actions[fault.kind], fault)
-
-    def _partition(self, i: int, change: int) -> None:
-        """Cut or heal node ``i``'s subscription, silently."""
-        self.cut[i] += change
-        self._note("partition", self.names[i], detail="start" if change > 0 else "heal")
-
-    def _disconnect(self, fault: Fault) -> None:
-        """The subscription breaks and the node is told; it resubscribes later."""
-        self._break(fault.node, fault.duration)
-
-    def _break(self, i: int, duration: float) -> None:
-        """Break node ``i``'s subscription for ``duration`` seconds."""
-        node = self.nodes[i]
-        if node is None or not self.up[i]:
-            return
-        self.up[i] = False
-        self.conn[i] += 1
-        node.disconnected()
-        if math.isfinite(duration):
-            self._at(self.now + duration, self._reconnect, i, self.life[i], self.conn[i])
-
-    def _reconnect(self, i: int, life: int, conn: int) -> None:
-        """Resubscribe, unless the node died or broke again meanwhile."""
-        node = self.nodes[i]
-        if node is None or self.life[i] != life or self.conn[i] != conn:
-            return
-        self.up[i] = True
-        node.subscribed(False)
-
-    def _crash(self, fault: Fault) -> None:
-        """The node dies with its cache and its reads in flight."""
-        i = fault.node
-        if self.nodes[i] is None:
-            return
-        self.nodes[i] = None
-        self.life[i] += 1
-        self.conn[i] += 1
-        self.held[self.names[i]].clear()
-        self._note("crash", self.names[i])
-        if math.isfinite(fault.duration):
-            self._at(self.now + fault.duration, self._restart, i, self.life[i])
-
-    def _restart(self, i: int, life: int) -> None:
-        """A fresh node with the same name and an empty cache."""
-        if self.life[i] != life:
-            return
-        self.up[i] = True
-        self.nodes[i] = self._start(i)
-        self._note("restart", self.names[i])
-
-    def _redis_restart(self, fault: Fault) -> None:
-        """Redis loses its data and sequence; every subscriber is disconnected.
-
-        The subscribers lose their connections (under the old offset), then the
-        offset grows past every version so far and the lost keys are recorded as
-        deleted (see the module docstring).
-        """
-        old = self.offset
-        new = old + self.store.meta().seq + 1
-        self._note("redis_restart", "redis", version=new)
-        for i in range(self.n):
-            self._break(i, fault.duration)
-        lost = self.store.restart()
-        self.leases.clear()
-        self.offset, self.restarted = new, True
-        for node in self.nodes:
-            if node is not None:
-                self.held[node.name] = dict.fromkeys(node.snapshot(), old) | self.held[node.name]
-        if not self.database:
-            now, version = self.now, self.offset
-            self.history.extend(Op("redis", DELETE, key, now, now, version) for key in lost)
-
-    def _garbage(self, fault: Fault) -> None:
-        """Raw bytes reach the node as if published by someone else."""
-        node = self.nodes[fault.node]
-        if node is not None:
-            self._note("garbage", node.name, detail=repr(fault.data[:40]))
-            node.receive(fault.data)
-
     # -- the result -------------------------------------------------------------
 
     def _cache(self, node: CacheNode) -> dict[str, int]:
@@ -882,22 +577,3 @@ class _Run:
             skipped=self.skipped,
             end=self.now,
         )
-
-
-def _mark_stale(trace: list[TraceEvent], history: list[Op], count: int) -> tuple[TraceEvent, ...]:
-    """The trace with the checker's stale reads as ``stale_read`` events.
-
-    Reads appear in the history and the trace in the same order, so the n-th read
-    event of the trace is the n-th read of the history.
-    """
-    if count:
-        stale = {op for op, _ in stale_reads(history)}  # equal ops are equally stale
-        reads = (op for op in history if op.op == READ)
-        wanted = {n for n, op in enumerate(reads) if op in stale}
-        n = 0
-        for pos, event in enumerate(trace):
-            if event.kind == "read":
-                if n in wanted:
-                    trace[pos] = event._replace(kind="stale_read")
-                n += 1
-    return tuple(trace)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from cachelab.sim.engine import SimResult, Simulation
+from cachelab.sim.engine import Simulation
 from cachelab.sim.network import Fault, Network, Partition
+from cachelab.sim.result import SimResult
 from cachelab.sim.workloads import Request, every, merge
 
 A, B, C = 0, 1, 2

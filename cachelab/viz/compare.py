@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachelab.sim.engine import SimResult
+from cachelab.sim.result import SimResult
 from cachelab.sim.scenarios import Scenario, Variant
 from cachelab.viz.timeline import pane
 from cachelab.viz.viewer import TraceViewer

@@ -1,0 +1,80 @@
+"""The state of one simulated run that its parts share: clock, queue, nodes, links, trace.
+
+``_Run`` (engine.py) is built from parts, one idea each: the loop, reads and writes
+there; message delivery in ``delivery.py``; injected faults in ``faults.py``. They share
+this state, declared here once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cachelab.history import Op
+from cachelab.messages import Message
+from cachelab.node import CacheNode
+from cachelab.sim.network import Network
+from cachelab.sim.store import MemoryStore
+from cachelab.sim.trace import TraceEvent
+
+if TYPE_CHECKING:
+    from cachelab.sim.engine import Simulation
+
+Event = tuple[float, int, Callable[..., None], tuple[Any, ...]]
+new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
+
+
+class RunState:
+    """What every part of a run reads and changes."""
+
+    sim: Simulation
+    n: int
+    now: float
+    net: Network
+    rng: random.Random
+    names: tuple[str, ...]
+    heap: list[Event]
+    tick: itertools.count[int]
+    trace: list[TraceEvent]
+    history: list[Op]
+    store: MemoryStore
+    nodes: list[CacheNode | None]
+    life: list[int]  # bumped by a crash: events of the old incarnation are void
+    conn: list[int]  # bumped when a subscription breaks: its messages are lost
+    up: list[bool]
+    cut: list[int]  # partitions in force
+    last_arrival: list[float]  # pub/sub is FIFO per subscriber
+    plain: bool  # no loss, duplicates or reordering: the fast delivery path
+    listening: bool  # the strategy subscribes
+    database: bool
+    writer: str
+    outcome: str
+    offset: int  # added to every store seq in the history and trace; grows at restarts
+    restarted: bool  # until Redis restarts, every offset is 0 (the fast path)
+    held: dict[str, dict[str, int]]
+    leases: dict[str, float]
+    delivered: int
+    dropped: int
+    arriving: tuple[str, Message, float, int] | None  # the delivery underway
+
+    def time(self) -> float:
+        """The virtual clock, as the nodes' ``timer``."""
+        return self.now
+
+    def _at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        """Schedule ``fn(*args)`` at virtual time ``t`` (ties run in scheduling order)."""
+        heapq.heappush(self.heap, (t, next(self.tick), fn, args))
+
+    def _note(
+        self, kind: str, node: str, key: str = "", version: int = 0, detail: str = ""
+    ) -> None:
+        """Append an instant trace event at the current time."""
+        now = self.now
+        self.trace.append(new_tuple(TraceEvent, (now, kind, node, key, version, detail, now)))
+
+    def _start(self, i: int) -> CacheNode:
+        """A fresh node in slot ``i`` (the engine builds it)."""
+        raise NotImplementedError
