@@ -475,7 +475,7 @@ class CacheNode:
     def _log_once(self, error: InvalidMessage) -> None:
         """Say once per kind why messages are refused (a peer to upgrade or to configure)."""
         kind = type(error).__name__ + (str(error) if isinstance(error, WrongVersion) else "")
-        if kind not in self._logged:
+        if kind not in self._logged and len(self._logged) < 16:  # publishers choose the words
             self._logged.add(kind)
             log.warning(
                 "node %r (namespace %r) refuses messages: %s", self.name, self.namespace, error

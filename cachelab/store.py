@@ -262,21 +262,22 @@ class RedisStore:
 
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
-        out = self._run("read", (self._prefix + key, self.meta_key), self._auth[:1])
-        inc = self._learn(out[3]) if len(out) > 3 else self._known
+        known = self._known
+        out = self._run("read", (self._prefix + key, self.meta_key), self._auth[:1], known)
+        inc = self._learn(out[3]) if len(out) > 3 else known
         return Reply(out[0] or None, int(out[1]), inc, int(out[2]))
 
     def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """Apply a write atomically with its message; return its stamp."""
+        known = self._known  # what this very call tells the script (threads share the store)
+        args = self._write_args(op, encoded, head, known)
         try:
-            out = self.client.evalsha(*self.write_command(op, key, encoded, head))
+            out = self.client.evalsha(self._write_sha, 2, *self._keys(key), *args)
         except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
-            out = self._scripts["write"](
-                keys=self._keys(key), args=self._write_args(op, encoded, head)
-            )
+            out = self._scripts["write"](keys=self._keys(key), args=args)
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
-        return self._stamp(out)
+        return self._stamp(out, known)
 
     def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
         """The EVALSHA arguments of a write, to queue it in a pipeline or a MULTI.
@@ -284,48 +285,51 @@ class RedisStore:
         Called directly rather than through redis-py's Script object, whose bookkeeping
         costs about a sixth of a plain SET.
         """
-        return (self._write_sha, 2, *self._keys(key), *self._write_args(op, encoded, head))
+        args = self._write_args(op, encoded, head, self._known)
+        return (self._write_sha, 2, *self._keys(key), *args)
 
     def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
         """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
         channel = self.channel if head else ""
         args = (encoded, head or "", channel, since.version, since.inc, *self._auth)
-        return self._stamp(self._run("fill", self._keys(key), args))
+        known = self._known
+        return self._stamp(self._run("fill", self._keys(key), args, known), known)
 
     def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
         """Version and value digest of each key, with the store's meta."""
         names = (self.meta_key, *(self._prefix + key for key in keys))
-        out = self._run("check", names, self._auth[:1])
+        out = self._run("check", names, self._auth[:1], self._known)
         pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
         return Meta(self._learn(out[0]), int(out[1])), pairs
 
     def mark(self, channel: str, head: str | None) -> Meta:
         """Publish a marker on ``channel`` (none when ``head`` is None); return the meta."""
         args = (channel if head else "", head or "", *self._auth)
-        stamp = self._stamp(self._run("mark", (self.meta_key,), args))
+        known = self._known
+        stamp = self._stamp(self._run("mark", (self.meta_key,), args, known), known)
         return Meta(stamp.inc, stamp.seq)
 
     def _keys(self, key: str) -> tuple[str, str]:
         """KEYS of the write and fill scripts."""
         return self._prefix + key, self.meta_key
 
-    def _write_args(self, op: str, encoded: str, head: str | None) -> tuple[Any, ...]:
-        """ARGV of the write script, after the nonce and the known incarnation."""
+    def _write_args(self, op: str, encoded: str, head: str | None, known: str) -> tuple[Any, ...]:
+        """ARGV of the write script."""
         channel = self.channel if head else ""
-        prefix = (self._nonce, self._known, op, encoded, head or "", channel, self._marker_ms)
+        prefix = (self._nonce, known, op, encoded, head or "", channel, self._marker_ms)
         return (*prefix, *self._auth)
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], known: str) -> Any:
         """Run one script (loading it if the server lost it), naming auth mismatches."""
         try:
-            return self._scripts[name](keys=keys, args=(self._nonce, self._known, *args))
+            return self._scripts[name](keys=keys, args=(self._nonce, known, *args))
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
 
-    def _stamp(self, out: Any) -> Stamp:
-        """A stamp from a script's reply: a number (our incarnation) or {seq, inc}."""
+    def _stamp(self, out: Any, known: str) -> Stamp:
+        """A stamp from a script's reply: a bare number means the incarnation we sent."""
         if isinstance(out, int):
-            return Stamp(out, self._known)
+            return Stamp(out, known)
         return Stamp(int(out[0]), self._learn(out[1]))
 
     def _learn(self, raw: bytes | str) -> str:

@@ -124,3 +124,29 @@ def test_a_value_that_outlives_its_meta_becomes_version_zero_of_the_next() -> No
     store.forget_meta()
     assert store.read("k") == (b"[0,1]", 0, "sim-2", 0)
     assert store.write("set", "k", "[0,2]", None).seq == 1  # newer than the survivor
+
+
+class _Meddling(fakeredis.FakeRedis):
+    """A client during whose every script call another thread learns of a new incarnation."""
+
+    store: RedisStore | None = None
+
+    def evalsha(self, *args: Any) -> Any:
+        result = super().evalsha(*args)
+        if self.store is not None:
+            self.store._known = "learned-meanwhile"  # as another thread's reply would
+        return result
+
+
+def test_a_reply_is_read_against_the_incarnation_its_own_call_sent() -> None:
+    client = _Meddling(server=fakeredis.FakeServer())
+    store = RedisStore(client, "ns")
+    inc = store.meta().inc
+    client.store = store
+    for _ in range(2):
+        store._known = inc
+        assert store.write("set", "k", "[0,1]", None).inc == inc
+        store._known = inc
+        assert store.read("k").inc == inc
+        store._known = inc
+        assert store.mark("", None).inc == inc
