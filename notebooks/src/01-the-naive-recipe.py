@@ -161,7 +161,8 @@ assert stale, "the naive recipe should have lost the invalidation"
 # ## The same blow, to cachelab nodes
 #
 # A cachelab node carries a sequence number in every message and treats every
-# resubscription as a possible loss: it flushes its local copy and reloads on demand.
+# resubscription as a possible loss: it stops trusting its local copy and *repairs* it,
+# checking each entry against Redis by version and digest, keeping what did not change.
 #
 # Its bus also publishes a **heartbeat** on a private channel and expects the echo on the
 # same subscription. That is how a deaf subscription is noticed even when no message is
@@ -208,27 +209,33 @@ show_cluster("after a writes 'carol'")
 
 # %%
 rows = {n.name: n.stats.to_dict() for n in cluster.nodes}
-print(f"{'node':<5} {'disconnects':>11} {'reconnects':>10} {'flushes':>8} {'gaps':>5}")
+print(f"{'node':<5} {'disconnects':>11} {'reconnects':>10} {'kept':>5} {'dropped':>8} {'gaps':>5}")
 for name, s in rows.items():
-    print(f"{name:<5} {s['disconnects']:>11} {s['reconnects']:>10} {s['flushes']:>8} {s['gaps']:>5}")
+    print(f"{name:<5} {s['disconnects']:>11} {s['reconnects']:>10} {s['repair_kept']:>5} "
+          f"{s['repair_dropped']:>8} {s['gaps']:>5}")
 assert cb.get(KEY) == "carol"
 assert all(s["reconnects"] >= 1 for s in rows.values())
 
 # %% [markdown]
-# Every node noticed its connection drop (`disconnects`), stopped trusting its local copy
-# until it had resubscribed, then flushed (`flushes`) so that its next read went to Redis.
-# The invalidation for `'carol'` may have been lost for some of them; it no longer matters.
+# Every node noticed its connection drop (`disconnects`) and stopped trusting its local
+# copy until it had resubscribed. Then it repaired it: each entry checked against Redis,
+# those still current kept (`kept`), the others dropped (`dropped`), so the next read of a
+# changed key goes to Redis. The invalidation for `'carol'` may have been lost for some
+# of them; it no longer matters.
 #
 # A reconnect is the loud case. A message can also vanish *without* a reconnect (a
 # subscriber too slow for Redis's output buffer limit is dropped and reconnects; a
 # message lost inside a proxy). For that, each message carries the global sequence
-# number, and a node that sees `seq 7` after `seq 5` flushes too: that is the `gaps`
-# column, exercised in notebook 02 with the *drop next message* button.
+# number, and a node that sees `seq 7` after `seq 5` repairs too: that is the `gaps`
+# column, exercised in notebook 02 with the *drop next message* button. Even the *last*
+# message of a burst is covered: the heartbeat and `settle()` carry Redis's current
+# number, so a node that never hears another message still learns what it missed.
 #
 # | what went wrong | naive recipe | cachelab |
 # |---|---|---|
-# | subscriber reconnects, messages lost in between | stale until restart, no error | detects the resubscription, flushes |
-# | a message lost without a reconnect | stale until restart | detects the sequence gap, flushes |
+# | subscriber reconnects, messages lost in between | stale until restart, no error | detects the resubscription, repairs |
+# | a message lost without a reconnect | stale until restart | detects the sequence gap, repairs |
+# | Redis restarts empty, or FLUSHALL | later writes look old, ignored | a new incarnation: re-bases and repairs |
 # | dead connection, no traffic | deaf forever | the heartbeat's missing echo notices |
 #
 # ## Exercises

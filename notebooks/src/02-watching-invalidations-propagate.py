@@ -50,12 +50,14 @@ print("real nodes on:", "your Redis" if REDIS_URL else "the embedded fakeredis")
 #
 # Then break it:
 #
-# - **drop next message** (target `b`), then **write**: `b` keeps serving the old version,
-#   shown in red. Write *another* key: the next message carries a sequence number that
-#   skips one, `b` counts a **gap** and flushes. Untick `gap detection` to see `b` stay
-#   stale.
+# - **drop next message** (target `b`), then **write**: the message never reaches `b`. But
+#   the sync marker the panel sends right after carries Redis's current sequence number,
+#   so `b` notices the **gap** at once: what it held turns suspect, and repair checks it
+#   against Redis (`kept`, `dropped`). Untick `gap detection` and do it again: now `b`
+#   keeps serving the old version, shown in red.
 # - **partition node**: `b` is told its connection dropped (as redis-py would be): it
-#   flushes and stops caching until it resubscribes. **heal node** resubscribes it.
+#   trusts nothing it holds and caches nothing until it resubscribes. **heal node**
+#   resubscribes it, and it repairs.
 # - **loss** and **delay** apply to every message from now on; the safeguards, TTL,
 #   strategy and node count rebuild the cluster.
 
@@ -76,8 +78,9 @@ panel
 # their versions. A **blue dot** is a message travelling from Redis to a node; a **green
 # dot** a write on its way to Redis; an **orange dot** a read's reply. A red **✕** is a
 # message lost on the way (`loss`, `partition`: cut silently, or `dropped`: your *drop
-# next message*). Markers under a node say what it did: *fill rejected*, *gap → flush*,
-# *STALE READ* (the box turns red). The log lists every event; `message k v2
+# next message*). Markers under a node say what it did: *fill rejected*, *gap*,
+# *suspect*, *repair: kept* or *dropped*, *STALE READ* (the box turns red). (The simulator
+# sends no sync markers, so here a lost message is found by the next one.) The log lists every event; `message k v2
 # (set:applied)` means the node applied a peer's change, `(set:own)` that it was its own
 # write coming back (it already holds that version), `(set:outdated)` that it knew a
 # newer one. Click any event, dot or marker to see what happened and which safeguard
@@ -92,7 +95,7 @@ sim.write()  # a writes v1; everyone reads it back
 sim.drop_next()  # the next message to b will be lost
 sim.write()  # v2: b keeps v1 and serves it: a stale read
 sim.key.value = "user:2"
-sim.write()  # another key: b sees the sequence gap and flushes
+sim.write()  # another key: b sees the sequence gap and repairs
 sim.key.value = "user:1"
 sim.read_all()  # b reads v2 from Redis
 sim
@@ -111,8 +114,8 @@ TraceViewer(sim.backend.trace, nodes=sim.backend.names(), title="the session abo
 # The same story with a different cause: `c`'s subscription is cut *silently* for a few
 # milliseconds (a half-open connection: nothing tells `c`), exactly while the invalidation
 # of `k` passes. `c` goes on serving `k v1`. A write of another key, once the link is back,
-# carries a sequence number that skips the lost one: `c` flushes and its next read is
-# fresh. This is the real CacheNode code on the simulator's clock.
+# carries a sequence number that skips the lost one: `c` repairs (`k` changed: dropped)
+# and its next read is fresh. This is the real CacheNode code on the simulator's clock.
 
 # %%
 delay = DELAY_MS / 1000

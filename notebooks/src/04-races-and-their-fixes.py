@@ -92,8 +92,9 @@ plt.show()
 #   global sequence number in every message and every entry.
 # - **Tickets fix the stale set; tombstones fix eviction.** Both remember something about a
 #   key the cache *does not hold*: a read in flight, or a version that was evicted.
-# - **Loss is only survivable if detected.** Reconnect flushes and gap detection turn a
-#   silent loss into a cache flush; the TTL bounds whatever slips through.
+# - **Loss is only survivable if detected.** Reconnect handling and gap detection turn a
+#   silent loss into a repair (or, with `repair=False`, a flush); the TTL bounds whatever
+#   slips through.
 # - **Some problems are not the cache's to fix.** A writer that bypasses the nodes, or a
 #   session that reads from another node, needs tracking, routing or a TTL.
 #

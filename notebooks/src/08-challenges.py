@@ -203,10 +203,11 @@ survive.grade(apply, shrink=False)
 #     return store.invalidate(msg.key, msg.seq)
 # ```
 #
-# The library's gap detection does this in the node, where it also sees the node's own
-# messages (your `apply` never does, so a node flushes after its own writes too: correct,
-# but it costs hits). A silent cut is only noticed at the next message; a TTL bounds the
-# rest.
+# The library's gap detection does this in the node, and does more: before it acts on a
+# skipped number it asks Redis whether that number was ever issued (a forged one is then
+# dropped), and it repairs instead of flushing, keeping what did not change. A silent cut
+# is only noticed at the next message (on a real server, at the next heartbeat); a TTL
+# bounds the rest.
 #
 # </details>
 #
