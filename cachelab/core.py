@@ -32,6 +32,7 @@ from cachelab.stats import NodeStats
 from cachelab.store import Check, Meta, Reply, Stamp
 
 Entry = tuple[Any, int, float]
+_MAX_UNSURE = 10_000  # a write that never ran leaves its key here: keep the set bounded
 NodeEvent = tuple[str, str, int]  # (kind, key, version); key "" for node-wide events
 
 
@@ -94,6 +95,7 @@ class NodeCore:
         self.seq = Sequencer(ordered)
         self.checks = strategy.subscribes and switches.gap_detection
         self.flights: dict[str, list[Flight]] = {}
+        self.unsure: set[str] = set()  # keys of our writes whose outcome we never heard
         self.epoch = 0
         self.coherent = not strategy.subscribes
         self.closed = False
@@ -188,6 +190,8 @@ class NodeCore:
     def write_failed(self, flight: Flight, error: BaseException) -> None:
         """A write ended in an error, yet may have run: trust nothing of its key."""
         self.local.discard(flight.key)
+        if len(self.unsure) < _MAX_UNSURE:
+            self.unsure.add(flight.key)
         self._taint(flight.key, MAX_SEQ, spare=None)
         self.failed(flight, error)
 
@@ -264,7 +268,10 @@ class NodeCore:
         """Apply a trusted message: it marks loads in flight, then the strategy decides."""
         self.seq.accept(msg.seq)
         self._taint(msg.key, msg.seq, spare=None)
-        own = msg.src == self.id  # applied too: it matters when our write's reply was lost
+        own = msg.src == self.id
+        if own and msg.key not in self.unsure:
+            return  # our own write filled us already: by ordering, nothing would change
+        self.unsure.discard(msg.key)  # the reply of our write of it was lost: this tells us
         if self.strategy.apply(self.local, msg):
             self.counts["invalidations_received"] += not own
             self._emit("applied", msg.key, msg.seq)

@@ -115,7 +115,8 @@ class _Replay:
         if cache is None:
             return
         kind, suspects = event.kind, self.suspects[event.node]
-        suspect = suspects.get(event.key) if kind in _ENTRY_CHANGES else None
+        own = kind == "deliver" and event.detail.endswith(":own")  # changes nothing
+        suspect = suspects.get(event.key) if kind in _ENTRY_CHANGES and not own else None
         if suspect is not None and (kind != "deliver" or event.version > suspect[0]):
             del suspects[event.key]  # a change ends suspicion; an older message does not
         if kind == "fill":
