@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -136,6 +137,16 @@ def encode_value(value: Any) -> str:
     if len(encoded) > MAX_VALUE_BYTES:
         raise ValueError(f"value encodes to {len(encoded)} bytes, over {MAX_VALUE_BYTES}")
     return encoded
+
+
+def value_digest(value: Any) -> str:
+    """SHA-1 of a value's encoding, as the repair script computes it ("" for ABSENT)."""
+    if value is ABSENT:
+        return ""
+    try:
+        return hashlib.sha1(encode_value(value).encode("ascii")).hexdigest()
+    except (TypeError, ValueError):
+        return "!"  # matches no digest: such an entry is dropped
 
 
 def decode_value(fragment: bytes | str) -> Any:

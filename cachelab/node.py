@@ -10,13 +10,11 @@ ticket, then reads the store) and ``fill`` (the fill guard decides).
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -26,7 +24,8 @@ from cachelab.auth import Signer
 from cachelab.backends import client_secret
 from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
-from cachelab.core import Flight, NodeCore, NodeEvent, ReentrantLoad, Switches
+from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
+from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
 from cachelab.local import LocalStore, Timer
 from cachelab.messages import (
     ABSENT,
@@ -41,6 +40,7 @@ from cachelab.messages import (
     fits,
     message_head,
     message_prefix,
+    value_digest,
 )
 from cachelab.stats import NodeStats
 from cachelab.store import RedisStore, Store
@@ -48,16 +48,6 @@ from cachelab.store import RedisStore, Store
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 
 log = logging.getLogger(__name__)
-
-Recorder = Callable[[str, str, str, float, float, int, bool, str], None]
-"""Called as ``recorder(node, op, key, start, end, version, hit, inc)`` after each operation;
-``inc`` is the incarnation the version belongs to."""
-
-EventHook = Callable[[str, str, str, int], None]
-"""Called as ``events(node, kind, key, version)``: fill, fill_rejected, evict, flush, gap,
-reconnect, disconnect, applied, outdated, forged, reset, suspect, repair_keep, repair_drop.
-``key`` is "" for node-wide events. Called outside the node's lock; an exception in it is
-counted (``hook_errors``) and logged, never raised."""
 
 _MAX_NAMESPACE = 64
 _MUTABLE = (list, dict)
@@ -120,8 +110,7 @@ class CacheNode:
         self.id = f"{name}#{secrets.token_hex(4)}"
         self.strategy = strategy_for(strategy)
         self._timer = validate.hook("timer", timer) or time.monotonic
-        self._recorder = validate.hook("recorder", recorder)
-        self._events = validate.hook("events", events)
+        self._recorder = validate.hook("recorder", recorder)  # the hit path checks it inline
         self._repair_size = validate.count("repair_batch", repair_batch)
         heartbeat = validate.seconds("heartbeat", heartbeat, optional=True)
         local = LocalStore(
@@ -142,6 +131,8 @@ class CacheNode:
         self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
         self._lock = threading.Lock()
         self._logged: set[str] = set()
+        hooks = Hooks(name, validate.hook("events", events), recorder, self._timer, self._failed)
+        self._emit, self._record = hooks.emit, hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
         self._bus = self._start_bus(r, bus, heartbeat)
 
@@ -287,7 +278,7 @@ class CacheNode:
     def _load_external(self, flight: Flight, loader: Callable[..., Any]) -> None:
         """Cache-aside: call the loader, then store its value unless the key changed."""
         start = self._timer() if self._recorder is not None else 0.0
-        value = _call_loader(loader, flight.key)
+        value = call_loader(loader, flight.key)
         encoded = encode_value(value)
         head = self._head("set", flight.key, encoded)
         assert flight.reply is not None
@@ -430,47 +421,20 @@ class CacheNode:
                 batch = self._core.repair_batch(self._repair_size)
             if batch is None:
                 return
-            digests = [_digest(entry[0]) for _, entry in batch.items]
+            digests = [value_digest(entry[0]) for _, entry in batch.items]
             meta, checks = self._store.check(batch.keys)
             with self._lock:
                 self._core.repaired(batch, digests, meta, checks)
                 events = self._core.take_events()
             self._emit(events)
 
-    # -- hooks -------------------------------------------------------------------
+    # -- hooks and logs ------------------------------------------------------------
 
-    def _emit(self, events: Sequence[NodeEvent]) -> None:
-        """Tell the ``events`` hook, outside the lock; a failing hook is contained."""
-        hook = self._events
-        if hook is None:
-            return
-        for kind, key, version in events:
-            try:
-                hook(self.name, kind, key, version)
-            except Exception:
-                self._hook_failed("events", kind)
-
-    def _record(self, op: str, key: str, start: float, version: int, hit: bool, inc: str) -> None:
-        """Tell the ``recorder`` hook about one operation; a failing hook is contained."""
-        assert self._recorder is not None
-        try:
-            self._recorder(self.name, op, key, start, self._timer(), version, hit, inc)
-        except Exception:
-            self._hook_failed("recorder", op)
-
-    def _hook_failed(self, which: str, what: str) -> None:
-        """Count and log a hook's exception: user code never kills a node or its thread."""
+    def _failed(self) -> int:
+        """One more hook failure; the count so far."""
         with self._lock:
             self._core.counts["hook_errors"] += 1
-            first = self._core.counts["hook_errors"] == 1
-        log.log(
-            logging.ERROR if first else logging.DEBUG,
-            "%s hook of node %r failed on %s",
-            which,
-            self.name,
-            what,
-            exc_info=True,
-        )
+            return self._core.counts["hook_errors"]
 
     def _log_once(self, error: InvalidMessage) -> None:
         """Say once per kind why messages are refused (a peer to upgrade or to configure)."""
@@ -571,16 +535,6 @@ def _private(value: Any, encoded: str) -> Any:
     return decode_value(encoded) if type(value) in _MUTABLE else value
 
 
-def _digest(value: Any) -> str:
-    """SHA-1 of a cached value's encoding, as the repair script computes it ("" if absent)."""
-    if value is ABSENT:
-        return ""
-    try:
-        return hashlib.sha1(encode_value(value).encode("ascii")).hexdigest()
-    except (TypeError, ValueError):
-        return "!"  # matches nothing: the entry is dropped
-
-
 def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
     """The namespace's signer, from ``secret=`` or from ``connect(secret=...)``."""
     given = client_secret(r) if isinstance(r, redis.Redis) else None
@@ -603,17 +557,3 @@ def _store_for(r: redis.Redis | Store, namespace: str, signer: Signer | None) ->
     raise TypeError(
         f"expected a redis.Redis client (see cachelab.connect) or a Store, not {type(r).__name__}"
     )
-
-
-def _call_loader(loader: Callable[..., Any], key: str) -> Any:
-    """Call ``loader()``, or ``loader(key)`` when it takes exactly one argument."""
-    try:
-        params = inspect.signature(loader).parameters.values()
-    except (TypeError, ValueError):
-        return loader()
-    required = [
-        p
-        for p in params
-        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return loader(key) if len(required) == 1 else loader()

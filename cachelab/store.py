@@ -252,10 +252,6 @@ class RedisStore:
         self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
         self._write_sha = self._scripts["write"].sha
 
-    def data_key(self, key: str) -> str:
-        """The Redis key that holds ``key``'s value and version."""
-        return self._prefix + key
-
     def meta(self) -> Meta:
         """The current incarnation and sequence number (created when absent)."""
         return self.mark("", None)

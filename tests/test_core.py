@@ -8,7 +8,7 @@ from cachelab.coherence import strategy_for
 from cachelab.core import NodeCore, ReentrantLoad, Switches
 from cachelab.local import LocalStore
 from cachelab.messages import Message
-from cachelab.node import _digest
+from cachelab.messages import value_digest as _digest
 from cachelab.sequence import Sequencer, Verdict
 from cachelab.store import Meta, Reply, Stamp
 
