@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[lab,dev]'
+	mkdir -p $(VENV)/etc/jupyter  # HTML exports in this environment play offline too
+	cp cachelab/jupyter_config/jupyter_nbconvert_config.json $(VENV)/etc/jupyter/
 	touch $(STAMP)
 
 lab: $(STAMP)

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cachelab.jupyter_config import PATH as JUPYTER_CONFIG
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 QUIET_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
@@ -91,10 +93,19 @@ def lab_command(
 
 
 def lab_environment(lab: Path) -> dict[str, str]:
-    """The environment for JupyterLab: settings and workspaces live under ``lab``."""
+    """The environment for JupyterLab: settings and workspaces live under ``lab``.
+
+    Its config path leads with cachelab's Jupyter config, so that an HTML export (the
+    File menu's, or ``jupyter nbconvert`` in the lab's terminal) shows each widget's
+    self-contained HTML: it plays offline, where a live widget view needs a CDN.
+    """
+    config_path = os.pathsep.join(
+        p for p in (str(JUPYTER_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH", "")) if p
+    )
     return os.environ | {
         "JUPYTERLAB_SETTINGS_DIR": str(lab / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(lab / "workspaces"),
+        "JUPYTER_CONFIG_PATH": config_path,
     }
 
 

@@ -20,10 +20,9 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
+from cachelab.jupyter_config import PRIORITY
+
 TEMPLATES = Path(__file__).resolve().parent / "site_template"
-PRIORITY = ["text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown",
-            "text/plain"]
-"""Output types a page shows, best first: a widget's static HTML wins over its live view."""
 _LINK = re.compile(r'href="(\d\d-[\w.-]+)\.ipynb"')
 
 

@@ -1,0 +1,132 @@
+"""An HTML export from the lab's environment plays offline: ``jupyter nbconvert`` itself,
+with the config ``cachelab lab`` puts on the Jupyter config path."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachelab.cli import lab_environment
+from cachelab.jupyter_config import PATH, PRIORITY
+from tests.labserver import LabServer, free_port
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK = "02-watching-invalidations-propagate.ipynb"
+
+
+@pytest.fixture(scope="module")
+def notebook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of notebook 02, as committed (no outputs)."""
+    path = tmp_path_factory.mktemp("export") / NOTEBOOK
+    path.write_bytes((NOTEBOOKS / NOTEBOOK).read_bytes())
+    return path
+
+
+def nbconvert(notebook: Path, env: dict[str, str], out: str) -> str:
+    """``jupyter nbconvert --execute --to html``, as a student would run it; the HTML.
+
+    Executing stores the widgets' state in the notebook, and with it nbconvert's own
+    priority picks the live widget view, whose renderer comes from a CDN.
+    """
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html"]
+    folder = notebook.parent / out
+    subprocess.run(
+        [*command, str(notebook), "--output-dir", str(folder)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return (folder / notebook.with_suffix(".html").name).read_text()
+
+
+@pytest.fixture(scope="module")
+def exports(notebook: Path) -> dict[str, str]:
+    """The same notebook exported with Jupyter's own config, and with the lab's."""
+    lab = lab_environment(notebook.parent)
+    plain = {k: v for k, v in lab.items() if k != "JUPYTER_CONFIG_PATH"}
+    return {"plain": nbconvert(notebook, plain, "plain"), "lab": nbconvert(notebook, lab, "lab")}
+
+
+def test_every_jupyter_tool_the_lab_starts_gets_the_same_export_priority(tmp_path: Path) -> None:
+    env = lab_environment(tmp_path)
+    assert env["JUPYTER_CONFIG_PATH"].split(":")[0] == str(PATH)
+    for name in ("jupyter_server_config.json", "jupyter_nbconvert_config.json"):
+        config = json.loads((PATH / name).read_text())
+        assert config["NbConvertBase"]["display_data_priority"] == PRIORITY
+    assert PRIORITY[0] == "text/html"
+
+
+def test_a_plain_export_needs_the_internet_and_the_labs_does_not(exports: dict[str, str]) -> None:
+    plain, ours = exports["plain"], exports["lab"]
+    view = '<script type="application/vnd.jupyter.widget-view+json">'  # a CDN renderer's job
+    assert view in plain
+    assert ours.count("cachelab-viewer") >= 2 and "needs a running kernel" in ours
+    assert view not in ours
+
+
+@pytest.mark.notebook
+def test_the_labs_file_menu_export_is_the_offline_one(notebook: Path, tmp_path: Path) -> None:
+    """What JupyterLab's File > Save and Export Notebook As > HTML asks the server for."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "notebook"]
+    subprocess.run([*command, str(notebook), "--output-dir", str(folder)], check=True,
+                   capture_output=True)  # fmt: skip
+    lab = LabServer(folder, free_port(), secrets.token_hex(16), tmp_path / "lab.log")
+    try:
+        lab.wait_ready()
+        request = urllib.request.Request(
+            f"{lab.url}/nbconvert/html/{NOTEBOOK}?download=false",
+            headers={"Authorization": f"token {lab.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            exported = response.read().decode()
+    finally:
+        lab.stop()
+    assert exported.count("cachelab-viewer") >= 2 and "needs a running kernel" in exported
+    assert '<script type="application/vnd.jupyter.widget-view+json">' not in exported
+
+
+@pytest.mark.browser
+def test_the_labs_export_plays_with_the_network_refused(
+    exports: dict[str, str], tmp_path: Path
+) -> None:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    export = tmp_path / "02.html"
+    export.write_text(exports["lab"])
+    refused: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+
+            def route(r: Any) -> None:
+                if r.request.url.startswith(("file:", "blob:", "data:")):
+                    r.continue_()
+                else:
+                    refused.append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            page.goto(export.as_uri())
+            viewer = page.locator(".clv").first
+            viewer.wait_for(timeout=30_000)
+            first = int(viewer.get_attribute("data-step") or 0)
+            viewer.locator(".clv-step").click()
+            viewer.locator(".clv-step").click()
+            assert int(viewer.get_attribute("data-step") or 0) == first + 2
+            assert page.get_by_text("needs a running kernel").first.is_visible()
+            page.screenshot(path=str(tmp_path / "export-02.png"))
+        finally:
+            browser.close()
+    assert all(not url.startswith("blob:") for url in refused)
