@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: lab test site lint typecheck bench faults clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml cachelab/jupyter_config/jupyter_nbconvert_config.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[lab,dev]'

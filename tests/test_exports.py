@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nbconvert import HTMLExporter
 
 from cachelab.cli import lab_environment
 from cachelab.jupyter_config import PATH, PRIORITY
@@ -30,29 +31,28 @@ def notebook(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def nbconvert(notebook: Path, env: dict[str, str], out: str) -> str:
-    """``jupyter nbconvert --execute --to html``, as a student would run it; the HTML.
-
-    Executing stores the widgets' state in the notebook, and with it nbconvert's own
-    priority picks the live widget view, whose renderer comes from a CDN.
-    """
-    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html"]
-    folder = notebook.parent / out
-    subprocess.run(
-        [*command, str(notebook), "--output-dir", str(folder)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    return (folder / notebook.with_suffix(".html").name).read_text()
+@pytest.fixture(scope="module")
+def executed(notebook: Path) -> Path:
+    """``jupyter nbconvert --execute``: the notebook run, with its widgets' state stored."""
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "notebook"]
+    folder = notebook.parent / "executed"
+    subprocess.run([*command, str(notebook), "--output-dir", str(folder)], check=True,
+                   capture_output=True)  # fmt: skip
+    return folder / notebook.name
 
 
 @pytest.fixture(scope="module")
-def exports(notebook: Path) -> dict[str, str]:
-    """The same notebook exported with Jupyter's own config, and with the lab's."""
-    lab = lab_environment(notebook.parent)
-    plain = {k: v for k, v in lab.items() if k != "JUPYTER_CONFIG_PATH"}
-    return {"plain": nbconvert(notebook, plain, "plain"), "lab": nbconvert(notebook, lab, "lab")}
+def exports(executed: Path) -> dict[str, str]:
+    """The run exported by Jupyter's defaults, and by ``jupyter nbconvert`` in the lab's
+    environment. With the widgets' state stored, Jupyter's own priority picks their live
+    view, whose renderer comes from a CDN."""
+    plain, _ = HTMLExporter().from_filename(str(executed))
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(executed)]
+    folder = executed.parent / "lab"
+    env = lab_environment(executed.parent)
+    subprocess.run([*command, "--output-dir", str(folder)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return {"plain": str(plain), "lab": (folder / executed.with_suffix(".html").name).read_text()}
 
 
 def test_every_jupyter_tool_the_lab_starts_gets_the_same_export_priority(tmp_path: Path) -> None:
@@ -73,13 +73,11 @@ def test_a_plain_export_needs_the_internet_and_the_labs_does_not(exports: dict[s
 
 
 @pytest.mark.notebook
-def test_the_labs_file_menu_export_is_the_offline_one(notebook: Path, tmp_path: Path) -> None:
+def test_the_labs_file_menu_export_is_the_offline_one(executed: Path, tmp_path: Path) -> None:
     """What JupyterLab's File > Save and Export Notebook As > HTML asks the server for."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "notebook"]
-    subprocess.run([*command, str(notebook), "--output-dir", str(folder)], check=True,
-                   capture_output=True)  # fmt: skip
+    (folder / NOTEBOOK).write_bytes(executed.read_bytes())
     lab = LabServer(folder, free_port(), secrets.token_hex(16), tmp_path / "lab.log")
     try:
         lab.wait_ready()
