@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,31 @@ def require_chromium() -> None:
     if IN_CI:
         pytest.fail(reason + " (and CI=true makes it mandatory)")
     pytest.skip(reason)
+
+
+@contextmanager
+def offline_page() -> Iterator[tuple[Any, list[str]]]:
+    """A Chromium page that may read files only: every other request is refused and noted."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    refused: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+
+            def route(r: Any) -> None:
+                if r.request.url.startswith(("file:", "blob:", "data:")):
+                    r.continue_()
+                else:
+                    refused.append(r.request.url)
+                    r.abort()
+
+            context.route("**/*", route)
+            yield context.new_page(), refused
+        finally:
+            browser.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nbconvert import HTMLExporter
@@ -17,7 +16,7 @@ from nbconvert import HTMLExporter
 from cachelab.cli import lab_environment
 from cachelab.jupyter_config import PATH, PRIORITY
 from tests.labserver import LabServer, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.test_browser import offline_page
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK = "02-watching-invalidations-propagate.ipynb"
@@ -97,34 +96,16 @@ def test_the_labs_file_menu_export_is_the_offline_one(executed: Path, tmp_path: 
 def test_the_labs_export_plays_with_the_network_refused(
     exports: dict[str, str], tmp_path: Path
 ) -> None:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
     export = tmp_path / "02.html"
     export.write_text(exports["lab"])
-    refused: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-
-            def route(r: Any) -> None:
-                if r.request.url.startswith(("file:", "blob:", "data:")):
-                    r.continue_()
-                else:
-                    refused.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.goto(export.as_uri())
-            viewer = page.locator(".clv").first
-            viewer.wait_for(timeout=30_000)
-            first = int(viewer.get_attribute("data-step") or 0)
-            viewer.locator(".clv-step").click()
-            viewer.locator(".clv-step").click()
-            assert int(viewer.get_attribute("data-step") or 0) == first + 2
-            assert page.get_by_text("needs a running kernel").first.is_visible()
-            page.screenshot(path=str(tmp_path / "export-02.png"))
-        finally:
-            browser.close()
+    with offline_page() as (page, refused):
+        page.goto(export.as_uri())
+        viewer = page.locator(".clv").first
+        viewer.wait_for(timeout=30_000)
+        first = int(viewer.get_attribute("data-step") or 0)
+        viewer.locator(".clv-step").click()
+        viewer.locator(".clv-step").click()
+        assert int(viewer.get_attribute("data-step") or 0) == first + 2
+        assert page.get_by_text("needs a running kernel").first.is_visible()
+        page.screenshot(path=str(tmp_path / "export-02.png"))
     assert all(not url.startswith("blob:") for url in refused)

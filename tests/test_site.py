@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cachelab.site import build_site
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.test_browser import offline_page
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PAGES = ("00", "02", "04")  # the quickstart, the panels, the side-by-side viewer
@@ -25,34 +25,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def offline_page(site: Path) -> Iterator[tuple[Any, list[str]]]:
-    """A Chromium page that may read files only: every other request is refused and noted."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    refused: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-
-            def route(r: Any) -> None:
-                if r.request.url.startswith(("file:", "blob:", "data:")):
-                    r.continue_()
-                else:
-                    refused.append(r.request.url)
-                    r.abort()
-
-            context.route("**/*", route)
-            yield context.new_page(), refused
-        finally:
-            browser.close()
+def offline(site: Path) -> Iterator[tuple[Any, list[str]]]:
+    """An offline page, once the site is built."""
+    with offline_page() as pair:
+        yield pair
 
 
 def test_the_site_has_every_page_and_nothing_from_outside(site: Path) -> None:
     names = sorted(p.name for p in site.glob("*.html"))
-    assert names == ["00-quickstart.html", "02-watching-invalidations-propagate.html",
-                     "04-races-and-their-fixes.html", "index.html"]
+    assert names == [
+        "00-quickstart.html",
+        "02-watching-invalidations-propagate.html",
+        "04-races-and-their-fixes.html",
+        "index.html",
+    ]
     for page in site.glob("*.html"):
         fetched = re.findall(r'(?:src=|<link[^>]*href=)"(https?:[^"]*)"', page.read_text())
         assert fetched == [], page.name
@@ -62,9 +48,9 @@ def test_the_site_has_every_page_and_nothing_from_outside(site: Path) -> None:
 
 @pytest.mark.browser
 def test_site_pages_load_offline_and_the_viewer_steps(
-    site: Path, offline_page: tuple[Any, list[str]], tmp_path: Path
+    site: Path, offline: tuple[Any, list[str]], tmp_path: Path
 ) -> None:
-    page, refused = offline_page
+    page, refused = offline
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto((site / "index.html").as_uri())
