@@ -7,6 +7,8 @@ from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
+from cachelab.tracking import TrackingNode
+from cachelab.tracking_redis import TrackingUnsupported
 
 __all__ = [
     "ABSENT",
@@ -21,6 +23,8 @@ __all__ = [
     "Message",
     "NodeStats",
     "ReentrantLoad",
+    "TrackingNode",
+    "TrackingUnsupported",
     "Strategy",
     "connect",
 ]

@@ -124,6 +124,12 @@ class Heartbeat:
         data = payload.encode() if isinstance(payload, str) else payload
         if self._waiting is None or b'"key":"' + self._waiting.encode() + b'"' not in data:
             return False
+        return self.answer(self._waiting)
+
+    def answer(self, token: str) -> bool:
+        """Whether ``token`` is the awaited one (a PING's PONG, say); if so, reset."""
+        if self._waiting is None or token != self._waiting:
+            return False
         self._waiting = None
         self._next = self.timer() + (self.interval or 0.0)
         return True

@@ -79,7 +79,8 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             nonce = secrets.token_hex(8)
-            self.nodes[0].publish_sync(nonce)
+            for node in self.nodes if self.nodes[0].strategy.own_marker else self.nodes[:1]:
+                node.publish_sync(nonce)
             resend = min(deadline, time.monotonic() + 0.25)
             while time.monotonic() < resend:
                 if all(node.synced(nonce) for node in self.nodes):

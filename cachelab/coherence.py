@@ -7,6 +7,8 @@ are handled the same way by every subscribing strategy (flush), in the node.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from cachelab.local import LocalStore
 from cachelab.messages import NO_VALUE, Message
 
@@ -17,6 +19,8 @@ class Strategy:
     name = "invalidate"
     subscribes = True
     carries_value = False
+    own_marker = False  # True: each node proves its own delivery (Cluster.settle asks each)
+    shell: ClassVar[Any] = None  # the CacheNode subclass this strategy needs (tracking.py)
 
     def apply(self, store: LocalStore, msg: Message) -> bool:
         """Apply a peer's change to ``store``; False if it was outdated."""
@@ -50,10 +54,21 @@ class Update(Strategy):
         return store.invalidate(msg.key, msg.seq)
 
 
+class Tracking(Strategy):
+    """Redis itself tells each node which keys changed (CLIENT TRACKING): keys anyone writes.
+
+    The messages carry no versions, so the node numbers what it hears itself (tracking.py).
+    """
+
+    name = "tracking"
+    own_marker = True
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     "none": NoCoherence,
     "invalidate": Invalidate,
     "update": Update,
+    "tracking": Tracking,
 }
 
 

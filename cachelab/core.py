@@ -195,6 +195,21 @@ class NodeCore:
         self._taint(flight.key, MAX_SEQ, spare=None)
         self.failed(flight, error)
 
+    # -- a node that numbers its own events (tracking: no store versions) ------
+
+    def number(self) -> int:
+        """The next number of this node's own sequence: a write takes one."""
+        self.seq.accept(self.seq.last + 1)
+        return self.seq.last
+
+    def invalidated(self, key: str) -> None:
+        """The server says ``key`` changed: number it here, then apply it as a message."""
+        self._apply(Message("", "inv", key, "", self.number(), inc=self.seq.inc))
+
+    def marked(self, nonce: str) -> None:
+        """A settle marker came back on the subscription: everything before it was handled."""
+        self.synced = nonce
+
     # -- messages ------------------------------------------------------------
 
     def invalid(self, error: Exception) -> None:

@@ -10,6 +10,7 @@ ticket, then reads the store) and ``fill`` (the fill guard decides).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import threading
@@ -43,7 +44,7 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.stats import NodeStats
-from cachelab.store import RedisStore, Store
+from cachelab.store import RedisStore, Stamp, Store
 
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 
@@ -70,6 +71,13 @@ class CacheNode:
     (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
     and traces.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> CacheNode:
+        """``CacheNode(r, strategy="tracking")`` is a TrackingNode: the strategy picks the shell."""
+        chosen = kwargs.get("strategy", args[3] if len(args) > 3 else None)
+        shell = strategy_for(chosen).shell if chosen is not None and cls is CacheNode else None
+        node: CacheNode = super().__new__(shell or cls)
+        return node
 
     def __init__(
         self,
@@ -125,7 +133,7 @@ class CacheNode:
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
         self._signer = _signer(r, secret, namespace)
-        self._store: Store = _store_for(r, namespace, self._signer)
+        self._store: Store = self._make_store(r, namespace)
         self._prefix = message_prefix(namespace, self.id)
         ordered = bool(getattr(bus, "ordered", True))
         self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
@@ -135,6 +143,10 @@ class CacheNode:
         self._emit, self._record = hooks.emit, hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
         self._bus = self._start_bus(r, bus, heartbeat)
+
+    def _make_store(self, r: redis.Redis | Store, namespace: str) -> Store:
+        """The store this node reads and writes through."""
+        return _store_for(r, namespace, self._signer)
 
     def _start_bus(
         self, r: redis.Redis | Store, bus: Bus | None, heartbeat: float | None
@@ -211,7 +223,7 @@ class CacheNode:
         """Phase 2: take a fill-guard ticket, then read ``key`` from the store."""
         validate.key(key)
         with self._lock:
-            flight = self._core.open(key, True, threading.get_ident())
+            flight = self._open(key, True, threading.get_ident())
         try:
             self._read_into(flight)
         except BaseException as exc:
@@ -250,7 +262,7 @@ class CacheNode:
         with self._lock:
             leader = self._core.joinable(key, me) if join else None
             if leader is None:
-                flight = self._core.open(key, True, me)
+                flight = self._open(key, True, me)
             else:
                 leader.event = leader.event or threading.Event()
                 leader.waiters += 1
@@ -266,6 +278,10 @@ class CacheNode:
         self.fill(flight)
         return flight
 
+    def _open(self, key: str, joinable: bool, owner: int) -> Flight:
+        """Take a ticket for a load or write of ``key`` (under the lock)."""
+        return self._core.open(key, joinable, owner)
+
     def _read_into(self, flight: Flight) -> None:
         """Read the store into the ticket (one round trip, outside the lock)."""
         reply = self._store.read(flight.key)
@@ -279,22 +295,27 @@ class CacheNode:
         """Cache-aside: call the loader, then store its value unless the key changed."""
         start = self._timer() if self._recorder is not None else 0.0
         value = call_loader(loader, flight.key)
-        encoded = encode_value(value)
-        head = self._head("set", flight.key, encoded)
-        assert flight.reply is not None
         try:
-            stamp = self._store.fill(flight.key, encoded, flight.reply, head)
+            stamp, own = self._fill_store(flight, value)
         except BaseException as exc:  # it may have run: nothing of the key stays trusted
             with self._lock:
                 self._core.write_failed(flight, exc)
             _wake(flight)
             raise
         with self._lock:
-            stored = self._core.stored(flight, _private(value, encoded), stamp)
+            stored = self._core.stored(flight, own, stamp)
             events = self._core.take_events()
         self._emit(events)
         if stored and self._recorder is not None:
             self._record("write", flight.key, start, stamp.seq, False, stamp.inc)
+
+    def _fill_store(self, flight: Flight, value: Any) -> tuple[Stamp, Any]:
+        """Store a loaded value unless the key changed since ``load``; the stamp and our copy."""
+        encoded = encode_value(value)
+        assert flight.reply is not None
+        head = self._head("set", flight.key, encoded)
+        stamp = self._store.fill(flight.key, encoded, flight.reply, head)
+        return stamp, _private(value, encoded)
 
     def _fail(self, flight: Flight, error: BaseException) -> None:
         """Release a ticket whose load failed; whoever waits on it gets the error."""
@@ -322,11 +343,19 @@ class CacheNode:
 
     def _write(self, op: str, key: str, encoded: str, value: Any, record_as: str) -> None:
         """Run the write script, then fill the writer's own cache through the guard."""
+        head = self._head(op, key, encoded)
+        self._written(key, value, record_as, lambda _: self._store.write(op, key, encoded, head))
+
+    def _written(
+        self, key: str, value: Any, record_as: str, send: Callable[[Flight], Stamp]
+    ) -> None:
+        """The rules of every write around its round trip ``send``: a ticket before, the
+        guard after, and nothing of the key trusted if it failed."""
         start = self._timer() if self._recorder is not None else 0.0
         with self._lock:
-            flight = self._core.open(key, False, threading.get_ident())
+            flight = self._open(key, False, threading.get_ident())
         try:
-            stamp = self._store.write(op, key, encoded, self._head(op, key, encoded))
+            stamp = send(flight)
         except BaseException as exc:
             with self._lock:
                 self._core.write_failed(flight, exc)
@@ -508,6 +537,16 @@ class CacheNode:
 
     def __repr__(self) -> str:
         return f"<CacheNode {self.name!r} ns={self.namespace!r} {self.strategy.name}>"
+
+
+def init_signature(cls: type) -> inspect.Signature:
+    """The signature of ``cls(...)`` as ``__init__`` states it (``__new__`` only dispatches)."""
+    init = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return init.replace(parameters=list(init.parameters.values())[1:])
+
+
+# help() and the simulator's option list must see __init__'s parameters, not __new__'s.
+CacheNode.__signature__ = init_signature(CacheNode)  # type: ignore[attr-defined]
 
 
 def _wake(flight: Flight) -> None:

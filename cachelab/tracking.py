@@ -1,0 +1,315 @@
+"""TrackingNode: a near cache of plain Redis keys that anyone writes, invalidated by Redis.
+
+The server's invalidations (``CLIENT TRACKING``) carry no versions, so the node numbers
+what happens to it: each invalidation it hears and each write it makes takes the next
+number of its own sequence, and a load is stamped with the number current when it
+started. The core's rules then hold unchanged: a load overtaken by anything newer does
+not fill (the race where an invalidation, on the listener's connection, overtakes the
+read's reply on another), and any later invalidation drops the entry.
+
+Without versions there is nothing to repair against: when the listener's connection is
+lost (its redirect id dies with it, and every invalidation meanwhile with it), or a data
+connection reconnects (the server forgot what it tracked), the node flushes.
+
+What the node caches is what its own GET returned: the server tracks a key for a
+connection only once that connection read it. So a node's own writes, and the values a
+``get_or_load`` loader stores, are not kept: the next read fetches (and tracks) them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+import redis
+
+from cachelab import validate
+from cachelab.bus import Bus
+from cachelab.coherence import Strategy, Tracking
+from cachelab.core import Flight
+from cachelab.messages import ABSENT, MAX_VALUE_BYTES, NO_VALUE
+from cachelab.node import CacheNode, init_signature
+from cachelab.store import Check, Meta, Reply, Stamp, Store
+from cachelab.tracking_redis import TrackedKeys, TrackingBus, require_tracking
+
+RawValue = str | bytes
+_RAW_TYPES = (str, bytes, int, float)
+_VERSIONED_ONLY = ("gap_detection", "repair", "secret")
+
+
+class Keyspace(Protocol):
+    """Plain keys on a server that tracks what this node reads (TrackedKeys, or the simulator's)."""
+
+    prefix: str
+
+    def get(self, key: str) -> Any:
+        """The value of ``key`` as the client decodes it, or None; the server tracks it."""
+        ...
+
+    def set(self, key: str, value: RawValue) -> None:
+        """Write ``key``."""
+        ...
+
+    def set_if_absent(self, key: str, value: RawValue) -> bool:
+        """Write ``key`` unless it exists; whether it was written."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete ``key``."""
+        ...
+
+    def digests(self, keys: Sequence[str]) -> list[str]:
+        """SHA-1 of each key's raw value ("" when absent)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the keyspace holds."""
+        ...
+
+
+class TrackingBusLike(Bus, Protocol):
+    """A bus that can also send a settle marker down the node's own subscription."""
+
+    def mark(self, nonce: str) -> None:
+        """Ask for a marker that returns after every invalidation sent before it."""
+        ...
+
+
+class KeyspaceStore:
+    """The ``Store`` face of a keyspace: no versions, one incarnation per node."""
+
+    def __init__(self, keys: Keyspace, inc: str) -> None:
+        self.keys = keys
+        self.inc = inc
+
+    def meta(self) -> Meta:
+        """This node's own incarnation (no counter lives in Redis)."""
+        return Meta(self.inc, 0)
+
+    def read(self, key: str) -> Reply:
+        """GET ``key`` (the node stamps its version)."""
+        return Reply(self.keys.get(key), 0, self.inc, 0)
+
+    def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
+        """SET or DEL ``key`` (the node stamps the write)."""
+        if op == "set":
+            self.keys.set(key, encoded)
+        else:
+            self.keys.delete(key)
+        return Stamp(0, self.inc)
+
+    def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
+        """SET NX; never a stamp to cache by: the server tracks only what we read."""
+        self.keys.set_if_absent(key, encoded)
+        return Stamp(0, self.inc)
+
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        """No versions: the digest of each key's current value."""
+        return Meta(self.inc, 0), [(0, digest) for digest in self.keys.digests(keys)]
+
+    def mark(self, channel: str, head: str | None) -> Meta:
+        """Markers travel down each node's own subscription instead (``TrackingBus.mark``)."""
+        return Meta(self.inc, 0)
+
+
+class TrackingNode(CacheNode):
+    """A near cache of plain string keys under ``prefix``, kept coherent by the server.
+
+    Needs a real Redis 6+ or Valkey server (``TrackingUnsupported`` otherwise). Values are
+    what the client's GET returns (bytes, or str with ``decode_responses``); ``set`` takes
+    str, bytes, int or float. ``bcast=True`` asks the server to send every change under
+    ``prefix`` to every node (BCAST) instead of only the keys each node read. ``noloop``
+    (BCAST only, and its default there) spares a connection the invalidations of its own
+    writes; in the default mode it would also hide the evictions of the server's tracking
+    table that the node's own reads cause, so it is refused there. Other options as CacheNode;
+    ``repair``, ``gap_detection`` and ``secret`` need versions, which tracking lacks.
+    """
+
+    def __init__(
+        self,
+        r: redis.Redis | Keyspace,
+        name: str = "node",
+        namespace: str = "cachelab",
+        strategy: str | Strategy = "tracking",
+        max_entries: int = 10_000,
+        ttl: float | None = None,
+        *,
+        prefix: str = "",
+        bcast: bool = False,
+        noloop: bool | None = None,
+        heartbeat: float | None = 1.0,
+        bus: TrackingBusLike | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(strategy, Tracking) and strategy != "tracking":
+            raise ValueError(f"TrackingNode runs strategy 'tracking', not {strategy!r}")
+        for option in _VERSIONED_ONLY:
+            if options.pop(option, None) not in (None, False):
+                raise ValueError(f"{option}= needs versions, which strategy 'tracking' lacks")
+        if type(prefix) is not str:
+            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        bcast = validate.flag("bcast", bcast)
+        noloop = bcast if noloop is None else validate.flag("noloop", noloop)
+        if noloop and not bcast:
+            raise ValueError(
+                "noloop=True needs bcast=True: in the default mode the server does not tell a "
+                "NOLOOP connection when its own read evicts keys from the tracking table, and "
+                "those entries would never hear of later writes"
+            )
+        self._options = (prefix, bcast, noloop)
+        self._tracking_bus = bus
+        super().__init__(
+            cast(Any, r), name, namespace, Tracking(), max_entries, ttl,
+            heartbeat=heartbeat, bus=bus, gap_detection=False, repair=False, **options,
+        )  # fmt: skip
+
+    @property
+    def bcast(self) -> bool:
+        """Whether the server broadcasts every change under the prefix (BCAST mode)."""
+        return self._options[1]
+
+    # -- what differs from a versioned node ------------------------------------
+
+    def _make_store(self, r: redis.Redis | Store | Keyspace, namespace: str) -> Store:
+        """The keyspace, tracked for this node."""
+        prefix, bcast, noloop = self._options
+        if isinstance(r, redis.Redis):
+            require_tracking(r)
+            r = TrackedKeys(r, prefix, bcast=bcast, noloop=noloop, on_reconnect=self.flush)
+        elif not all(callable(getattr(r, op, None)) for op in ("get", "set", "delete", "digests")):
+            raise TypeError(f"expected a redis.Redis client or a Keyspace, not {type(r).__name__}")
+        self._keys: Keyspace = r  # type: ignore[assignment]
+        return KeyspaceStore(self._keys, f"{self.id}:{secrets.token_hex(4)}")
+
+    def _start_bus(self, r: Any, bus: Bus | None, heartbeat: float | None) -> Bus | None:
+        """Start the redirect listener (its first connection id sets up the keyspace)."""
+        if bus is None:
+            if not isinstance(self._keys, TrackedKeys):
+                raise TypeError("a bus is required when the keyspace is not a Redis one")
+            bus = TrackingBus(r, name=f"cachelab-tracking-{self.name}", heartbeat=heartbeat)
+        self._tracking_bus = bus  # type: ignore[assignment]
+        bus.start(self)
+        return bus
+
+    def _open(self, key: str, joinable: bool, owner: int) -> Flight:
+        """A load is stamped with the current number; a write takes the next one."""
+        flight = self._core.open(key, joinable, owner)
+        flight.version = self._core.seq.last if joinable else self._core.number()
+        return flight
+
+    def _read_into(self, flight: Flight) -> None:
+        """GET the key on a tracked connection; its version is the load's own stamp."""
+        raw = self._keys.get(flight.key)
+        reply = Reply(raw, flight.version, self._core.seq.inc, flight.version)
+        with self._lock:
+            self._core.loaded(flight, reply, ABSENT if raw is None else raw)
+            events = self._core.take_events()
+        self._emit(events)
+
+    def _fill_store(self, flight: Flight, value: Any) -> tuple[Stamp, Any]:
+        """Cache-aside: SET NX the loader's value; never cached (see the module docstring)."""
+        raw = _raw(value)
+        self._keys.set_if_absent(flight.key, raw)
+        return Stamp(0, self._core.seq.inc), raw
+
+    def set(self, key: str, value: Any) -> None:
+        """SET ``key`` in Redis; every node that read it is told by the server."""
+        validate.key(key)
+        raw = _raw(value)
+        self._written(key, NO_VALUE, "write", lambda flight: self._send(flight, "set", key, raw))
+
+    def delete(self, key: str) -> None:
+        """DEL ``key``."""
+        validate.key(key)
+        self._written(key, NO_VALUE, "delete", lambda flight: self._send(flight, "del", key))
+
+    def invalidate(self, key: str) -> None:
+        """DEL ``key`` (after you changed its source of truth)."""
+        validate.key(key)
+        self._written(key, NO_VALUE, "invalidate", lambda flight: self._send(flight, "del", key))
+
+    def _send(self, flight: Flight, op: str, key: str, raw: RawValue = "") -> Stamp:
+        """One write round trip, stamped with the number the write took."""
+        if op == "set":
+            self._keys.set(key, raw)
+        else:
+            self._keys.delete(key)
+        return Stamp(flight.version, self._core.seq.inc)
+
+    # -- the listener (called by the bus) -------------------------------------------
+
+    def redirect_to(self, client_id: int) -> None:
+        """The listener's new connection: track for it from now on."""
+        if isinstance(self._keys, TrackedKeys):
+            self._keys.redirect(client_id)
+
+    def invalidated(self, keys: Sequence[bytes | str] | None) -> None:
+        """The server says ``keys`` changed; None means the database was flushed."""
+        with self._lock:
+            if keys is None:
+                self._core.flush()
+            else:
+                for key in _own_keys(keys, self._keys.prefix):
+                    self._core.invalidated(key)
+            events = self._core.take_events()
+        self._emit(events)
+
+    def marked(self, nonce: str) -> None:
+        """A settle marker came back."""
+        with self._lock:
+            self._core.marked(nonce)
+
+    def subscribed(self, first: bool) -> None:
+        """(Re)subscribed: after a loss, anything may have changed unheard, so flush."""
+        with self._lock:
+            self._core.subscribed(first, Meta(self._core.seq.inc, self._core.seq.last))
+            events = self._core.take_events()
+        self._emit(events)
+
+    def publish_sync(self, nonce: str) -> None:
+        """Send a settle marker down this node's own subscription."""
+        if self._tracking_bus is not None:
+            self._tracking_bus.mark(nonce)
+
+    def send_beat(self, beat_channel: str, token: str) -> None:
+        """Unused: the tracking bus beats with a PING of its own."""
+
+    def close(self) -> None:
+        """Stop listening, join the thread, close the tracked connections."""
+        super().close()
+        self._keys.close()
+
+    def __repr__(self) -> str:
+        mode = "bcast" if self.bcast else "default"
+        return f"<TrackingNode {self.name!r} prefix={self._keys.prefix!r} {mode}>"
+
+
+def _raw(value: Any) -> RawValue:
+    """A value as Redis stores it: str and bytes as they are, numbers as redis-py writes them."""
+    if type(value) not in _RAW_TYPES:
+        raise TypeError(
+            f"strategy 'tracking' stores plain Redis strings: str, bytes, int or float, "
+            f"not {type(value).__name__}"
+        )
+    raw = value if isinstance(value, (str, bytes)) else repr(value)
+    if len(raw) > MAX_VALUE_BYTES:
+        raise ValueError(f"value larger than {MAX_VALUE_BYTES} bytes")
+    return raw
+
+
+def _own_keys(keys: Sequence[bytes | str], prefix: str) -> list[str]:
+    """The node's keys among a message's Redis keys (the prefix stripped, others skipped)."""
+    out = []
+    for raw in keys:
+        try:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            continue  # no key of ours: ours are valid UTF-8
+        if name.startswith(prefix) and len(name) > len(prefix):
+            out.append(name[len(prefix) :])
+    return out
+
+
+Tracking.shell = TrackingNode  # CacheNode(strategy="tracking") builds one of these
+TrackingNode.__signature__ = init_signature(TrackingNode)  # type: ignore[attr-defined]
