@@ -55,6 +55,7 @@ class Flight:
     done: bool = False
     waiters: int = 0
     owner: int = 0  # the thread (or task) that leads the load
+    expires: float = float("inf")  # when the value expires in the store (the node's timer)
     event: Any = None  # the shell's way to wake waiters (a threading.Event)
 
 
@@ -159,7 +160,7 @@ class NodeCore:
         elif not self.coherent:
             self.counts["uncached_reads"] += 1
         elif (self.switches.fill_guard and not self._untainted(flight)) or not self.local.fill(
-            flight.key, flight.value, flight.version
+            flight.key, flight.value, flight.version, flight.expires
         ):
             self.counts["stale_fills_rejected"] += 1
             self._emit("fill_rejected", flight.key, flight.version)

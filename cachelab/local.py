@@ -94,14 +94,18 @@ class LocalStore:
         entry = self.data.get(key)
         return max(self.floor(key), 0 if entry is None else entry[1])
 
-    def fill(self, key: str, value: Any, version: int) -> bool:
-        """Store a value read at ``version``, unless something newer is known."""
+    def fill(self, key: str, value: Any, version: int, expires: float = _FOREVER) -> bool:
+        """Store a value read at ``version``, unless something newer is known.
+
+        ``expires`` (on this store's timer) can end the entry before the ttl does: when the
+        value itself expires in Redis.
+        """
         if self.tombstones and version < self.floor(key):
             return False
         current = self.data.get(key)
         if self.ordering and current is not None and current[1] > version:
             return False
-        self._store(key, value, version)
+        self._store(key, value, version, expires)
         return True
 
     def update(self, key: str, value: Any, version: int) -> bool:
@@ -173,9 +177,10 @@ class LocalStore:
         self._raise_floor(key, version)
         return True
 
-    def _store(self, key: str, value: Any, version: int) -> None:
+    def _store(self, key: str, value: Any, version: int, expires: float = _FOREVER) -> None:
         """Insert or replace, then evict the least recently used beyond ``maxsize``."""
-        expires = _FOREVER if self.ttl is None else self.timer() + self.ttl
+        if self.ttl is not None:
+            expires = min(expires, self.timer() + self.ttl)
         self.suspects.pop(key, None)
         self.data[key] = (value, version, expires)
         self.data.move_to_end(key)

@@ -43,8 +43,9 @@ class Keyspace(Protocol):
 
     prefix: str
 
-    def get(self, key: str) -> Any:
-        """The value of ``key`` as the client decodes it, or None; the server tracks it."""
+    def read(self, key: str) -> tuple[Any, float | None]:
+        """The value of ``key`` as the client decodes it (or None), and the seconds it has
+        left in the store (None: no expiry); the server tracks the key from now on."""
         ...
 
     def set(self, key: str, value: RawValue) -> None:
@@ -89,7 +90,7 @@ class KeyspaceStore:
 
     def read(self, key: str) -> Reply:
         """GET ``key`` (the node stamps its version)."""
-        return Reply(self.keys.get(key), 0, self.inc, 0)
+        return Reply(self.keys.read(key)[0], 0, self.inc, 0)
 
     def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """SET or DEL ``key`` (the node stamps the write)."""
@@ -199,8 +200,15 @@ class TrackingNode(CacheNode):
         return flight
 
     def _read_into(self, flight: Flight) -> None:
-        """GET the key on a tracked connection; its version is the load's own stamp."""
-        raw = self._keys.get(flight.key)
+        """GET the key on a tracked connection; its version is the load's own stamp.
+
+        The entry ends when the key expires in Redis, counted from before the request: the
+        server's invalidation of an expired key waits for its expiry cycle, or a reader.
+        """
+        sent = self._timer()
+        raw, left = self._keys.read(flight.key)
+        if left is not None:
+            flight.expires = sent + left
         reply = Reply(raw, flight.version, self._core.seq.inc, flight.version)
         with self._lock:
             self._core.loaded(flight, reply, ABSENT if raw is None else raw)

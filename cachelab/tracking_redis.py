@@ -136,9 +136,13 @@ class TrackedKeys:
             raise redis.ConnectionError("tracking is not set up yet: no listener")
         return client
 
-    def get(self, key: str) -> Any:
-        """GET ``key`` on a tracked connection: its value as the client decodes it, or None."""
-        return self.client.get(self.prefix + key)
+    def read(self, key: str) -> tuple[Any, float | None]:
+        """GET and PTTL ``key`` in one round trip on a tracked connection."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.prefix + key)
+            pipe.pttl(self.prefix + key)
+            value, left_ms = pipe.execute()
+        return value, (left_ms / 1000 if left_ms >= 0 else None)
 
     def set(self, key: str, value: str | bytes) -> None:
         """SET ``key``."""

@@ -353,3 +353,19 @@ def test_close_joins_the_listener_and_closes_connections(real_client: redis.Redi
     node.get("k")
     node.close()
     assert not _client_ids(real_client, "cachelab-tracking-z")
+
+
+def test_an_entry_ends_when_its_key_expires_in_redis(
+    real_client: redis.Redis, outside: redis.Redis
+) -> None:
+    """Redis's expiry cycle may invalidate late; the entry does not wait for it."""
+    now = [1000.0]
+    with TrackingNode(real_client, timer=lambda: now[0]) as node:
+        outside.set("k", "v", ex=100)
+        outside.set("forever", "v")
+        assert node.get("k") == node.get("forever") == b"v"
+        now[0] += 99.0
+        assert node.lookup("k") == b"v"
+        now[0] += 2.0  # past the key's expiry by the node's clock, counted from the request
+        assert node.lookup("k") is NO_VALUE
+        assert node.lookup("forever") == b"v"
