@@ -28,7 +28,7 @@ from cachelab import validate
 from cachelab.bus import Bus
 from cachelab.coherence import Strategy, Tracking
 from cachelab.core import Flight
-from cachelab.messages import ABSENT, MAX_VALUE_BYTES, NO_VALUE
+from cachelab.messages import ABSENT, MAX_VALUE_BYTES, NO_VALUE, Message
 from cachelab.node import CacheNode, init_signature
 from cachelab.store import Check, Meta, Reply, Stamp, Store
 from cachelab.tracking_redis import TrackedKeys, TrackingBus, require_tracking
@@ -178,7 +178,7 @@ class TrackingNode(CacheNode):
         if isinstance(r, redis.Redis):
             require_tracking(r)
             r = TrackedKeys(r, prefix, bcast=bcast, noloop=noloop, on_reconnect=self.flush)
-        elif not all(callable(getattr(r, op, None)) for op in ("get", "set", "delete", "digests")):
+        elif not all(callable(getattr(r, op, None)) for op in ("read", "set", "delete", "digests")):
             raise TypeError(f"expected a redis.Redis client or a Keyspace, not {type(r).__name__}")
         self._keys: Keyspace = r  # type: ignore[assignment]
         return KeyspaceStore(self._keys, f"{self.id}:{secrets.token_hex(4)}")
@@ -262,6 +262,10 @@ class TrackingNode(CacheNode):
                     self._core.invalidated(key)
             events = self._core.take_events()
         self._emit(events)
+
+    def handle(self, msg: Message) -> None:
+        """A message names a key that changed (how the simulator delivers the server's)."""
+        self.invalidated([msg.key])
 
     def marked(self, nonce: str) -> None:
         """A settle marker came back."""

@@ -63,11 +63,15 @@ from cachelab.sim.result import SimResult, paused_gc
 from cachelab.sim.state import Event, new_tuple
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent
+from cachelab.sim.tracking import SimKeyspace, TrackingServer
 from cachelab.sim.workloads import Request, zipf
+from cachelab.tracking import TrackingNode
 
 _OWNED = {"r", "name", "namespace", "strategy", "ttl", "timer", "recorder", "events", "bus"}
-NODE_OPTIONS = frozenset(inspect.signature(CacheNode).parameters) - _OWNED
-"""The CacheNode options a Simulation passes through (fill_guard, ordering, ...)."""
+_TRACKING_OPTIONS = frozenset({"prefix", "bcast", "noloop"})
+NODE_OPTIONS = (frozenset(inspect.signature(CacheNode).parameters) | _TRACKING_OPTIONS) - _OWNED
+"""The CacheNode options a Simulation passes through (fill_guard, ordering, ...; and
+for strategy "tracking", bcast and noloop)."""
 _RECORD_AS = {"write": WRITE, "delete": DELETE, "invalidate": INVALIDATE}
 _OUTCOMES = frozenset({"applied", "outdated"})
 _FILLS = frozenset({"fill", "fill_rejected"})
@@ -132,6 +136,10 @@ class Simulation:
             raise ValueError("latencies must be >= 0 and lease times > 0 seconds")
         if lease and not database:
             raise ValueError("a lease protects the database: it needs database=True")
+        if strategy == "tracking" and database:
+            raise ValueError("strategy 'tracking' caches plain keys: it runs without database=")
+        if strategy != "tracking" and set(node_options) & _TRACKING_OPTIONS:
+            raise TypeError(f"{sorted(_TRACKING_OPTIONS)} are options of strategy 'tracking'")
         self.n = nodes
         self.strategy = strategy
         self.seed = seed
@@ -209,6 +217,14 @@ class _Run(Delivery, Faults):
         )
         self.ordered = not (self.net.reorder or self.net.duplicate)
         self.listening = strategy_for(sim.strategy).subscribes
+        self.tracking: TrackingServer | None = None
+        if sim.strategy == "tracking":
+            bcast = bool(sim.node_options.get("bcast", False))
+            noloop = bool(sim.node_options.get("noloop", bcast))
+            self.tracking = TrackingServer(self.store, n, bcast=bcast, noloop=noloop)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.stamps: dict[tuple[str, str, int], int] = {}  # tracking: a node's numbers -> versions
+        self.read_versions: dict[Flight, int] = {}  # tracking: the version each load read
         self.nodes: list[CacheNode | None] = [None] * n
         self.life = [0] * n  # bumped by a crash: events of the old incarnation are void
         self.conn = [0] * n  # bumped when a subscription breaks: its messages are lost
@@ -253,6 +269,17 @@ class _Run(Delivery, Faults):
     def _start(self, i: int) -> CacheNode:
         """A fresh node in slot ``i`` (subscribed at once, with an empty cache)."""
         sim = self.sim
+        if self.tracking is not None:
+            return TrackingNode(
+                SimKeyspace(self.tracking, i),
+                name=self.names[i],
+                namespace=sim.namespace,
+                ttl=sim.ttl,
+                timer=self.time,
+                events=self._event,
+                bus=_Port(self.ordered),  # type: ignore[arg-type]
+                **sim.node_options,
+            )
         return CacheNode(
             self.store,
             name=self.names[i],
@@ -357,6 +384,8 @@ class _Run(Delivery, Faults):
             self._looked_up(i, node, key, self.now, req.latency, entry)
             return
         now, name, version = self.now, node.name, entry[1]  # the hit path, flat: most take it
+        if self.tracking is not None:
+            version = self.stamps.get((name, key, version), 0)
         if self.restarted:
             version += self._held_offset(name, key)
         self.history.append(_new(Op, (name, READ, key, now, now, version, True)))
@@ -385,7 +414,10 @@ class _Run(Delivery, Faults):
         """After the lookup: a hit, or join the load in flight, or start one."""
         if entry is not None and not (self.sim.database and entry[0] is ABSENT):
             offset = self._held_offset(node.name, key)
-            self._done(node.name, key, start, self._version(entry[0], entry[1], offset), "hit")
+            version = entry[1]
+            if self.tracking is not None:
+                version = self.stamps.get((node.name, key, version), 0)
+            self._done(node.name, key, start, self._version(entry[0], version, offset), "hit")
             return
         flight = node.pending(key) if self.sim.single_flight else None
         if flight is not None:
@@ -393,6 +425,8 @@ class _Run(Delivery, Faults):
             return
         flight = node.load(key)
         self.store_reads.append(self.now)
+        if self.tracking is not None:  # the version this read saw, for the history
+            self.read_versions[flight] = self.store.version(key)
         if self.sim.database:
             # like memcache's lease-get, the lease is decided in the same round trip as the read
             leased = not self.sim.lease or flight.value is not ABSENT or self._take_lease(key)
@@ -417,7 +451,12 @@ class _Run(Delivery, Faults):
         if node is None or self.life[i] != life:
             return  # the node crashed: these reads never complete
         self._fill(node, flight, start, offset)
-        version = self._version(flight.value, flight.version, offset)
+        if self.tracking is not None:  # the node numbers its entries itself: map them
+            read = self.read_versions.pop(flight, 0)
+            self.stamps[node.name, flight.key, flight.version] = read
+            version = read + offset
+        else:
+            version = self._version(flight.value, flight.version, offset)
         self._done(node.name, flight.key, start, version, "miss")
         for joined in waiting:
             self._done(node.name, flight.key, joined, version, "joined")
@@ -550,12 +589,26 @@ class _Run(Delivery, Faults):
         """The store applied a write (its hook)."""
         self.written = seq
         self._note("write", self.writer, key, seq + self.offset, op)
+        if self.tracking is not None:
+            self._tell(key, seq, self.tracking.told(key, self.index.get(self.writer)))
+
+    def _tell(self, key: str, seq: int, told: list[int]) -> None:
+        """The server sends its invalidation of ``key`` to each tracking node in ``told``."""
+        if not told:
+            return
+        msg = Message(self.sim.namespace, "inv", key, "redis", seq)
+        self._note("send", self.writer, key, seq + self.offset, "inv")
+        for i in told:
+            self._send(i, msg)
 
     # -- the result -------------------------------------------------------------
 
     def _cache(self, node: CacheNode) -> dict[str, int]:
         """``key -> version`` of a node's entries, with the history's versions."""
-        return {k: v + self._held_offset(node.name, k) for k, (_, v) in node.snapshot().items()}
+        entries = node.snapshot().items()
+        if self.tracking is not None:
+            return {k: self.stamps.get((node.name, k, v), 0) for k, (_, v) in entries}
+        return {k: v + self._held_offset(node.name, k) for k, (_, v) in entries}
 
     def _result(self) -> SimResult:
         """Snapshot the nodes; the report and the marked trace come on demand."""

@@ -46,6 +46,8 @@ class Faults(RunState):
             return
         self.up[i] = False
         self.conn[i] += 1
+        if self.tracking is not None:  # a lost redirect: the node tracks anew on new connections
+            self.tracking.forget(i)
         node.disconnected()
         if math.isfinite(duration):
             self._at(self.now + duration, self._reconnect, i, self.life[i], self.conn[i])

@@ -19,6 +19,7 @@ from cachelab.node import CacheNode
 from cachelab.sim.network import Network
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent
+from cachelab.sim.tracking import TrackingServer
 
 if TYPE_CHECKING:
     from cachelab.sim.engine import Simulation
@@ -41,6 +42,7 @@ class RunState:
     trace: list[TraceEvent]
     history: list[Op]
     store: MemoryStore
+    tracking: TrackingServer | None  # strategy "tracking": the server's side of it
     nodes: list[CacheNode | None]
     life: list[int]  # bumped by a crash: events of the old incarnation are void
     conn: list[int]  # bumped when a subscription breaks: its messages are lost
