@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from benchmarks import core_costs, repair, sim_throughput, versions
+from benchmarks import core_costs, repair, sim_throughput, strategies, versions
 
 
 def main() -> None:
-    """Core costs, v1 against v2, flush against repair, then the simulator's throughput."""
+    """Core costs, v1 against v2, flush against repair, the strategies side by side, then
+    the simulator's throughput."""
     core_costs.main()
     versions.main()
     repair.main()
+    strategies.main([])
     sim_throughput.main()
 
 

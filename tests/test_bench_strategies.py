@@ -1,0 +1,27 @@
+"""benchmarks/strategies.py on small inputs: its measurements mean what they say."""
+
+from __future__ import annotations
+
+import redis
+
+from benchmarks.strategies import hit_costs, messages_per_write, staleness
+
+
+def test_hit_costs_cover_each_strategy_and_the_baseline(real_client: redis.Redis) -> None:
+    costs = hit_costs(real_client, ("invalidate", "tracking"), keys=20)
+    assert set(costs) == {"invalidate", "tracking", "cachetools"}
+    assert all(cost > 0 for cost in costs.values())
+
+
+def test_staleness_judges_every_read_against_the_outside_writes(real_client: redis.Redis) -> None:
+    report = staleness(real_client, "tracking", nodes=2, seconds=0.3, write_rate=100, keys=4)
+    assert report.reads > 0
+    assert report.writes > 4  # the initial values, then the outside writer's
+    assert report.hits > 0
+
+
+def test_bcast_tells_every_node_of_every_write(real_client: redis.Redis) -> None:
+    bcast = messages_per_write(real_client, 3, bcast=True, rounds=2, reads=10, writes=5)
+    default = messages_per_write(real_client, 3, bcast=False, rounds=2, reads=10, writes=5)
+    assert bcast == 3.0
+    assert 0 < default <= 3.0
