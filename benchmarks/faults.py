@@ -17,6 +17,7 @@ strategy and a few faults; the tests run single cells on small workloads.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import threading
 import time
@@ -31,12 +32,13 @@ import redis
 import cachelab
 from cachelab import CacheNode, Cluster, messages
 from cachelab.check import check
+from cachelab.history import READ, WRITE, Op
 from cachelab.messages import decode_value
 from cachelab.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.store import RedisStore
 
 KEYS = [f"k{i}" for i in range(30)]
-STRATEGIES = ("none", "invalidate", "update")
+STRATEGIES = ("none", "invalidate", "update", "tracking")
 _ERRORS = (redis.RedisError, OSError)
 
 
@@ -49,6 +51,7 @@ class Fault:
     inject: Callable[[Cell], None]
     persistence: str | None = None
     by_design: str = ""  # why its stale-after-settle cell may be above 0, and the bound
+    ttl: float | None = None  # the nodes' TTL; then the cell checks again once it has passed
 
 
 @dataclass
@@ -59,7 +62,15 @@ class Cell:
     cluster: Cluster
     admin: redis.Redis
     namespace: str
+    end: float = 0.0  # when the workload stops
     errors: int = 0
+    history: list[Op] = field(default_factory=list)  # tracking's own (values are versions)
+    numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def tracking(self) -> bool:
+        """Whether the nodes run strategy "tracking" (plain keys, no versions)."""
+        return self.cluster.nodes[0].strategy.name == "tracking"
 
     def write_burst(self, count: int, size: int) -> None:
         """Queue ``count`` real writes of ``size``-byte values in one pipeline."""
@@ -88,6 +99,7 @@ class Result:
     hit_after: float
     errors: int
     notes: dict[str, int] = field(default_factory=dict)
+    stale_after_ttl: int | None = None  # for a fault with a TTL: once it has passed
 
 
 # -- the faults ---------------------------------------------------------------------------
@@ -170,6 +182,23 @@ def _forged(cell: Cell) -> None:
             cell.admin.publish(store.channel, messages.encode(msg))
 
 
+def _outside_write(cell: Cell) -> None:
+    """Once the workload is over, someone outside cachelab rewrites every key, telling no one.
+
+    For tracking nodes a plain SET. For versioned nodes a write of the value field that
+    bypasses the write script (a migration, say): a script write without its message would
+    still take a sequence number, and the next heartbeat's would show the gap.
+    """
+    time.sleep(max(0.0, cell.end - time.monotonic()))
+    for key in KEYS:
+        value = next(cell.numbers)
+        if cell.tracking:
+            cell.admin.set(key, str(value))
+        else:
+            data_key = "{" + cell.namespace + "}:k:" + key
+            cell.admin.hset(data_key, "val", messages.encode_value(value))
+
+
 def _oversized(cell: Cell) -> None:
     """A message over the 1 MiB limit on the channel, and a value too big to ride along."""
     cell.admin.publish(RedisStore(cell.admin, cell.namespace).channel, b"x" * (2 << 20))
@@ -202,6 +231,15 @@ FAULTS = [
     Fault("output-buffer", "a 4 KiB pub/sub output buffer, then a burst", _output_buffer),
     Fault("forged", "forged update messages (current, next and far numbers)", _forged),
     Fault("oversized", "a 2 MiB message, and a 1 MiB value", _oversized),
+    Fault(
+        "outside-write",
+        "after the workload, every key rewritten outside cachelab and its scripts, telling no "
+        "one (nodes' ttl 1 s)",
+        _outside_write,
+        by_design="versioned strategies hear only of writes that publish: stale until the "
+        + "TTL (`after ttl`: once it passed); tracking hears of them from the server",
+        ttl=1.0,
+    ),
 ]
 _NONE_WHY = "strategy `none` never listens: " + _TTL
 
@@ -216,10 +254,11 @@ def run_cell(
     with ServerProcess(kind, persistence=fault.persistence) as server:  # type: ignore[arg-type]
         client = cachelab.connect(server.url, timeout=0.5)
         admin = server.client()
-        options: dict[str, Any] = {"heartbeat": 0.2}
+        options: dict[str, Any] = {"heartbeat": 0.2, "ttl": fault.ttl}
+        record = strategy != "tracking"
         try:
-            with Cluster(3, client=client, strategy=strategy, record=True, **options) as cluster:
-                cell = Cell(server, cluster, admin, cluster.namespace)
+            with Cluster(3, client=client, strategy=strategy, record=record, **options) as cluster:
+                cell = Cell(server, cluster, admin, cluster.namespace, time.monotonic() + seconds)
                 with _workload(cell, seconds):
                     time.sleep(fault_at)
                     fault.inject(cell)
@@ -243,7 +282,7 @@ def _workload(cell: Cell, seconds: float) -> Iterator[None]:
         while not stop.is_set() and time.monotonic() < end:
             key = rng.choice(KEYS)
             try:
-                node.set(key, rng.randrange(10**6)) if rng.random() < 0.3 else node.get(key)
+                _step(cell, node, key, rng.random() < 0.3)
             except _ERRORS:
                 cell.errors += 1
                 time.sleep(0.01)
@@ -259,18 +298,33 @@ def _workload(cell: Cell, seconds: float) -> Iterator[None]:
         stop.set()
 
 
+def _step(cell: Cell, node: CacheNode, key: str, write: bool) -> None:
+    """One read or write; tracking's are recorded here, each value its own version."""
+    if not cell.tracking:
+        node.set(key, random.randrange(10**6)) if write else node.get(key)
+        return
+    start = time.monotonic()
+    if write:
+        number = next(cell.numbers)
+        node.set(key, number)
+        cell.history.append(Op(node.name, WRITE, key, start, time.monotonic(), number))
+    else:
+        value = node.get(key)
+        version = 0 if value is None else int(value)
+        cell.history.append(Op(node.name, READ, key, start, time.monotonic(), version))
+
+
 def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float) -> Result:
     """Settle, then compare every node's entries with Redis, and read everything once."""
     if not cell.cluster.settle(timeout=20):
         recovery = float("inf")
-    truth = _redis_values(cell)
-    stale_after = sum(
-        value != truth.get(key, cachelab.ABSENT)
-        for node in cell.cluster.nodes
-        for key, (value, _) in node.snapshot().items()
-    )
+    stale_after = _stale_entries(cell)
+    stale_after_ttl = None
+    if fault.ttl is not None:
+        time.sleep(fault.ttl)
+        stale_after_ttl = _stale_entries(cell)
     hits = _hit_rate(cell.cluster.nodes)
-    report = check(cell.cluster.history)
+    report = check(cell.history if cell.tracking else cell.cluster.history)
     forged = sum(n.stats.messages_forged for n in cell.cluster.nodes)
     return Result(
         kind,
@@ -283,11 +337,24 @@ def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float
         hits,
         cell.errors,
         {"forged": forged, "resets": sum(n.stats.resets for n in cell.cluster.nodes)},
+        stale_after_ttl,
+    )
+
+
+def _stale_entries(cell: Cell) -> int:
+    """Entries some node would serve (its hit path checks the TTL) that Redis no longer holds."""
+    truth = _redis_values(cell)
+    return sum(
+        node.lookup(key) not in (cachelab.NO_VALUE, truth.get(key, cachelab.ABSENT))
+        for node in cell.cluster.nodes
+        for key in KEYS
     )
 
 
 def _redis_values(cell: Cell) -> dict[str, Any]:
     """What Redis holds now, key by key (absent keys are left out)."""
+    if cell.tracking:
+        return {key: value for key in KEYS if (value := cell.admin.get(key)) is not None}
     store = RedisStore(cell.admin, cell.namespace)
     values = {}
     for key in KEYS:
@@ -323,19 +390,22 @@ def markdown(results: list[Result], kinds: dict[Kind, str]) -> str:
         "one thread per node doing 70 % reads and 30 % writes over 30 keys for 1.2 s; the fault "
         "at 0.4 s. **Stale reads**: the checker, over the run (a read that starts between a "
         "write and its message's arrival counts too). **Stale after settle**: entries some node "
-        "holds after `Cluster.settle()` returned whose value Redis no longer holds; the promise "
-        "is 0. **Recovery**: from the healing to `settle()` returning. **Hits after**: one read "
-        "of every key on every node, after settling.",
+        "would serve after `Cluster.settle()` returned whose value Redis no longer holds; the "
+        "promise is 0. **After ttl**: the same, once the nodes' TTL has passed (faults that "
+        "set one). Strategy `tracking` caches plain keys (each value its own version for the "
+        "checker). **Recovery**: from the healing to `settle()` returning. **Hits after**: one "
+        "read of every key on every node, after settling.",
         "",
-        "| server | fault | strategy | stale reads | stale after settle | recovery | hits after |"
-        " errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| server | fault | strategy | stale reads | stale after settle | after ttl | recovery "
+        "| hits after | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         recovery = f"{r.recovery * 1000:.0f} ms" if r.recovery != float("inf") else "never"
+        after_ttl = "" if r.stale_after_ttl is None else f"**{r.stale_after_ttl}**"
         lines.append(
             f"| {r.kind} | {r.fault} | {r.strategy} | {r.stale_reads} of {r.reads} "
-            f"| **{r.stale_after}** | {recovery} | {r.hit_after:.0%} | {r.errors} |"
+            f"| **{r.stale_after}** | {after_ttl} | {recovery} | {r.hit_after:.0%} | {r.errors} |"
         )
     lines += ["", "## The faults", ""]
     lines += [f"- **{f.name}**: {f.what}." for f in FAULTS]

@@ -36,6 +36,11 @@ class Cluster:
     ) -> None:
         if type(n) is not int or n < 1:
             raise ValueError(f"a cluster needs a positive int of nodes, not {n!r}")
+        if record and strategy == "tracking":
+            raise ValueError(
+                "record=True needs versions, which strategy 'tracking' lacks: record its reads "
+                "and writes yourself, with each value as its version (see benchmarks/faults.py)"
+            )
         self._owns_client = client is None
         self.redis = client if client is not None else connect(url)
         self.namespace = namespace or f"cluster-{secrets.token_hex(4)}"
