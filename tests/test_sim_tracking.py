@@ -81,3 +81,39 @@ def test_tracking_options_are_checked() -> None:
         Simulation(strategy="tracking", noloop=True, progress=False).run(
             workload=[Request(0.0, 0, "read", "k")]
         )
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+def test_a_plain_outside_writer_is_stale_until_the_ttl_and_no_longer(strategy: str) -> None:
+    """A writer that knows nothing of cachelab takes no number: only the TTL ends it."""
+    ttl = 0.2
+    result = Simulation(
+        nodes=3, strategy=strategy, seed=2, ttl=ttl, outside="plain", progress=False
+    ).run(workload=mix(6000, 3, zipf_picker(50, 1.0), read_ratio=0.9, external=0.5))
+    report = result.report
+    assert report.staleness_max > 0.5 * ttl  # well past any propagation window
+    assert report.staleness_max <= ttl  # the bound
+
+
+def test_a_plain_outside_writer_is_heard_by_tracking() -> None:
+    sim = Simulation(nodes=3, strategy="tracking", seed=2, outside="plain", progress=False)
+    sim.network = Network(delay=0.0)
+    result = sim.run(workload=mix(6000, 3, zipf_picker(50, 1.0), read_ratio=0.9, external=0.5))
+    assert result.report.stale_reads == 0
+
+
+def test_a_script_writer_without_its_message_is_caught_by_the_sequence() -> None:
+    """The outside writer runs cachelab's script but publishes nothing: the next message's
+    number shows the gap, long before any TTL."""
+    sim = Simulation(nodes=3, strategy="invalidate", seed=2, ttl=10.0, progress=False)
+    result = sim.run(workload=mix(6000, 3, zipf_picker(50, 1.0), read_ratio=0.9, external=0.5))
+    assert result.report.staleness_max < 0.1
+    assert sum(stats.gaps for stats in result.stats.values()) > 0
+
+
+def test_plain_outside_runs_take_writes_only() -> None:
+    sim = Simulation(nodes=2, outside="plain", progress=False)
+    with pytest.raises(ValueError, match="outside='plain' runs take writes"):
+        sim.run(workload=[Request(0.0, 0, "delete", "k")])
+    with pytest.raises(ValueError, match="outside must be one of"):
+        Simulation(outside="nobody")

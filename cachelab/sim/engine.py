@@ -73,6 +73,11 @@ NODE_OPTIONS = (frozenset(inspect.signature(CacheNode).parameters) | _TRACKING_O
 """The CacheNode options a Simulation passes through (fill_guard, ordering, ...; and
 for strategy "tracking", bcast and noloop)."""
 _RECORD_AS = {"write": WRITE, "delete": DELETE, "invalidate": INVALIDATE}
+_OUTSIDE = frozenset({"script", "plain"})
+"""How an ``external`` request writes: through cachelab's script without its message (a
+sequence number is taken: nodes can tell), or ``plain``: outside cachelab altogether (a
+plain SET of a tracked key; for the versioned strategies, a value replaced in place, with
+no number taken, which they cannot tell; such runs record each value as its version)."""
 _OUTCOMES = frozenset({"applied", "outdated"})
 _FILLS = frozenset({"fill", "fill_rejected"})
 _ENTRY_EVENTS = frozenset({"fill", "fill_rejected", "evict"})
@@ -123,6 +128,7 @@ class Simulation:
         lease_ttl: float = 0.1,
         lease_retry: float = 0.002,
         faults: Iterable[Fault] = (),
+        outside: str = "script",
         progress: bool = True,
         namespace: str = "sim",
         **node_options: Any,
@@ -136,6 +142,8 @@ class Simulation:
             raise ValueError("latencies must be >= 0 and lease times > 0 seconds")
         if lease and not database:
             raise ValueError("a lease protects the database: it needs database=True")
+        if outside not in _OUTSIDE:
+            raise ValueError(f"outside must be one of {sorted(_OUTSIDE)}, not {outside!r}")
         if strategy == "tracking" and database:
             raise ValueError("strategy 'tracking' caches plain keys: it runs without database=")
         if strategy != "tracking" and set(node_options) & _TRACKING_OPTIONS:
@@ -155,6 +163,7 @@ class Simulation:
         self.faults = tuple(Fault(*f) for f in faults)
         for fault in self.faults:
             check_fault(fault, nodes)
+        self.outside = outside
         self.progress = progress
         self.namespace = namespace
         self.node_options = node_options
@@ -223,6 +232,8 @@ class _Run(Delivery, Faults):
             noloop = bool(sim.node_options.get("noloop", bcast))
             self.tracking = TrackingServer(self.store, n, bcast=bcast, noloop=noloop)
         self.index = {name: i for i, name in enumerate(self.names)}
+        # A plain outside write takes no version: versions are then the values themselves.
+        self.by_value = sim.database or (sim.outside == "plain" and self.tracking is None)
         self.stamps: dict[tuple[str, str, int], int] = {}  # tracking: a node's numbers -> versions
         self.read_versions: dict[Flight, int] = {}  # tracking: the version each load read
         self.nodes: list[CacheNode | None] = [None] * n
@@ -386,6 +397,8 @@ class _Run(Delivery, Faults):
         now, name, version = self.now, node.name, entry[1]  # the hit path, flat: most take it
         if self.tracking is not None:
             version = self.stamps.get((name, key, version), 0)
+        elif self.by_value:
+            version = 0 if entry[0] is ABSENT else int(entry[0])
         if self.restarted:
             version += self._held_offset(name, key)
         self.history.append(_new(Op, (name, READ, key, now, now, version, True)))
@@ -439,7 +452,9 @@ class _Run(Delivery, Faults):
 
     def _version(self, value: Any, version: int, offset: int) -> int:
         """The version a read reports: the store's (shifted), or the database's (the value)."""
-        return int(value) if self.sim.database else version + offset
+        if self.by_value:
+            return 0 if value is ABSENT else int(value)
+        return version + offset
 
     def _filled(self, i: int, life: int, flight: Flight, start: float, offset: int) -> None:
         """The store's answer arrives: fill through the guard, complete every reader.
@@ -551,9 +566,13 @@ class _Run(Delivery, Faults):
         node = self._live(req)
         if node is None:
             return
+        if self.by_value and not self.sim.database and req.op != "write":
+            raise ValueError(f"{req.op!r} has no value to number: outside='plain' runs take writes")
         self.writer = node.name
+        value = 0
         if req.op == "write":
-            node.set(req.key, next(self.values) if req.value is None else req.value)
+            value = next(self.values) if req.value is None else req.value
+            node.set(req.key, value)
         elif req.op == "delete":
             node.delete(req.key)
         else:
@@ -561,12 +580,18 @@ class _Run(Delivery, Faults):
         if not self.sim.database:  # an invalidation is no new version of the database
             now = self.now
             version = self.written + self.offset
+            if self.by_value:
+                version = int(value)
             self.history.append(Op(node.name, _RECORD_AS[req.op], req.key, now, now, version))
 
     def _external(self, req: Request) -> None:
-        """A writer that is not a node: the same script, but no message."""
+        """A writer that is not a node: the same script without its message, or a plain write."""
         self.writer = "external"
         value = next(self.values) if req.value is None else req.value
+        if self.by_value:
+            self.store.replace(req.key, encode_value(value))
+            self.history.append(Op("external", WRITE, req.key, self.now, self.now, value))
+            return
         seq = self.store.write("set", req.key, encode_value(value), None).seq
         self.history.append(Op("external", WRITE, req.key, self.now, self.now, seq + self.offset))
 

@@ -121,6 +121,14 @@ class MemoryStore:
         self._inc, self._seq = "", 0
         return lost
 
+    def replace(self, key: str, encoded: str) -> None:
+        """Replace a value in place, as a writer that knows nothing of cachelab would: no
+        sequence number, no message; the version stays (0 for a key with none)."""
+        inc, _ = self.meta()
+        entry = self._data.get(key)
+        version = 0 if entry is None or entry[0] is None else entry[1]
+        self._data[key] = (encoded.encode(), version, _FOREVER, inc if entry is None else entry[3])
+
     def forget_meta(self) -> None:
         """Lose the meta alone, as an evicting ``maxmemory`` policy may: values outlive it."""
         self._inc, self._seq = "", 0

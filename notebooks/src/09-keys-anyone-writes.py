@@ -1,0 +1,117 @@
+# %% [markdown]
+# # 09 · Keys that anyone writes: tracking, streams, and a cache that measures itself
+#
+# Every notebook so far had cachelab write every key. Real keys have other writers: a
+# service in another language, a nightly script, someone at `redis-cli`. Broadcast
+# pub/sub never hears of them. This notebook puts three answers side by side:
+#
+# 1. **`tracking`**: the server itself tells each node which keys changed
+#    (`CLIENT TRACKING`), whoever wrote them;
+# 2. **default against BCAST**: whom the server tells, and what that costs as the fleet
+#    grows;
+# 3. **`stream`**: messages that wait for a node that blinked, so it replays instead of
+#    revalidating;
+# 4. **`verify=`**: a node that samples its own hits against Redis and reports its
+#    staleness, with a confidence interval, checked here against the checker's truth.
+#
+# The simulator runs the real `TrackingNode` and stream code; the cells at the end run on
+# a real server when `REDIS_URL` is set (fakeredis cannot track keys).
+
+# %% tags=["parameters"]
+REDIS_URL = None  # e.g. "redis://localhost:6379/0"; None reads $REDIS_URL, else embedded fakeredis
+OPS = 20_000  # requests per run, at 10,000 requests/s: two virtual seconds
+NODES = 4
+SEED = 9
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+
+from cachelab.check import stale_reads
+from cachelab.sim import Network, Simulation
+from cachelab.sim.workloads import mix, zipf_picker
+
+REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
+
+
+def run(strategy, nodes=NODES, external=0.5, ttl=1.0, network=None, **options):
+    """A Zipf workload where a share of the writes come from outside cachelab."""
+    workload = mix(OPS, nodes, zipf_picker(500, 1.0), read_ratio=0.9, external=external,
+                   seed=SEED)
+    sim = Simulation(nodes=nodes, strategy=strategy, seed=SEED, ttl=ttl, progress=False,
+                     network=network or Network(delay=0.001), **options)
+    return sim.run(workload=workload)
+
+
+# %% [markdown]
+# ## 1 · An outside writer: `invalidate` is stale until the TTL, `tracking` is not
+#
+# Half of the writes come from an *outside* writer who tells no one. Two kinds:
+#
+# - **through cachelab's script, without its message** (`outside="script"`): the write
+#   still takes a sequence number, so the next message or heartbeat shows a versioned
+#   node the gap, and it repairs: stale for milliseconds;
+# - **plain** (`outside="plain"`): a service that knows nothing of cachelab replaces the
+#   value. No number, no message: `invalidate` and `update` nodes serve the old value
+#   until their TTL (1 s here) ends the entry. `tracking` nodes are told by the server
+#   itself, and are stale only while the invalidation is on the wire (1 ms here).
+
+# %%
+runs = {
+    "invalidate, script writer": run("invalidate"),
+    "invalidate, plain writer": run("invalidate", outside="plain"),
+    "tracking, plain writer": run("tracking", outside="plain"),
+    "tracking BCAST, plain writer": run("tracking", outside="plain", bcast=True),
+}
+fig, ax = plt.subplots(figsize=(7, 3))
+for label, result in runs.items():
+    ages = sorted(s * 1000 for _, s in stale_reads(result.history))
+    ax.plot(ages, [i / max(1, len(ages)) for i in range(len(ages))], label=label)
+ax.set_xscale("symlog")
+ax.set_xlabel("staleness of a stale read (ms)")
+ax.set_ylabel("share of stale reads")
+ax.legend(fontsize=8)
+plt.show()
+print(f"{'':<30} {'stale reads':>11} {'p99':>9} {'max':>9} {'hit rate':>9}")
+for label, result in runs.items():
+    rep = result.report
+    print(f"{label:<30} {rep.stale_reads:>11} {rep.staleness_p99 * 1000:>7.1f}ms "
+          f"{rep.staleness_max * 1000:>7.1f}ms {rep.hit_rate:>9.1%}")
+
+# %% [markdown]
+# The staleness of `invalidate` under a plain writer is bounded by the TTL and by nothing
+# else; tracking's is bounded by the delivery delay. A node that does not track must
+# choose a TTL short enough for its readers, and pay for it in misses.
+
+# %% [markdown]
+# ## 2 · Whom the server tells: default against BCAST
+#
+# In the default mode the server remembers, per node, the keys it read, and tells only
+# those nodes, once, of the next write. In BCAST mode it tells every node of every write
+# under the prefix. Messages per write, as the fleet grows (writes by the outside writer
+# only, so no node is spared its own):
+
+# %%
+sizes = (4, 16, 64)
+per_write = {mode: [] for mode in ("default", "BCAST")}
+for n in sizes:
+    for mode in per_write:
+        result = run("tracking", nodes=n, external=1.0, bcast=mode == "BCAST")
+        per_write[mode].append(result.delivered / result.report.writes)
+fig, ax = plt.subplots(figsize=(6, 3))
+for mode, values in per_write.items():
+    ax.plot(sizes, values, marker="o", label=mode)
+ax.set_xlabel("nodes")
+ax.set_ylabel("invalidations per write")
+ax.set_xscale("log", base=2)
+ax.legend()
+plt.show()
+for mode, values in per_write.items():
+    print(mode, " ".join(f"{n} nodes: {v:.1f}" for n, v in zip(sizes, values)))
+
+# %% [markdown]
+# BCAST grows with the fleet (one message per node per write). The default mode grows
+# with *sharing*: a write costs one message per node that read the key since its last
+# write. BCAST needs no per-key memory on the server and fits a small fleet that shares
+# most keys; the default fits a large fleet with its own hot sets.
