@@ -115,3 +115,39 @@ for mode, values in per_write.items():
 # with *sharing*: a write costs one message per node that read the key since its last
 # write. BCAST needs no per-key memory on the server and fits a small fleet that shares
 # most keys; the default fits a large fleet with its own hot sets.
+
+# %% [markdown]
+# ## 5 · On a real server
+#
+# With `REDIS_URL` set, the cell below runs real `TrackingNode`s on your server. A plain
+# redis-py client, outside cachelab, runs `SET`, `EXPIRE` and `DEL`; after each,
+# every node's next read returns what Redis holds. (`settle()` sends a PING down each
+# node's invalidation connection and waits for its PONG, which the server queues behind
+# every invalidation it sent before.) The embedded fakeredis has no `CLIENT TRACKING`, so
+# without `REDIS_URL` the cell says so and stops there.
+
+# %%
+import redis
+
+import cachelab
+
+if REDIS_URL is None:
+    print("tracking skipped: the embedded fakeredis has no CLIENT TRACKING "
+          "(set REDIS_URL to a Redis 6+ or Valkey server to run this cell)")
+else:
+    prefix = "nb09:"
+    outside = redis.Redis.from_url(REDIS_URL)
+    with cachelab.Cluster(3, url=REDIS_URL, strategy="tracking", prefix=prefix) as cluster:
+        outside.set(prefix + "k", "v1")
+        print("first reads:", [node.get("k") for node in cluster.nodes])
+        steps = [("SET k v2", lambda: outside.set(prefix + "k", "v2")),
+                 ("EXPIRE k 100", lambda: outside.expire(prefix + "k", 100)),
+                 ("DEL k", lambda: outside.delete(prefix + "k")),
+                 ("SET k v3", lambda: outside.set(prefix + "k", "v3"))]
+        for label, write in steps:
+            write()
+            cluster.settle()
+            seen = [node.get("k") for node in cluster.nodes]
+            print(f"after {label:<13} Redis holds {outside.get(prefix + 'k')!r:<6} nodes read {seen}")
+        print({node.name: node.stats.invalidations_received for node in cluster.nodes})
+    outside.close()
