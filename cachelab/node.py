@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -43,6 +44,7 @@ from cachelab.messages import (
     message_prefix,
     value_digest,
 )
+from cachelab.sampler import Sampler, VerifyThread, sampler_for
 from cachelab.stats import NodeStats
 from cachelab.store import RedisStore, Stamp, Store
 
@@ -70,6 +72,15 @@ class CacheNode:
     liveness echo (None: off). ``secret`` authenticates every message of the namespace
     (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
     and traces.
+
+    ``verify`` (a fraction of hits in (0, 1], e.g. 0.01; None, the default, is off)
+    measures this node's own staleness: that share of hits is checked against the store
+    off the hit path, in batches, by a daemon thread (over a Redis client; with another
+    Store, such as the simulator's, its owner calls ``verify_pending``). ``stats`` then
+    reports ``verified``, ``verified_stale`` and the estimated stale fraction of hits
+    (``stale_estimate``) with its 95 % interval (``stale_interval``). A
+    ``cachelab.sampler.Sampler`` may be given instead of a fraction, to choose the random
+    source, queue size, batch size and interval. ``cachelab.sampler`` says what is stale.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> CacheNode:
@@ -103,6 +114,7 @@ class CacheNode:
         recorder: Recorder | None = None,
         events: EventHook | None = None,
         bus: Bus | None = None,
+        verify: float | Sampler | None = None,
     ) -> None:
         validate.name("name", name, 100)
         validate.name("namespace", namespace, _MAX_NAMESPACE)
@@ -132,6 +144,9 @@ class CacheNode:
         )
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
+        self._sampler = sampler_for(verify, name)
+        self._bare = recorder is None and self._sampler is None  # get()'s fastest path
+        self._sample_at = self._sampler.gap() if self._sampler is not None else 0
         self._signer = _signer(r, secret, namespace)
         self._store: Store = self._make_store(r, namespace)
         self._prefix = message_prefix(namespace, self.id)
@@ -143,6 +158,7 @@ class CacheNode:
         self._emit, self._record = hooks.emit, hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
         self._bus = self._start_bus(r, bus, heartbeat)
+        self._verifier = self._start_verifier(r)
 
     def _make_store(self, r: redis.Redis | Store, namespace: str) -> Store:
         """The store this node reads and writes through."""
@@ -162,11 +178,20 @@ class CacheNode:
         bus.start(self)
         return bus
 
+    def _start_verifier(self, r: redis.Redis | Store) -> VerifyThread | None:
+        """Start the thread that verifies sampled hits (``verify=``, over Redis only)."""
+        if self._sampler is None or not isinstance(r, redis.Redis):
+            return None
+        name = f"cachelab-verify-{self.name}"
+        verifier = VerifyThread(self.verify_pending, self._sampler.interval, name)
+        verifier.start()
+        return verifier
+
     # -- read path ---------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``: a local hit, or load it from Redis and fill."""
-        if self._recorder is None:
+        if self._bare:
             # The hit is inlined and lock-free because it is the product: it must cost no
             # more than cachetools.LRUCache.get. Each dict call is atomic; a hit racing an
             # invalidation returns the value it saw, a read ordered before that change.
@@ -178,6 +203,18 @@ class CacheNode:
                     value = entry[0]
                     return default if value is ABSENT else value
             except KeyError:  # a miss (or just invalidated): the general path decides
+                pass
+        elif self._recorder is None:  # verify=: the same hit, plus one comparison
+            try:
+                entry = self._entries[key]
+                if entry[2] > self._timer():
+                    self._entries.move_to_end(key)
+                    hits = self._hits = self._hits + 1
+                    if hits >= self._sample_at:
+                        self._sample(key)
+                    value = entry[0]
+                    return default if value is ABSENT else value
+            except KeyError:
                 pass
         value = self._read(key, None)
         return default if value is ABSENT else value
@@ -200,6 +237,8 @@ class CacheNode:
             inc = self._core.seq.inc
         if hit is not None and not (loader is not None and hit[0] is ABSENT):
             value, version, found = hit[0], hit[1], True
+            if self._sampler is not None and self._sampler.hit():
+                self._sampler.offer(key)
         else:
             flight = self._miss(key, loader)
             if loader is not None and flight.value is ABSENT:  # joined a plain get()
@@ -457,6 +496,52 @@ class CacheNode:
                 events = self._core.take_events()
             self._emit(events)
 
+    # -- staleness sampling (verify=) ------------------------------------------------
+
+    def _sample(self, key: str) -> None:
+        """Queue a sampled hit of the inlined path, and pick the next hit to sample."""
+        sampler = self._sampler
+        assert sampler is not None
+        self._sample_at = self._hits + sampler.gap()
+        sampler.offer(key)
+
+    def offer_sample(self, key: str) -> bool:
+        """A hit on ``key``: queue it if the sampler picks it (True if queued). For shells
+        that look entries up themselves, as the simulator does."""
+        sampler = self._sampler
+        return sampler is not None and sampler.hit() and sampler.offer(key)
+
+    @property
+    def sampler(self) -> Sampler | None:
+        """The staleness sampler (``verify=``), or None."""
+        return self._sampler
+
+    def verify_pending(self, limit: int | None = None) -> int:
+        """Verify one batch of sampled hits (at most ``limit``, default the sampler's batch
+        size) in one round trip; return how many were judged.
+
+        The node's thread calls this every ``Sampler.interval`` seconds; the simulator at
+        virtual times. A store error is counted (``verify_errors``, and the batch in
+        ``verify_dropped``), then raised.
+        """
+        sampler = self._sampler
+        keys = sampler.take(limit) if sampler is not None else ()
+        if not keys:
+            return 0
+        assert sampler is not None
+        try:
+            meta, checks = self._store.check(keys)
+            entries = self._entries
+            with self._lock:
+                now, inc = self._timer(), self._core.seq.inc
+                held = [entries.get(key) for key in keys]
+            live = [entry if entry is not None and entry[2] > now else None for entry in held]
+            sampler.judge(meta, checks, live, inc)
+        except BaseException:
+            sampler.failed(len(keys))
+            raise
+        return len(keys)
+
     # -- hooks and logs ------------------------------------------------------------
 
     def _failed(self) -> int:
@@ -491,7 +576,10 @@ class CacheNode:
     def stats(self) -> NodeStats:
         """A snapshot of this node's counters."""
         with self._lock:
-            return self._core.stats(self._hits)
+            stats = self._core.stats(self._hits)
+        if self._sampler is not None:
+            stats = replace(stats, **self._sampler.counts())
+        return stats
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
         """Every trusted local entry as ``key -> (value, version)``, for display and tests."""
@@ -509,7 +597,7 @@ class CacheNode:
         return self._core.coherent
 
     def close(self) -> None:
-        """Stop listening and join the listener thread. Idempotent."""
+        """Stop listening and verifying, and join their threads. Idempotent."""
         self.stop()
         self.join()
 
@@ -519,13 +607,17 @@ class CacheNode:
         A closed node still reads and writes, through Redis only: with no listener its
         local copies could go stale, so it drops them and stops filling.
         """
+        if self._verifier is not None:
+            self._verifier.stop()
         if self._bus is not None:
             self._bus.stop()
             with self._lock:
                 self._core.close()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the listener thread to end."""
+        """Wait for the listener (and verifier) thread to end."""
+        if self._verifier is not None:
+            self._verifier.join(timeout)
         if self._bus is not None:
             self._bus.join(timeout)
 

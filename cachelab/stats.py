@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
+
+Z95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95 % interval."""
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (95 % by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at ``k = 0``
+    or ``k = n``: 0 of 100 gives (0, 0.037). With no trials it is (0, 1).
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, not k={k!r}, n={n!r}")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -16,6 +38,13 @@ class NodeStats:
     ``repair_kept`` and ``repair_dropped`` their outcomes. ``messages_forged`` counts
     messages with a bad tag, or claiming numbers or incarnations the store never issued;
     ``resets`` the times the store's counter was found to have started again.
+
+    With ``verify=`` (see ``cachelab.sampler``): ``sampled`` hits were chosen for
+    verification, ``verified`` of them judged against the store, ``verified_stale`` found
+    stale. ``verify_skipped`` were checked when the node no longer held the key (not
+    judged); ``verify_dropped`` were never checked (queue full, or their round trip failed:
+    ``verify_errors`` counts those round trips). ``stale_estimate`` and ``stale_interval``
+    (95 %, Wilson) estimate the stale fraction of this node's hits.
     """
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
@@ -60,6 +89,12 @@ class NodeStats:
     repair_dropped: int = 0
     hook_errors: int = 0
     suspects: int = 0
+    sampled: int = 0
+    verified: int = 0
+    verified_stale: int = 0
+    verify_skipped: int = 0
+    verify_dropped: int = 0
+    verify_errors: int = 0
 
     @classmethod
     def of(
@@ -92,10 +127,25 @@ class NodeStats:
         """Messages that changed nothing: malformed, foreign, oversized, outdated or forged."""
         return self.messages_invalid + self.messages_outdated + self.messages_forged
 
+    @property
+    def stale_estimate(self) -> float:
+        """The stale fraction of verified hits; 0.0 before the first (see ``stale_interval``)."""
+        return self.verified_stale / self.verified if self.verified else 0.0
+
+    @property
+    def stale_interval(self) -> tuple[float, float]:
+        """The 95 % Wilson interval of the stale fraction of hits; (0, 1) before any."""
+        return wilson(self.verified_stale, self.verified)
+
     def to_dict(self) -> dict[str, Any]:
-        """All counters plus ``hit_rate`` and ``messages_ignored``, for tables and plots."""
+        """All counters plus ``hit_rate``, ``messages_ignored`` and the staleness estimate
+        (``stale_estimate``, ``stale_low``, ``stale_high``), for tables and plots."""
+        low, high = self.stale_interval
         return {
             **asdict(self),
             "hit_rate": self.hit_rate,
             "messages_ignored": self.messages_ignored,
+            "stale_estimate": self.stale_estimate,
+            "stale_low": low,
+            "stale_high": high,
         }

@@ -37,6 +37,13 @@ These deletes count among the report's writes (and in its store-load peak). With
 and reads keep the database's versions; only the trace's store versions shift.
 Node-wide trace events (flush, gap, disconnect, reconnect) carry the node's
 sequence number plus the offset current when they happen.
+
+With the node option ``verify=`` (a fraction of hits), each node gets a ``Sampler`` seeded
+from the run's seed, and the simulation drives it instead of a thread: a sampled hit is
+verified against the store ``verify_delay`` virtual seconds after it (0: at the hit's own
+instant, where the sampler's verdict is exactly the checker's). Those round trips are not
+counted as repair checks. The sampler compares with Redis: in a cache-aside run
+(``database=True``) the checker measures against the database instead.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from cachelab.coherence import strategy_for
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
 from cachelab.messages import ABSENT, Message, encode_value
 from cachelab.node import CacheNode, Flight
+from cachelab.sampler import Sampler
 from cachelab.sim.delivery import Delivery
 from cachelab.sim.faults import Faults
 from cachelab.sim.network import Fault, Network, check_fault
@@ -131,6 +139,7 @@ class Simulation:
         outside: str = "script",
         progress: bool = True,
         namespace: str = "sim",
+        verify_delay: float = 0.0,
         **node_options: Any,
     ) -> None:
         if type(nodes) is not int or nodes < 1:
@@ -148,6 +157,13 @@ class Simulation:
             raise ValueError("strategy 'tracking' caches plain keys: it runs without database=")
         if strategy != "tracking" and set(node_options) & _TRACKING_OPTIONS:
             raise TypeError(f"{sorted(_TRACKING_OPTIONS)} are options of strategy 'tracking'")
+        if not verify_delay >= 0 or verify_delay == float("inf"):
+            raise ValueError(f"verify_delay must be >= 0 seconds, not {verify_delay!r}")
+        verify = node_options.get("verify")
+        if isinstance(verify, Sampler):
+            raise TypeError("verify= takes a fraction of hits here: each node gets its own Sampler")
+        if verify is not None:
+            Sampler(verify)  # a bad rate fails now, with the node's message
         self.n = nodes
         self.strategy = strategy
         self.seed = seed
@@ -166,6 +182,7 @@ class Simulation:
         self.outside = outside
         self.progress = progress
         self.namespace = namespace
+        self.verify_delay = float(verify_delay)
         self.node_options = node_options
 
     def run(
@@ -260,6 +277,8 @@ class _Run(Delivery, Faults):
         self.db_loads: list[float] = []
         self.delivered = self.dropped = self.skipped = 0
         self.arriving: tuple[str, Message, float, int] | None = None  # the delivery underway
+        self.samplers: list[Sampler | None] = [None] * n  # verify=: each node's sampler
+        self.verifying = False  # a sampler's round trip runs (not a repair check)
         self.ops = self._handlers()
         for i in range(n):
             self.nodes[i] = self._start(i)
@@ -280,8 +299,13 @@ class _Run(Delivery, Faults):
     def _start(self, i: int) -> CacheNode:
         """A fresh node in slot ``i`` (subscribed at once, with an empty cache)."""
         sim = self.sim
+        options = sim.node_options
+        if options.get("verify") is not None:
+            seeded = random.Random(f"{sim.seed}:verify:{i}:{self.life[i]}")
+            options = {**options, "verify": Sampler(options["verify"], random=seeded.random)}
+        node: CacheNode
         if self.tracking is not None:
-            return TrackingNode(
+            node = TrackingNode(
                 SimKeyspace(self.tracking, i),
                 name=self.names[i],
                 namespace=sim.namespace,
@@ -289,19 +313,22 @@ class _Run(Delivery, Faults):
                 timer=self.time,
                 events=self._event,
                 bus=_Port(self.ordered),  # type: ignore[arg-type]
-                **sim.node_options,
+                **options,
             )
-        return CacheNode(
-            self.store,
-            name=self.names[i],
-            namespace=sim.namespace,
-            strategy=sim.strategy,
-            ttl=sim.ttl,
-            timer=self.time,
-            events=self._event,
-            bus=_Port(self.ordered),
-            **sim.node_options,
-        )
+        else:
+            node = CacheNode(
+                self.store,
+                name=self.names[i],
+                namespace=sim.namespace,
+                strategy=sim.strategy,
+                ttl=sim.ttl,
+                timer=self.time,
+                events=self._event,
+                bus=_Port(self.ordered),
+                **options,
+            )
+        self.samplers[i] = node.sampler
+        return node
 
     # -- the loop ----------------------------------------------------------
 
@@ -403,6 +430,8 @@ class _Run(Delivery, Faults):
             version += self._held_offset(name, key)
         self.history.append(_new(Op, (name, READ, key, now, now, version, True)))
         self.trace.append(_new(TraceEvent, (now, "read", name, key, version, "hit", now)))
+        if self.samplers[i] is not None:
+            self._sample(i, node, key)
 
     def _read_at(
         self,
@@ -431,6 +460,8 @@ class _Run(Delivery, Faults):
             if self.tracking is not None:
                 version = self.stamps.get((node.name, key, version), 0)
             self._done(node.name, key, start, self._version(entry[0], version, offset), "hit")
+            if self.samplers[i] is not None:
+                self._sample(i, node, key)
             return
         flight = node.pending(key) if self.sim.single_flight else None
         if flight is not None:
@@ -449,6 +480,26 @@ class _Run(Delivery, Faults):
         else:
             wait = self.sim.store_latency if latency is None else latency
             self._at(self.now + wait, self._filled, i, self.life[i], flight, start, self.offset)
+
+    def _sample(self, i: int, node: CacheNode, key: str) -> None:
+        """A hit: if the node's sampler picks it, verify it ``verify_delay`` later."""
+        if node.offer_sample(key):
+            delay = self.sim.verify_delay
+            if delay:
+                self._at(self.now + delay, self._verify, i, self.life[i])
+            else:
+                self._verify(i, self.life[i])
+
+    def _verify(self, i: int, life: int) -> None:
+        """Verify the node's oldest sample (each was queued with its own event)."""
+        node = self.nodes[i]
+        if node is None or self.life[i] != life:
+            return  # the node crashed: its samples went with it
+        self.verifying = True
+        try:
+            node.verify_pending(1)
+        finally:
+            self.verifying = False
 
     def _version(self, value: Any, version: int, offset: int) -> int:
         """The version a read reports: the store's (shifted), or the database's (the value)."""
@@ -608,7 +659,8 @@ class _Run(Delivery, Faults):
 
     def _checked(self, keys: int) -> None:
         """A node checked ``keys`` suspects in one round trip (the store's hook)."""
-        self.store_checks.append((self.now, keys))
+        if not self.verifying:
+            self.store_checks.append((self.now, keys))
 
     def _written(self, op: str, key: str, seq: int) -> None:
         """The store applied a write (its hook)."""
