@@ -536,11 +536,15 @@ class CacheNode:
                 now, inc = self._timer(), self._core.seq.inc
                 held = [entries.get(key) for key in keys]
             live = [entry if entry is not None and entry[2] > now else None for entry in held]
-            sampler.judge(meta, checks, live, inc)
+            sampler.judge(meta, checks, live, inc, self._digest)
         except BaseException:
             sampler.failed(len(keys))
             raise
         return len(keys)
+
+    def _digest(self, value: Any) -> str:
+        """What ``Store.check`` gives for a held ``value``: the SHA-1 of its encoding."""
+        return value_digest(value)
 
     # -- hooks and logs ------------------------------------------------------------
 

@@ -21,7 +21,8 @@ when either side is 0 (the ``tracking`` strategy has none: its check returns ver
 the current value's digest; a value that outlived its incarnation reads as version 0 too),
 when the store's incarnation is not the one the node knows, and for a cached absence (an
 absent key checks as the store's *current* sequence number, which says nothing of the
-key). Then the SHA-1 digests of the encoded values are compared. When the node holds no
+key). Then digests are compared: the SHA-1 of the value's encoding (of the raw value
+under ``tracking``), as the store's check computes it. When the node holds no
 live entry for the key by then (it learned of a change and dropped the key, evicted it, or
 suspects it), the sample is not judged: it is counted in ``skipped``, since a hit at that
 moment would have been a miss.
@@ -63,7 +64,7 @@ from cachelab.messages import ABSENT, value_digest
 from cachelab.stats import Z95, wilson
 from cachelab.store import Check, Meta
 
-__all__ = ["Held", "Sampler", "VerifyThread", "judge", "sampler_for"]
+__all__ = ["Digest", "Held", "Sampler", "VerifyThread", "judge", "sampler_for"]
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,26 @@ Held = tuple[Any, ...] | None
 """The node's live entry for a key at verification, ``(value, version, ...)``, or None."""
 
 
-def judge(meta: Meta, check: Check, held: Held, inc: str) -> bool | None:
+Digest = Callable[[Any], str]
+"""A held value's digest as the store's ``check`` computes it ("" for a cached absence)."""
+
+
+def judge(
+    meta: Meta, check: Check, held: Held, inc: str, digest: Digest = value_digest
+) -> bool | None:
     """Whether the entry ``held`` is stale given the store's answer ``(meta, check)``.
 
-    ``inc`` is the incarnation the node knows. None when the node holds nothing for the
-    key: not judged. See the module docstring for the rules.
+    ``inc`` is the incarnation the node knows; ``digest`` computes what the store's check
+    would give for the held value (``value_digest``, the SHA-1 of its encoding, for the
+    versioned store; of the raw value under ``tracking``). None when the node holds
+    nothing for the key: not judged. See the module docstring for the rules.
     """
     if held is None:
         return None
     value, version = held[0], int(held[1])
-    stored, digest = check
+    stored, stored_digest = check
     if version == 0 or stored == 0 or inc != meta.inc or value is ABSENT:
-        return digest != value_digest(value)
+        return stored_digest != digest(value)
     return stored > version
 
 
@@ -200,13 +209,20 @@ class Sampler:
 
     # -- verdicts ----------------------------------------------------------------
 
-    def judge(self, meta: Meta, checks: Sequence[Check], held: Sequence[Held], inc: str) -> int:
-        """Judge a batch: the store's answer and the node's entries, key by key (``inc``:
-        the incarnation the node knows). Return how many were stale."""
+    def judge(
+        self,
+        meta: Meta,
+        checks: Sequence[Check],
+        held: Sequence[Held],
+        inc: str,
+        digest: Digest = value_digest,
+    ) -> int:
+        """Judge a batch: the store's answer and the node's entries, key by key (``inc``
+        and ``digest`` as for ``judge``). Return how many were stale."""
         if len(checks) != len(held):
             raise ValueError(f"{len(checks)} checks for {len(held)} keys: the store answers all")
         pairs = zip(checks, held, strict=True)
-        verdicts = [judge(meta, check, entry, inc) for check, entry in pairs]
+        verdicts = [judge(meta, check, entry, inc, digest) for check, entry in pairs]
         judged = sum(verdict is not None for verdict in verdicts)
         stale = sum(verdict is True for verdict in verdicts)
         self.verified += judged

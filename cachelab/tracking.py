@@ -18,6 +18,7 @@ connection only once that connection read it. So a node's own writes, and the va
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
@@ -279,6 +280,10 @@ class TrackingNode(CacheNode):
             events = self._core.take_events()
         self._emit(events)
 
+    def _digest(self, value: Any) -> str:
+        """What the keyspace's check gives for a held value: the SHA-1 of the raw value."""
+        return "" if value is ABSENT else _sha1(value)
+
     def publish_sync(self, nonce: str) -> None:
         """Send a settle marker down this node's own subscription."""
         if self._tracking_bus is not None:
@@ -308,6 +313,11 @@ def _raw(value: Any) -> RawValue:
     if len(raw) > MAX_VALUE_BYTES:
         raise ValueError(f"value larger than {MAX_VALUE_BYTES} bytes")
     return raw
+
+
+def _sha1(value: RawValue) -> str:
+    """SHA-1 of a raw value as Redis holds it (str as UTF-8), as ``TrackedKeys.digests``."""
+    return hashlib.sha1(value.encode() if isinstance(value, str) else bytes(value)).hexdigest()
 
 
 def _own_keys(keys: Sequence[bytes | str], prefix: str) -> list[str]:

@@ -13,7 +13,7 @@ import fakeredis
 import pytest
 import redis
 
-from cachelab import CacheNode, Cluster
+from cachelab import CacheNode, Cluster, TrackingNode
 from cachelab.check import stale_reads
 from cachelab.history import READ
 from cachelab.messages import ABSENT, encode_value, value_digest
@@ -340,6 +340,27 @@ def test_a_full_queue_drops_samples_and_the_hit_never_waits(make_node: NodeFacto
     stats = a.stats
     assert (stats.sampled, stats.verify_dropped) == (10, 6)
     assert a.sampler is not None and a.sampler.pending == 4
+
+
+@pytest.mark.parametrize("bcast", [False, True], ids=["default", "bcast"])
+def test_under_tracking_a_change_the_node_never_heard_of_is_stale(
+    real_client: redis.Redis, bcast: bool
+) -> None:
+    """No versions: the held value's SHA-1 against that of the key's value in Redis."""
+    where = real_client.connection_pool.connection_kwargs
+    outside = redis.Redis(host=where["host"], port=where["port"])
+    a = TrackingNode(real_client, name="a", bcast=bcast, verify=Sampler(1.0, interval=0.001))
+    with outside, a:
+        outside.mset({"k": "old", "j": "same", "gone": "soon"})
+        assert [a.get(key) for key in ("k", "j", "gone")] == [b"old", b"same", b"soon"]
+        a.invalidated = lambda keys: None  # type: ignore[method-assign]  # deaf from now on
+        outside.set("k", "new")
+        outside.delete("gone")
+        assert [a.get(key) for key in ("k", "j", "gone")] == [b"old", b"same", b"soon"]
+        wait_for(lambda: a.stats.verified == 3, "the three hits verified")
+        assert a.stats.verified_stale == 2
+        assert verifier_threads() == ["cachelab-verify-a"]
+    assert verifier_threads() == []
 
 
 def test_over_another_store_the_owner_verifies_and_no_thread_runs() -> None:
