@@ -406,19 +406,33 @@ def test_verified_at_the_hit_every_verdict_is_the_checkers() -> None:
     assert sampled(result.stats) == stale_hits(result.history)  # 721 of 14269 hits
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.005])
-def test_the_samplers_estimate_agrees_with_the_checker(delay: float) -> None:
-    """The issue's test: one run, the sampler's interval holds the checker's stale fraction."""
+def agreement(seed: int, verify: float, delay: float) -> tuple[float, float, float]:
+    """One lossy run: the checker's stale fraction of hits, and the sampler's interval."""
     sim = Simulation(
-        4, seed=7, network=LOSSY, verify=0.1, verify_delay=delay, progress=False, **NAIVE
+        4, seed=seed, network=LOSSY, verify=verify, verify_delay=delay, progress=False, **NAIVE
     )
     result = sim.run(ops=20_000)
     stale, hits = stale_hits(result.history)
-    k, n = sampled(result.stats)
-    low, high = wilson(k, n)
-    truth = stale / hits
-    assert truth > 0.02  # a run with something to find (0.0505)
-    assert 1000 < n < 2000 and high - low < 0.03  # about a tenth of the hits, judged
+    return stale / hits, *wilson(*sampled(result.stats))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005])
+def test_the_samplers_estimate_agrees_with_the_checker(delay: float) -> None:
+    """The issue's test: on each run, the sampler's interval holds the checker's fraction.
+
+    A 95 % interval misses one run in twenty: ten runs, at most one miss (none today).
+    """
+    runs = [agreement(seed, 0.1, delay) for seed in range(10)]
+    assert all(truth > 0.04 and high - low < 0.03 for truth, low, high in runs)  # informative
+    assert sum(low <= truth <= high for truth, low, high in runs) >= 9
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.02])
+def test_a_lag_before_verification_leaves_the_estimate_unbiased(delay: float) -> None:
+    """Every hit sampled, judged 5 or 20 ms late: the tight interval still holds the truth
+    (0.0505; the entry served, judged instead, would give 0.046 and 0.035)."""
+    truth, low, high = agreement(7, 1.0, delay)
+    assert high - low < 0.008
     assert low <= truth <= high
 
 
