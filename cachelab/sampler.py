@@ -16,16 +16,17 @@ simulator, which verifies at the hit's virtual time (or a set virtual delay late
 **The rule.** The checker calls a read stale when a write newer than the version it
 returned completed before the read started. A sample is judged on the live entry the node
 holds for its key when the store answers: stale when the store has moved past it, to a
-newer version or, where versions do not compare, to another value. Versions do not compare
-when either side is 0 (the ``tracking`` strategy has none: its check returns version 0 and
-the current value's digest; a value that outlived its incarnation reads as version 0 too),
-when the store's incarnation is not the one the node knows, and for a cached absence (an
-absent key checks as the store's *current* sequence number, which says nothing of the
-key). Then digests are compared: the SHA-1 of the value's encoding (of the raw value
-under ``tracking``), as the store's check computes it. When the node holds no
-live entry for the key by then (it learned of a change and dropped the key, evicted it, or
-suspects it), the sample is not judged: it is counted in ``skipped``, since a hit at that
-moment would have been a miss.
+newer version, or to another value under the same version (a writer that bypassed
+cachelab's script and replaced the value in place). Where versions do not compare, values
+alone decide: when either side is 0 (the ``tracking`` strategy has none: its check returns
+version 0 and the current value's digest; a value that outlived its incarnation reads as
+version 0 too), when the store's incarnation is not the one the node knows, and for a
+cached absence (an absent key checks as the store's *current* sequence number, which says
+nothing of the key). Values are compared by digest: the SHA-1 of the value's encoding (of
+the raw value under ``tracking``), as the store's check computes it. When the node holds
+no live entry for the key by then (it learned of a change and dropped the key, evicted it,
+or suspects it), the sample is not judged: it is counted in ``skipped``, since a hit at
+that moment would have been a miss.
 
 **Why the entry held at verification, not the one served.** Judged with no lag (the
 simulator's default) the two are the same entry, and each verdict is the checker's verdict
@@ -110,7 +111,7 @@ def judge(
     stored, stored_digest = check
     if version == 0 or stored == 0 or inc != meta.inc or value is ABSENT:
         return stored_digest != digest(value)
-    return stored > version
+    return stored > version or (stored == version and stored_digest != digest(value))
 
 
 def _rate(value: Any) -> float:

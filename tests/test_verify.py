@@ -20,6 +20,7 @@ from cachelab.messages import ABSENT, encode_value, value_digest
 from cachelab.sampler import Sampler, judge
 from cachelab.sim import Network, Simulation
 from cachelab.sim.store import MemoryStore
+from cachelab.sim.workloads import zipf
 from cachelab.stats import NodeStats, wilson
 from cachelab.store import Check, Meta, RedisStore
 from tests.conftest import NodeFactory
@@ -173,6 +174,14 @@ def test_an_entry_older_than_the_stores_version_is_stale() -> None:
     assert judge(META, (9, digest("w")), ("v", 7, math.inf), "inc-1") is True
 
 
+def test_a_value_replaced_in_place_under_the_same_version_is_stale() -> None:
+    # A writer that bypassed the write script: no new version, another value.
+    assert judge(META, (7, digest("w")), ("v", 7, math.inf), "inc-1") is True
+    assert judge(META, (7, digest("v")), ("v", 7, math.inf), "inc-1") is False
+    # The node may hold a newer version than the store showed (it refilled after the check).
+    assert judge(META, (7, digest("v")), ("w", 9, math.inf), "inc-1") is False
+
+
 def test_a_deleted_key_makes_a_held_value_stale() -> None:
     # An absent key checks as the store's current sequence number, with an empty digest.
     assert judge(META, (100, ""), ("v", 7, math.inf), "inc-1") is True
@@ -256,6 +265,17 @@ def test_a_hit_on_a_write_the_node_never_heard_of_is_stale(
     assert (stats.sampled, stats.verified, stats.verified_stale) == (2, 2, 1)
     assert stats.stale_estimate == 0.5
     assert verifier_threads() == ["cachelab-verify-a"]
+
+
+def test_a_value_replaced_behind_cachelabs_back_is_stale(
+    make_node: NodeFactory, client: redis.Redis
+) -> None:
+    a = make_node("a", heartbeat=None, verify=Sampler(1.0, interval=0.001))
+    a.set("k", "old")
+    client.hset("{t}:k:k", "val", encode_value("new"))  # no new version, no message
+    assert a.get("k") == "old"
+    wait_for(lambda: a.stats.verified == 1, "the hit verified")
+    assert a.stats.verified_stale == 1
 
 
 @pytest.mark.parametrize(("strategy", "judged"), [("invalidate", 0), ("update", 1)])
@@ -418,6 +438,18 @@ def test_verified_at_the_hit_every_verdict_is_the_checkers(
     result = sim.run(ops=20_000)
     stale, hits = stale_hits(result.history)
     assert stale > 300
+    assert sampled(result.stats) == (stale, hits)
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update", "tracking"])
+@pytest.mark.parametrize("outside", ["script", "plain"])
+def test_outside_writers_are_judged_as_the_checker_judges_them(strategy: str, outside: str) -> None:
+    """30 % of writes from outside: cachelab's script without its message, or a plain write
+    that takes no version (values compared; the run's history numbers writes by value)."""
+    sim = Simulation(4, strategy, seed=7, verify=1.0, outside=outside, ttl=2.0, progress=False)
+    result = sim.run(workload=zipf(20_000, 4, external=0.3, seed=1))
+    stale, hits = stale_hits(result.history)
+    assert stale > 100
     assert sampled(result.stats) == (stale, hits)
 
 
