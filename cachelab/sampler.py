@@ -294,10 +294,13 @@ class VerifyThread:
     ``step`` verifies one batch (``CacheNode.verify_pending``). Nothing ends the thread
     but ``stop``: an exception from ``step`` (a Redis error, a timeout, a bug) is logged
     once per run of failures, without a traceback, and the thread backs off (doubling, up
-    to a second), then goes on.
+    to a second), then goes on. ``join()`` waits at most ``JOIN_LIMIT`` seconds: a round
+    trip stuck on a server that stopped answering (a client without ``socket_timeout``)
+    must not hang ``close()``; the daemon thread then ends when the call returns.
     """
 
     _MAX_BACKOFF = 1.0
+    JOIN_LIMIT = 5.0
 
     def __init__(self, step: Callable[[], int], interval: float, name: str) -> None:
         self._step = step
@@ -315,9 +318,17 @@ class VerifyThread:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end (unless it is the caller)."""
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        """Wait for the thread to end (unless it is the caller), ``JOIN_LIMIT`` at most."""
+        if not self._thread.is_alive() or self._thread is threading.current_thread():
+            return
+        self._thread.join(self.JOIN_LIMIT if timeout is None else timeout)
+        if timeout is None and self._thread.is_alive():
+            log.warning(
+                "%s: a verification round trip has not returned after %g s; the daemon "
+                "thread ends when it does",
+                self._thread.name,
+                self.JOIN_LIMIT,
+            )
 
     @property
     def alive(self) -> bool:

@@ -17,7 +17,7 @@ from cachelab import CacheNode, Cluster, TrackingNode
 from cachelab.check import stale_reads
 from cachelab.history import READ
 from cachelab.messages import ABSENT, encode_value, value_digest
-from cachelab.sampler import Sampler, judge
+from cachelab.sampler import Sampler, VerifyThread, judge
 from cachelab.sim import Network, Simulation
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.workloads import zipf
@@ -315,6 +315,32 @@ def test_close_joins_the_verifier_thread(client: redis.Redis) -> None:
     node.close()
     assert verifier_threads() == []
     node.close()  # idempotent
+
+
+def test_close_does_not_hang_on_a_round_trip_that_never_returns(
+    make_node: NodeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(VerifyThread, "JOIN_LIMIT", 0.01)
+    a = make_node("a", strategy="none", verify=Sampler(1.0, interval=0.001))
+    a.set("k", 1)
+    inside, release = threading.Event(), threading.Event()
+
+    def stuck(keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        inside.set()
+        release.wait()  # a server that stopped answering, and no socket timeout
+        raise redis.ConnectionError("the server went away")
+
+    a._store.check = stuck  # type: ignore[method-assign]
+    a.get("k")
+    assert inside.wait(10)
+    with caplog.at_level(logging.WARNING, logger="cachelab.sampler"):
+        a.close()  # returns: the thread is left to end by itself
+    assert verifier_threads() == ["cachelab-verify-a"]
+    assert "has not returned" in caplog.text
+    release.set()
+    wait_for(lambda: verifier_threads() == [], "the thread ends once the call returns")
 
 
 @pytest.mark.parametrize(
