@@ -43,7 +43,8 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.stats import NodeStats
-from cachelab.store import RedisStore, Store
+from cachelab.store import Meta, RedisStore, Store
+from cachelab.streambus import StreamBus
 
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 
@@ -68,7 +69,9 @@ class CacheNode:
     keys instead of flushing it. ``heartbeat`` is the interval of the subscription's
     liveness echo (None: off). ``secret`` authenticates every message of the namespace
     (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
-    and traces.
+    and traces. ``stream_maxlen`` is the cap of the namespace's stream (strategy
+    ``"stream"``, default 10,000 entries; a ``"none"`` node writing to a stream namespace
+    gives it too): every node of a namespace gives the same one.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class CacheNode:
         recorder: Recorder | None = None,
         events: EventHook | None = None,
         bus: Bus | None = None,
+        stream_maxlen: int | None = None,
     ) -> None:
         validate.name("name", name, 100)
         validate.name("namespace", namespace, _MAX_NAMESPACE)
@@ -125,7 +129,8 @@ class CacheNode:
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
         self._signer = _signer(r, secret, namespace)
-        self._store: Store = _store_for(r, namespace, self._signer)
+        maxlen = validate.stream_maxlen(stream_maxlen, self.strategy)
+        self._store: Store = _store_for(r, namespace, self._signer, maxlen)
         self._prefix = message_prefix(namespace, self.id)
         ordered = bool(getattr(bus, "ordered", True))
         self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
@@ -145,8 +150,11 @@ class CacheNode:
         if bus is None:
             if not isinstance(r, redis.Redis):
                 raise TypeError("a bus is required when the store is not a Redis client")
-            name = f"cachelab-bus-{self.name}"
-            bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
+            if isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
+                bus = StreamBus(r, self._store, name=f"cachelab-stream-{self.name}")
+            else:
+                name = f"cachelab-bus-{self.name}"
+                bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
         bus.start(self)
         return bus
 
@@ -379,11 +387,21 @@ class CacheNode:
         self._emit(events)
         self.repair()
 
-    def subscribed(self, first: bool) -> None:
-        """The bus is (re)subscribed: re-base on the store's meta, then repair suspects."""
-        meta = self._store.meta()
+    def subscribed(self, first: bool, meta: Meta | None = None) -> None:
+        """The bus is (re)subscribed: re-base on the store's meta (read now unless the bus
+        read it), then repair suspects."""
+        meta = self._store.meta() if meta is None else meta
         with self._lock:
             self._core.subscribed(first, meta)
+            events = self._core.take_events()
+        self._emit(events)
+        self.repair()
+
+    def replayed(self) -> None:
+        """The stream bus read on up to where the stream stood at its reconnect: trust again
+        what the blip held, or repair what a gap makes unsure."""
+        with self._lock:
+            self._core.replayed()
             events = self._core.take_events()
         self._emit(events)
         self.repair()
@@ -404,9 +422,11 @@ class CacheNode:
         self._store.mark(beat_channel, message_head(self._prefix, "beat", token, None))
 
     def synced(self, nonce: str) -> bool:
-        """Whether the sync marker ``nonce`` has reached this node (or it needs none)."""
+        """Whether the sync marker ``nonce`` has reached this node, and no repair is owed
+        (a marker read in a stream's replay may come before the gap's repair)."""
         core = self._core
-        return not self.strategy.subscribes or (core.coherent and core.synced == nonce)
+        settled = core.coherent and core.synced == nonce and not core.local.suspects
+        return not self.strategy.subscribes or settled
 
     def publish_sync(self, nonce: str) -> None:
         """Publish a sync marker; a node that has it has handled every earlier message."""
@@ -548,10 +568,12 @@ def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) 
     return None if chosen is None else Signer(chosen, namespace)
 
 
-def _store_for(r: redis.Redis | Store, namespace: str, signer: Signer | None) -> Store:
+def _store_for(
+    r: redis.Redis | Store, namespace: str, signer: Signer | None, stream_maxlen: int | None
+) -> Store:
     """The store behind ``r``: Redis through the Lua scripts, or a Store as it is."""
     if isinstance(r, redis.Redis):
-        return RedisStore(r, namespace, signer=signer)
+        return RedisStore(r, namespace, signer=signer, stream_maxlen=stream_maxlen)
     if all(callable(getattr(r, op, None)) for op in ("read", "write", "fill", "meta", "check")):
         return r
     raise TypeError(

@@ -273,7 +273,6 @@ _SCRIPTS = {
     "mark": _MARK,
     "position": _POSITION,
 }
-DEFAULT_STREAM_MAXLEN = 10_000
 
 
 class RedisStore:

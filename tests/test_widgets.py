@@ -11,11 +11,10 @@ import redis
 
 matplotlib.use("Agg")
 
-from cachelab.coherence import STRATEGIES
 from cachelab.sim.scenarios import CATALOGUE
 from cachelab.viz import ControlPanel, Event, TraceViewer, side_by_side, sim_panel
 from cachelab.viz.live import LiveCluster
-from cachelab.viz.panel import SAFEGUARDS
+from cachelab.viz.panel import LIVE_STRATEGIES, SAFEGUARDS
 from cachelab.viz.simulated import SimCluster
 
 PanelFactory = Callable[..., ControlPanel]
@@ -190,7 +189,8 @@ def test_node_slider_across_its_range(make_panel: PanelFactory) -> None:
 
 def test_strategy_and_safeguards_rebuild_the_nodes(make_panel: PanelFactory) -> None:
     panel = make_panel(nodes=2)
-    for name in STRATEGIES:
+    assert set(panel.strategy.options) == set(LIVE_STRATEGIES)
+    for name in panel.strategy.options:
         panel.strategy.value = name
         assert all(node.strategy.name == name for node in live(panel).nodes)
     panel.strategy.value = "invalidate"
