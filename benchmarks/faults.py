@@ -8,7 +8,9 @@ threads, injects one fault midway, heals it, then measures:
   whose value is not what Redis holds (the promise: 0);
 - **recovery**: seconds from the healing to ``settle()`` returning True;
 - **hit rate after**: one read of every key on every node after settling (repair keeps
-  what did not change warm; a flush would not).
+  what did not change warm; a flush would not);
+- **checks / replays**: the repair round trips the nodes made, and the stream replays
+  that spared them (strategy ``stream``).
 
 ``make faults`` runs it all (a few minutes); ``python -m benchmarks.faults --quick`` one
 strategy and a few faults; the tests run single cells on small workloads.
@@ -29,14 +31,15 @@ from typing import Any, cast
 import redis
 
 import cachelab
-from cachelab import CacheNode, Cluster, messages
+from cachelab import CacheNode, Cluster, messages, validate
 from cachelab.check import check
+from cachelab.coherence import strategy_for
 from cachelab.messages import decode_value
 from cachelab.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.store import RedisStore
 
 KEYS = [f"k{i}" for i in range(30)]
-STRATEGIES = ("none", "invalidate", "update")
+STRATEGIES = ("none", "invalidate", "update", "stream")
 _ERRORS = (redis.RedisError, OSError)
 
 
@@ -59,11 +62,25 @@ class Cell:
     cluster: Cluster
     admin: redis.Redis
     namespace: str
+    strategy: str = "invalidate"
     errors: int = 0
+
+    def store(self) -> RedisStore:
+        """The namespace's store as an outsider with the cluster's settings sees it."""
+        cap = validate.stream_maxlen(None, strategy_for(self.strategy))
+        return RedisStore(self.admin, self.namespace, stream_maxlen=cap)
+
+    def send(self, raw: bytes) -> None:
+        """Put raw bytes where the nodes listen: the channel, or the stream."""
+        store = self.store()
+        if store.stream_maxlen is None:
+            self.admin.publish(store.channel, raw)
+        else:
+            self.admin.xadd(store.stream_key, {"m": raw})
 
     def write_burst(self, count: int, size: int) -> None:
         """Queue ``count`` real writes of ``size``-byte values in one pipeline."""
-        store = RedisStore(self.admin, self.namespace)
+        store = self.store()
         pipe = self.admin.pipeline(transaction=False)
         prefix = messages.message_prefix(self.namespace, "burst#0")
         for i in range(count):
@@ -89,12 +106,21 @@ class Result:
     errors: int
     notes: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def checks(self) -> str:
+        """Repair round trips, then stream replays."""
+        return f"{self.notes.get('repair_checks', 0)} / {self.notes.get('replays', 0)}"
+
 
 # -- the faults ---------------------------------------------------------------------------
 
 
 def _kill_pubsub(cell: Cell) -> None:
     cell.admin.client_kill_filter(_type="pubsub")
+    for client in cell.admin.client_list():
+        if client.get("name", "").startswith("cachelab-stream-"):  # the stream's readers
+            with suppress(redis.ResponseError):
+                cell.admin.client_kill_filter(_id=client["id"])
 
 
 def _kill_normal(cell: Cell) -> None:
@@ -145,7 +171,7 @@ def _evict(cell: Cell) -> None:
     used = int(cell.admin.info("memory")["used_memory"])
     cell.admin.config_set("maxmemory-policy", "allkeys-random")
     cell.admin.config_set("maxmemory", str(used + 16_384))
-    store = RedisStore(cell.admin, cell.namespace)
+    store = cell.store()
     for i in range(200):  # one at a time: a pipeline's buffer alone would pass the limit
         with suppress(redis.ResponseError):
             store.write("set", KEYS[i % len(KEYS)], messages.encode_value("x" * 400), None)
@@ -162,23 +188,26 @@ def _output_buffer(cell: Cell) -> None:
 
 def _forged(cell: Cell) -> None:
     """Well-formed messages no write made: at the current number, the next one, far ahead."""
-    store = RedisStore(cell.admin, cell.namespace)
-    meta = store.meta()
+    meta = cell.store().meta()
     for seq in (meta.seq, meta.seq + 1, meta.seq + 10**9):
         for key in KEYS[:5]:
             msg = messages.Message(cell.namespace, "set", key, "intruder#1", seq, "evil", meta.inc)
-            cell.admin.publish(store.channel, messages.encode(msg))
+            cell.send(messages.encode(msg))
 
 
 def _oversized(cell: Cell) -> None:
     """A message over the 1 MiB limit on the channel, and a value too big to ride along."""
-    cell.admin.publish(RedisStore(cell.admin, cell.namespace).channel, b"x" * (2 << 20))
+    cell.send(b"x" * (2 << 20))
     cell.cluster.nodes[0].set(KEYS[0], "y" * (1 << 20))
 
 
 _TTL = "bounded by the TTL backstop (`ttl=`) or the key's next write"
 FAULTS = [
-    Fault("kill-pubsub", "CLIENT KILL TYPE pubsub", _kill_pubsub),
+    Fault(
+        "kill-pubsub",
+        "CLIENT KILL TYPE pubsub, and CLIENT KILL ID of every stream reader",
+        _kill_pubsub,
+    ),
     Fault("kill-data", "CLIENT KILL TYPE normal (the nodes' data connections)", _kill_normal),
     Fault("client-pause", "CLIENT PAUSE 600 ms (ALL)", _client_pause),
     Fault("debug-sleep", "DEBUG SLEEP 0.6 s (commands time out after 0.5 s)", _debug_sleep),
@@ -199,9 +228,17 @@ FAULTS = [
         _evict,
         by_design="a value hash evicted by `maxmemory` publishes nothing: " + _TTL,
     ),
-    Fault("output-buffer", "a 4 KiB pub/sub output buffer, then a burst", _output_buffer),
-    Fault("forged", "forged update messages (current, next and far numbers)", _forged),
-    Fault("oversized", "a 2 MiB message, and a 1 MiB value", _oversized),
+    Fault(
+        "output-buffer",
+        "a 4 KiB pub/sub output buffer, then a burst (a stream reader's replies are not pub/sub)",
+        _output_buffer,
+    ),
+    Fault(
+        "forged",
+        "forged update messages (current, next and far numbers), on the channel or the stream",
+        _forged,
+    ),
+    Fault("oversized", "a 2 MiB message (on the channel or the stream), a 1 MiB value", _oversized),
 ]
 _NONE_WHY = "strategy `none` never listens: " + _TTL
 
@@ -219,7 +256,7 @@ def run_cell(
         options: dict[str, Any] = {"heartbeat": 0.2}
         try:
             with Cluster(3, client=client, strategy=strategy, record=True, **options) as cluster:
-                cell = Cell(server, cluster, admin, cluster.namespace)
+                cell = Cell(server, cluster, admin, cluster.namespace, strategy)
                 with _workload(cell, seconds):
                     time.sleep(fault_at)
                     fault.inject(cell)
@@ -271,7 +308,7 @@ def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float
     )
     hits = _hit_rate(cell.cluster.nodes)
     report = check(cell.cluster.history)
-    forged = sum(n.stats.messages_forged for n in cell.cluster.nodes)
+    stats = [n.stats for n in cell.cluster.nodes]
     return Result(
         kind,
         strategy,
@@ -282,13 +319,16 @@ def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float
         recovery,
         hits,
         cell.errors,
-        {"forged": forged, "resets": sum(n.stats.resets for n in cell.cluster.nodes)},
+        {
+            name: sum(getattr(s, name) for s in stats)
+            for name in ("messages_forged", "resets", "repair_checks", "replays")
+        },
     )
 
 
 def _redis_values(cell: Cell) -> dict[str, Any]:
     """What Redis holds now, key by key (absent keys are left out)."""
-    store = RedisStore(cell.admin, cell.namespace)
+    store = cell.store()
     values = {}
     for key in KEYS:
         encoded = store.read(key).value
@@ -325,17 +365,20 @@ def markdown(results: list[Result], kinds: dict[Kind, str]) -> str:
         "write and its message's arrival counts too). **Stale after settle**: entries some node "
         "holds after `Cluster.settle()` returned whose value Redis no longer holds; the promise "
         "is 0. **Recovery**: from the healing to `settle()` returning. **Hits after**: one read "
-        "of every key on every node, after settling.",
+        "of every key on every node, after settling. **Checks / replays**: the repair round "
+        "trips of the three nodes over the run, and the stream replays (strategy `stream`: a "
+        "reconnect reads on from the last entry id, and costs no check unless the stream was "
+        "trimmed past it).",
         "",
         "| server | fault | strategy | stale reads | stale after settle | recovery | hits after |"
-        " errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        " checks / replays | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         recovery = f"{r.recovery * 1000:.0f} ms" if r.recovery != float("inf") else "never"
         lines.append(
             f"| {r.kind} | {r.fault} | {r.strategy} | {r.stale_reads} of {r.reads} "
-            f"| **{r.stale_after}** | {recovery} | {r.hit_after:.0%} | {r.errors} |"
+            f"| **{r.stale_after}** | {recovery} | {r.hit_after:.0%} | {r.checks} | {r.errors} |"
         )
     lines += ["", "## The faults", ""]
     lines += [f"- **{f.name}**: {f.what}." for f in FAULTS]

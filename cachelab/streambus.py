@@ -142,6 +142,7 @@ class StreamBus(ListenerThread):
         if reader is None:
             return
         try:
+            reader.close()
             reader.connection_pool.disconnect()
         except Exception:  # the connection may already be gone
             log.debug("closing the reader of %s failed", self.name, exc_info=True)
@@ -149,15 +150,20 @@ class StreamBus(ListenerThread):
 
 def _reader(client: redis.Redis, name: str, timeout: float) -> redis.Redis:
     """A client of the same server with one connection of its own: named ``name`` (for
-    CLIENT LIST), timing out after ``timeout`` seconds, and retrying nothing itself."""
+    CLIENT LIST), timing out after ``timeout`` seconds, and retrying nothing itself.
+
+    One connection held for good (``single_connection_client``), not one taken from a pool
+    per command: a pool would replace a killed idle connection unseen. That would lose
+    nothing here (the next XREAD reads from the last id all the same), but the bus reports
+    every loss of its connection, so the node's counters and trace tell the truth.
+    """
     pool = client.connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _POOL_OWNED}
     kwargs.update(
         socket_timeout=timeout, client_name=_client_name(name), retry=Retry(NoBackoff(), 0)
     )
-    return redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-    )
+    own = redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=own, single_connection_client=True)
 
 
 def _client_name(name: str) -> str:
