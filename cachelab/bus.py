@@ -135,7 +135,8 @@ class ListenerThread:
 
     Nothing can end the thread: a server error is a lost connection (the listener is told,
     the thread waits a backoff that doubles up to ``max_backoff``, then connects again); any
-    other exception is logged and treated the same. Should the thread end anyway
+    other exception is logged and treated the same (the first wait is ``backoff``, by
+    default ``poll``). Should the thread end anyway
     (``SystemExit`` and the like), it tells the listener first, and never prints a stack on
     stderr. ``start()`` returns once the first connection is up (``_started``), or raises;
     ``stop()`` asks, and the thread notices within ``poll`` seconds; ``join()`` waits. A
@@ -144,10 +145,17 @@ class ListenerThread:
     """
 
     def __init__(
-        self, name: str, poll: float, max_backoff: float, start_timeout: float, target: str
+        self,
+        name: str,
+        poll: float,
+        max_backoff: float,
+        start_timeout: float,
+        target: str,
+        backoff: float | None = None,
     ) -> None:
         self.name = name
         self.poll = poll
+        self.backoff = poll if backoff is None else backoff
         self.max_backoff = max_backoff
         self.start_timeout = start_timeout
         self._target = target  # what a failed start could not do, in its error
@@ -204,11 +212,11 @@ class ListenerThread:
 
     def _serve(self) -> None:
         """Step, and connect again after any failure, until stopped."""
-        backoff = self.poll
+        backoff = self.backoff
         while not self._stop.is_set():
             try:
                 self._step()
-                backoff = self.poll
+                backoff = self.backoff
             except _SERVER_ERRORS as exc:
                 self._lost(exc)
                 self._stop.wait(backoff)

@@ -87,13 +87,15 @@ class StreamBus(ListenerThread):
         block: float = 0.1,
         batch: int = 128,
         grace: float = 1.0,
+        backoff: float = 0.01,
         max_backoff: float = 1.0,
         start_timeout: float = 10.0,
     ) -> None:
         if not block > 0 or not grace > 0 or type(batch) is not int or batch < 1:
             raise ValueError("block and grace must be positive seconds, batch a positive int")
         key = store.stream_key
-        super().__init__(name, block, max_backoff, start_timeout, f"read the stream {key!r}")
+        target = f"read the stream {key!r}"
+        super().__init__(name, block, max_backoff, start_timeout, target, backoff)
         self.client = client
         self.store = store
         self.key = key
