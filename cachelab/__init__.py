@@ -7,6 +7,7 @@ from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
+from cachelab.store import TransportMismatch
 
 __all__ = [
     "ABSENT",
@@ -22,6 +23,7 @@ __all__ = [
     "NodeStats",
     "ReentrantLoad",
     "Strategy",
+    "TransportMismatch",
     "connect",
 ]
 __version__ = "0.1.0"

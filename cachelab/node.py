@@ -67,11 +67,11 @@ class CacheNode:
     incarnation) and ``reconnect_flush`` (stop trusting the cache while the subscription
     is down). ``repair`` revalidates what may be stale in batches of ``repair_batch``
     keys instead of flushing it. ``heartbeat`` is the interval of the subscription's
-    liveness echo (None: off; a stream reader needs none). ``secret`` authenticates every message of the namespace
-    (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
-    and traces. ``stream_maxlen`` is the cap of the namespace's stream (strategy
-    ``"stream"``, default 10,000 entries; a ``"none"`` node writing to a stream namespace
-    gives it too): every node of a namespace gives the same one.
+    liveness echo (None: off; a stream reader needs none). ``secret`` authenticates every
+    message of the namespace (every node needs the same one). ``recorder`` and ``events``
+    are hooks for histories and traces. ``stream_maxlen`` is the cap of the namespace's
+    stream (strategy ``"stream"``, default 10,000 entries; a ``"none"`` node writing to a
+    stream namespace gives it too): every node of a namespace gives the same one.
     """
 
     def __init__(

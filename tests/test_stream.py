@@ -192,6 +192,26 @@ def test_a_blip_is_replayed_with_no_flush_and_no_repair(
     assert stale(client, b) == []
 
 
+def test_without_reconnect_flush_the_blip_serves_old_values_until_the_replay(
+    client: redis.Redis, make_node: NodeFactory
+) -> None:
+    gate = Gate("disconnect")
+    a = make_node("a", strategy="stream")
+    b = make_node("b", strategy="stream", events=gate, reconnect_flush=False)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    settle(a, b)
+    gate.arm()
+    kill_reader(client, b)
+    gate.wait()
+    a.set("k", "new")
+    assert b.get("k") == "old"  # the switch off: b serves what it cannot vouch for
+    gate.release()
+    settle(a, b)
+    assert b.get("k") == "new"  # yet the replay still brings what it missed
+    assert (b.stats.replays, b.stats.repair_checks, b.stats.flushes) == (1, 0, 0)
+
+
 def test_a_write_without_a_message_during_a_blip_is_a_gap_at_the_replay(
     client: redis.Redis, make_node: NodeFactory
 ) -> None:
