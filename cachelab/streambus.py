@@ -112,15 +112,21 @@ class StreamBus(ListenerThread):
         """Connect if need be, then hand on one batch of entries (waiting ``block`` at most)."""
         if self._reader is None:
             self._connect()
+            self._caught_up()  # nothing missed: the node need not wait a block to hear so
         assert self._reader is not None and self._listener is not None
         reply = self._reader.xread({self.key: self.last_id}, count=self.batch, block=self.block_ms)
         for entry_id, fields in _entries(reply):
             self.last_id = _text(entry_id)  # before the node sees it: read once, whatever
             self._listener.receive(_message(fields))  # happens (a lost answer: node repairs)
+        self._caught_up()
+        self._maintain()
+
+    def _caught_up(self) -> None:
+        """After a reconnect, once past the stream's end at that moment: tell the node."""
         if self._until is not None and _parse_id(self.last_id) >= self._until:
             self._until = None
+            assert self._listener is not None
             self._listener.replayed()
-        self._maintain()
 
     def _connect(self) -> None:
         """A reader connection, the position, and the node told where it stands."""
