@@ -8,7 +8,9 @@ threads, injects one fault midway, heals it, then measures:
   whose value is not what Redis holds (the promise: 0);
 - **recovery**: seconds from the healing to ``settle()`` returning True;
 - **hit rate after**: one read of every key on every node after settling (repair keeps
-  what did not change warm; a flush would not).
+  what did not change warm; a flush would not);
+- **checks / replays**: the repair round trips the nodes made, and the stream replays
+  that spared them (strategy ``stream``).
 
 ``make faults`` runs it all (a few minutes); ``python -m benchmarks.faults --quick`` one
 strategy and a few faults; the tests run single cells on small workloads.
@@ -30,15 +32,16 @@ from typing import Any, cast
 import redis
 
 import cachelab
-from cachelab import CacheNode, Cluster, messages
+from cachelab import CacheNode, Cluster, messages, validate
 from cachelab.check import check
+from cachelab.coherence import strategy_for
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import decode_value
 from cachelab.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.store import RedisStore
 
 KEYS = [f"k{i}" for i in range(30)]
-STRATEGIES = ("none", "invalidate", "update", "tracking")
+STRATEGIES = ("none", "invalidate", "update", "stream", "tracking")
 _ERRORS = (redis.RedisError, OSError)
 
 
@@ -62,6 +65,7 @@ class Cell:
     cluster: Cluster
     admin: redis.Redis
     namespace: str
+    strategy: str = "invalidate"
     end: float = 0.0  # when the workload stops
     errors: int = 0
     history: list[Op] = field(default_factory=list)  # tracking's own (values are versions)
@@ -70,11 +74,24 @@ class Cell:
     @property
     def tracking(self) -> bool:
         """Whether the nodes run strategy "tracking" (plain keys, no versions)."""
-        return self.cluster.nodes[0].strategy.name == "tracking"
+        return self.strategy == "tracking"
+
+    def store(self) -> RedisStore:
+        """The namespace's store as an outsider with the cluster's settings sees it."""
+        cap = validate.stream_maxlen(None, strategy_for(self.strategy))
+        return RedisStore(self.admin, self.namespace, stream_maxlen=cap)
+
+    def send(self, raw: bytes) -> None:
+        """Put raw bytes where the nodes listen: the channel, or the stream."""
+        store = self.store()
+        if store.stream_maxlen is None:
+            self.admin.publish(store.channel, raw)
+        else:
+            self.admin.xadd(store.stream_key, {"m": raw})
 
     def write_burst(self, count: int, size: int) -> None:
         """Queue ``count`` real writes of ``size``-byte values in one pipeline."""
-        store = RedisStore(self.admin, self.namespace)
+        store = self.store()
         pipe = self.admin.pipeline(transaction=False)
         prefix = messages.message_prefix(self.namespace, "burst#0")
         for i in range(count):
@@ -101,12 +118,21 @@ class Result:
     notes: dict[str, int] = field(default_factory=dict)
     stale_after_ttl: int | None = None  # for a fault with a TTL: once it has passed
 
+    @property
+    def checks(self) -> str:
+        """Repair round trips, then stream replays."""
+        return f"{self.notes.get('repair_checks', 0)} / {self.notes.get('replays', 0)}"
+
 
 # -- the faults ---------------------------------------------------------------------------
 
 
 def _kill_pubsub(cell: Cell) -> None:
     cell.admin.client_kill_filter(_type="pubsub")
+    for client in cell.admin.client_list():
+        if client.get("name", "").startswith("cachelab-stream-"):  # the stream's readers
+            with suppress(redis.ResponseError):
+                cell.admin.client_kill_filter(_id=client["id"])
 
 
 def _kill_normal(cell: Cell) -> None:
@@ -157,7 +183,7 @@ def _evict(cell: Cell) -> None:
     used = int(cell.admin.info("memory")["used_memory"])
     cell.admin.config_set("maxmemory-policy", "allkeys-random")
     cell.admin.config_set("maxmemory", str(used + 16_384))
-    store = RedisStore(cell.admin, cell.namespace)
+    store = cell.store()
     for i in range(200):  # one at a time: a pipeline's buffer alone would pass the limit
         with suppress(redis.ResponseError):
             store.write("set", KEYS[i % len(KEYS)], messages.encode_value("x" * 400), None)
@@ -174,12 +200,11 @@ def _output_buffer(cell: Cell) -> None:
 
 def _forged(cell: Cell) -> None:
     """Well-formed messages no write made: at the current number, the next one, far ahead."""
-    store = RedisStore(cell.admin, cell.namespace)
-    meta = store.meta()
+    meta = cell.store().meta()
     for seq in (meta.seq, meta.seq + 1, meta.seq + 10**9):
         for key in KEYS[:5]:
             msg = messages.Message(cell.namespace, "set", key, "intruder#1", seq, "evil", meta.inc)
-            cell.admin.publish(store.channel, messages.encode(msg))
+            cell.send(messages.encode(msg))
 
 
 def _outside_write(cell: Cell) -> None:
@@ -201,13 +226,17 @@ def _outside_write(cell: Cell) -> None:
 
 def _oversized(cell: Cell) -> None:
     """A message over the 1 MiB limit on the channel, and a value too big to ride along."""
-    cell.admin.publish(RedisStore(cell.admin, cell.namespace).channel, b"x" * (2 << 20))
+    cell.send(b"x" * (2 << 20))
     cell.cluster.nodes[0].set(KEYS[0], "y" * (1 << 20))
 
 
 _TTL = "bounded by the TTL backstop (`ttl=`) or the key's next write"
 FAULTS = [
-    Fault("kill-pubsub", "CLIENT KILL TYPE pubsub", _kill_pubsub),
+    Fault(
+        "kill-pubsub",
+        "CLIENT KILL TYPE pubsub, and CLIENT KILL ID of every stream reader",
+        _kill_pubsub,
+    ),
     Fault("kill-data", "CLIENT KILL TYPE normal (the nodes' data connections)", _kill_normal),
     Fault("client-pause", "CLIENT PAUSE 600 ms (ALL)", _client_pause),
     Fault("debug-sleep", "DEBUG SLEEP 0.6 s (commands time out after 0.5 s)", _debug_sleep),
@@ -228,9 +257,17 @@ FAULTS = [
         _evict,
         by_design="a value hash evicted by `maxmemory` publishes nothing: " + _TTL,
     ),
-    Fault("output-buffer", "a 4 KiB pub/sub output buffer, then a burst", _output_buffer),
-    Fault("forged", "forged update messages (current, next and far numbers)", _forged),
-    Fault("oversized", "a 2 MiB message, and a 1 MiB value", _oversized),
+    Fault(
+        "output-buffer",
+        "a 4 KiB pub/sub output buffer, then a burst (a stream reader's replies are not pub/sub)",
+        _output_buffer,
+    ),
+    Fault(
+        "forged",
+        "forged update messages (current, next and far numbers), on the channel or the stream",
+        _forged,
+    ),
+    Fault("oversized", "a 2 MiB message (on the channel or the stream), a 1 MiB value", _oversized),
     Fault(
         "outside-write",
         "after the workload, every key rewritten outside cachelab and its scripts, telling no "
@@ -258,7 +295,8 @@ def run_cell(
         record = strategy != "tracking"
         try:
             with Cluster(3, client=client, strategy=strategy, record=record, **options) as cluster:
-                cell = Cell(server, cluster, admin, cluster.namespace, time.monotonic() + seconds)
+                end = time.monotonic() + seconds
+                cell = Cell(server, cluster, admin, cluster.namespace, strategy, end)
                 with _workload(cell, seconds):
                     time.sleep(fault_at)
                     fault.inject(cell)
@@ -325,7 +363,7 @@ def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float
         stale_after_ttl = _stale_entries(cell)
     hits = _hit_rate(cell.cluster.nodes)
     report = check(cell.history if cell.tracking else cell.cluster.history)
-    forged = sum(n.stats.messages_forged for n in cell.cluster.nodes)
+    stats = [n.stats for n in cell.cluster.nodes]
     return Result(
         kind,
         strategy,
@@ -336,7 +374,10 @@ def _measure(kind: str, strategy: str, fault: Fault, cell: Cell, recovery: float
         recovery,
         hits,
         cell.errors,
-        {"forged": forged, "resets": sum(n.stats.resets for n in cell.cluster.nodes)},
+        {
+            name: sum(getattr(s, name) for s in stats)
+            for name in ("messages_forged", "resets", "repair_checks", "replays")
+        },
         stale_after_ttl,
     )
 
@@ -355,7 +396,7 @@ def _redis_values(cell: Cell) -> dict[str, Any]:
     """What Redis holds now, key by key (absent keys are left out)."""
     if cell.tracking:
         return {key: value for key in KEYS if (value := cell.admin.get(key)) is not None}
-    store = RedisStore(cell.admin, cell.namespace)
+    store = cell.store()
     values = {}
     for key in KEYS:
         encoded = store.read(key).value
@@ -394,18 +435,22 @@ def markdown(results: list[Result], kinds: dict[Kind, str]) -> str:
         "promise is 0. **After ttl**: the same, once the nodes' TTL has passed (faults that "
         "set one). Strategy `tracking` caches plain keys (each value its own version for the "
         "checker). **Recovery**: from the healing to `settle()` returning. **Hits after**: one "
-        "read of every key on every node, after settling.",
+        "read of every key on every node, after settling. **Checks / replays**: the repair round "
+        "trips of the three nodes over the run, and the stream replays (strategy `stream`: a "
+        "reconnect reads on from the last entry id, and costs no check unless the stream was "
+        "trimmed past it).",
         "",
         "| server | fault | strategy | stale reads | stale after settle | after ttl | recovery "
-        "| hits after | errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| hits after | checks / replays | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         recovery = f"{r.recovery * 1000:.0f} ms" if r.recovery != float("inf") else "never"
         after_ttl = "" if r.stale_after_ttl is None else f"**{r.stale_after_ttl}**"
         lines.append(
             f"| {r.kind} | {r.fault} | {r.strategy} | {r.stale_reads} of {r.reads} "
-            f"| **{r.stale_after}** | {after_ttl} | {recovery} | {r.hit_after:.0%} | {r.errors} |"
+            f"| **{r.stale_after}** | {after_ttl} | {recovery} | {r.hit_after:.0%} | {r.checks} "
+            f"| {r.errors} |"
         )
     lines += ["", "## The faults", ""]
     lines += [f"- **{f.name}**: {f.what}." for f in FAULTS]

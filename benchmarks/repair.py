@@ -1,13 +1,15 @@
-"""Flush against repair, on a real redis-server: one ``CLIENT KILL TYPE pubsub``.
+"""Flush against repair against a stream replay, on a real redis-server: one blip.
 
 A reader node holds 10,000 warm entries and reads them in a loop from two threads;
 a writer node changes a few keys a second. At ``t = 0`` the server kills every pub/sub
-connection. The figures, per mode, all from one run:
+connection (on the stream strategy: each stream reader's connection, by CLIENT KILL ID).
+The figures, per mode, all from one run:
 
 - the reader's hit rate in the first 100 ms and the first 1 s after the kill, and in
   the second after that;
 - the round trips its recovery cost: repair checks (each up to ``repair_batch`` keys),
-  or, after a flush, the reloads a cold cache needs;
+  or, after a flush, the reloads a cold cache needs; on the stream, the entries the
+  replay trusted again with no round trip (``restored``);
 - stale reads over the whole run, counted by the checker on the recorded history, split
   at the kill: a read that starts between a write and its message's arrival is stale by
   the checker's definition, kill or no kill.
@@ -46,6 +48,7 @@ class Recovery:
     cold_ms: int
     repair_checks: int
     keys_checked: int
+    restored: int
     reloads: int
     stale_before: int
     stale_after: int
@@ -53,9 +56,16 @@ class Recovery:
     reads: int
 
 
-def run(client: redis.Redis, repair: bool) -> Recovery:
-    """Warm, read around a kill of every subscription, and measure."""
-    with Cluster(2, client=client, record=True, repair=repair, max_entries=ENTRIES) as cluster:
+def run(client: redis.Redis, mode: str) -> Recovery:
+    """Warm, read around a kill of every subscription, and measure.
+
+    ``mode``: ``flush`` (pub/sub, repair=False), ``repair`` (pub/sub) or ``stream``.
+    """
+    strategy = "stream" if mode == "stream" else "invalidate"
+    repair = mode != "flush"
+    with Cluster(
+        2, client=client, strategy=strategy, record=True, repair=repair, max_entries=ENTRIES
+    ) as cluster:
         reader, writer = cluster.nodes
         keys = [f"k{i}" for i in range(ENTRIES)]
         for key in keys:
@@ -68,7 +78,7 @@ def run(client: redis.Redis, repair: bool) -> Recovery:
         assert cluster.settle(timeout=30)
         after = reader.stats
         history = cluster.history
-    return _measure("repair" if repair else "flush", history, kill_at, before, after)
+    return _measure(mode, history, kill_at, before, after)
 
 
 def _read_around_a_kill(
@@ -94,6 +104,9 @@ def _read_around_a_kill(
     time.sleep(BEFORE)
     kill_at = time.monotonic()
     client.client_kill_filter(_type="pubsub")
+    for listener in client.client_list():
+        if listener.get("name", "").startswith("cachelab-stream-"):
+            client.client_kill_filter(_id=listener["id"])
     time.sleep(AFTER)
     stop.set()
     for thread in threads:
@@ -122,6 +135,7 @@ def _measure(
         cold_ms=sum(10 for i in range(100) if hit_rate(i / 100, (i + 1) / 100) < 0.5),
         repair_checks=a.repair_checks - b.repair_checks,
         keys_checked=a.suspected - b.suspected,
+        restored=a.restored - b.restored,
         reloads=a.misses - b.misses,
         stale_before=sum(op.start < kill_at for op in stale),
         stale_after=sum(op.start >= kill_at for op in stale),
@@ -131,22 +145,24 @@ def _measure(
 
 
 def main() -> None:
-    """Both modes on one throwaway redis-server, flush first."""
+    """Every mode on one throwaway redis-server: flush, repair, stream."""
     with ServerProcess("redis") as server, server.client() as client:
-        results = [run(client, repair=False), run(client, repair=True)]
-    print(f"one CLIENT KILL TYPE pubsub; a reader with {ENTRIES} warm entries, {READERS} threads")
+        results = [run(client, mode) for mode in ("flush", "repair", "stream")]
+    print(f"one blip (CLIENT KILL); a reader with {ENTRIES} warm entries, {READERS} threads")
     print(
         f"{'mode':<8}{'hit 0-100ms':>12}{'hit 0-1s':>10}{'hit 1-2s':>10}{'cold ms':>9}"
-        f"{'checks':>8}{'keys':>7}{'misses':>8}{'stale before/after':>20}{'max':>9}{'reads':>9}"
+        f"{'checks':>8}{'keys':>7}{'restored':>9}{'misses':>8}{'stale before/after':>20}"
+        f"{'max':>9}{'reads':>9}"
     )
     for r in results:
         stale = f"{r.stale_before}/{r.stale_after}"
         print(
             f"{r.mode:<8}{r.hit_100ms:>12.1%}{r.hit_1s:>10.1%}{r.hit_next_1s:>10.1%}"
-            f"{r.cold_ms:>9}{r.repair_checks:>8}{r.keys_checked:>7}{r.reloads:>8}"
+            f"{r.cold_ms:>9}{r.repair_checks:>8}{r.keys_checked:>7}{r.restored:>9}{r.reloads:>8}"
             f"{stale:>20}{r.staleness_max * 1e3:>7.1f}ms{r.reads:>9}"
         )
     print("cold ms: 10 ms windows after the kill with under half the reads hits")
+    print("keys: entries made suspect (held, on the stream); restored: trusted again by a replay")
     print("stale: reads the checker finds stale before and after the kill (max staleness)")
 
 

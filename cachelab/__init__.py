@@ -7,6 +7,7 @@ from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
+from cachelab.store import TransportMismatch
 from cachelab.tracking import TrackingNode
 from cachelab.tracking_redis import TrackingUnsupported
 
@@ -26,6 +27,7 @@ __all__ = [
     "TrackingNode",
     "TrackingUnsupported",
     "Strategy",
+    "TransportMismatch",
     "connect",
 ]
 __version__ = "0.1.0"

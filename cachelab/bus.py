@@ -10,7 +10,8 @@ hiredis race that prints "Exception in thread" at shutdown.
 
 Nothing the listener does can end the thread: an exception from it is logged and
 treated as a lost subscription (the node stops trusting its cache, then resubscribes
-and repairs). Should the thread end anyway, it tells the node first.
+and repairs). Should the thread end anyway, it tells the node first. These rules live
+once, in ``ListenerThread``; ``streambus.StreamBus`` keeps them too.
 """
 
 from __future__ import annotations
@@ -135,7 +136,129 @@ class Heartbeat:
         return True
 
 
-class RedisBus:
+class ListenerThread:
+    """One daemon thread serving a listener: the rules every bus of a node keeps.
+
+    Nothing can end the thread: a server error is a lost connection (the listener is told,
+    the thread waits a backoff that doubles up to ``max_backoff``, then connects again); any
+    other exception is logged and treated the same (the first wait is ``backoff``, by
+    default ``poll``). Should the thread end anyway
+    (``SystemExit`` and the like), it tells the listener first, and never prints a stack on
+    stderr. ``start()`` returns once the first connection is up (``_started``), or raises;
+    ``stop()`` asks, and the thread notices within ``poll`` seconds; ``join()`` waits. A
+    subclass says how to connect and read (``_step``) and how to drop its connection
+    (``_drop``); both run on the thread alone.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        poll: float,
+        max_backoff: float,
+        start_timeout: float,
+        target: str,
+        backoff: float | None = None,
+    ) -> None:
+        self.name = name
+        self.poll = poll
+        self.backoff = poll if backoff is None else backoff
+        self.max_backoff = max_backoff
+        self.start_timeout = start_timeout
+        self._target = target  # what a failed start could not do, in its error
+        self._stop = threading.Event()
+        self._ready = threading.Event()  # set once the first attempt succeeded or failed
+        self._start_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: Any = None
+
+    def start(self, listener: Any) -> None:
+        """Start the thread and wait for the first connection."""
+        if self._thread is not None:
+            raise RuntimeError("bus already started")
+        self._listener = listener
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout) or self._start_error is not None:
+            self.stop()
+            self.join()
+            reason = self._start_error or "timed out"
+            raise redis.ConnectionError(f"could not {self._target}: {reason}")
+
+    def stop(self) -> None:
+        """Ask the thread to stop; it notices within ``poll`` seconds."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to finish."""
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _step(self) -> None:
+        """Connect if need be, then read and hand on what came (at most ``poll`` seconds)."""
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        """Close the connection, if any; errors no longer matter."""
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """The first connection is up: ``start()`` may return."""
+        self._ready.set()
+
+    def _run(self) -> None:
+        """Serve the listener; should the thread end unbidden, tell it first."""
+        try:
+            self._serve()
+        except BaseException:  # SystemExit and the like: end, but never as a stack on stderr
+            log.exception("the listener thread %s is ending", self.name)
+        finally:
+            if not self._stop.is_set():
+                self._tell_disconnected()
+            self._drop()
+
+    def _serve(self) -> None:
+        """Step, and connect again after any failure, until stopped."""
+        backoff = self.backoff
+        while not self._stop.is_set():
+            try:
+                self._step()
+                backoff = self.backoff
+            except _SERVER_ERRORS as exc:
+                self._lost(exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:  # a listener must never die; log and start over
+                log.exception("unexpected error in %s", self.name)
+                self._lost(None)
+                self._stop.wait(backoff)
+
+    def _maintain(self) -> None:
+        """Let the listener do owed work between messages."""
+        if self._listener is not None and self._ready.is_set():
+            self._listener.maintain()
+
+    def _lost(self, exc: BaseException | None) -> None:
+        """Report the connection down and drop it."""
+        if not self._ready.is_set():  # the very first connection failed: start() reports it
+            self._start_error = exc or RuntimeError("unexpected error while connecting")
+            self._ready.set()
+            self._stop.set()
+        if exc is not None:
+            log.info("%s lost its connection: %s", self.name, exc)
+        self._tell_disconnected()
+        self._drop()
+
+    def _tell_disconnected(self) -> None:
+        """Tell the listener it can no longer trust what it heard; it must not stop us."""
+        if self._listener is None:
+            return
+        try:
+            self._listener.disconnected()
+        except Exception:
+            log.exception("%s: the listener failed to take a disconnection", self.name)
+
+
+class RedisBus(ListenerThread):
     """A pub/sub subscription served by one daemon thread, with a heartbeat."""
 
     ordered = True  # one connection: Redis delivers in publish order, each message once
@@ -151,76 +274,23 @@ class RedisBus:
         max_backoff: float = 1.0,
         start_timeout: float = 10.0,
     ) -> None:
+        super().__init__(name, poll, max_backoff, start_timeout, f"subscribe to {channel!r}")
         self.client = client
         self.channel = channel
         self.beat_channel = f"{channel}:beat:{secrets.token_hex(6)}"
-        self.name = name
-        self.poll = poll
         self.heartbeat = Heartbeat(heartbeat)
-        self.max_backoff = max_backoff
-        self.start_timeout = start_timeout
-        self._stop = threading.Event()
-        self._ready = threading.Event()  # set once the first attempt succeeded or failed
-        self._start_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
         self._listener: Listener | None = None
         self._first = True
         self._confirmed: set[str] = set()
         self._pubsub: Any = None  # touched by the listener thread only
 
-    def start(self, listener: Listener) -> None:
-        """Start the thread and wait for the first subscription."""
-        if self._thread is not None:
-            raise RuntimeError("bus already started")
-        self._listener = listener
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self.start_timeout) or self._start_error is not None:
-            self.stop()
-            self.join()
-            reason = self._start_error or "timed out"
-            raise redis.ConnectionError(f"could not subscribe to {self.channel!r}: {reason}")
-
-    def stop(self) -> None:
-        """Ask the thread to stop; it notices within ``poll`` seconds."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to finish."""
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        """Serve the subscription; should the thread end unbidden, tell the node first."""
-        try:
-            self._serve()
-        except BaseException:  # SystemExit and the like: end, but never as a stack on stderr
-            log.exception("the listener thread %s is ending", self.name)
-        finally:
-            if not self._stop.is_set():
-                self._tell_disconnected()
-            self._close(self._pubsub)
-            self._pubsub = None
-
-    def _serve(self) -> None:
-        """Subscribe, read, and resubscribe after any failure, until stopped."""
-        backoff = self.poll
-        while not self._stop.is_set():
-            try:
-                if self._pubsub is None:
-                    self._subscribe()
-                self._beat()
-                self._dispatch(self._pubsub.get_message(timeout=self.poll))
-                self._maintain()
-                backoff = self.poll
-            except _SERVER_ERRORS as exc:
-                self._lost(exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-            except Exception:  # a listener must never die; log and start over
-                log.exception("unexpected error in %s", self.name)
-                self._lost(None)
-                self._stop.wait(backoff)
+    def _step(self) -> None:
+        """Subscribe if need be, beat, and hand on one pub/sub event."""
+        if self._pubsub is None:
+            self._subscribe()
+        self._beat()
+        self._dispatch(self._pubsub.get_message(timeout=self.poll))
+        self._maintain()
 
     def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
@@ -234,11 +304,6 @@ class RedisBus:
         token = self.heartbeat.due()
         if token is not None and self._listener is not None:
             self._listener.send_beat(self.beat_channel, token)
-
-    def _maintain(self) -> None:
-        """Let the listener do owed work between messages."""
-        if self._listener is not None and self._ready.is_set():
-            self._listener.maintain()
 
     def _dispatch(self, message: dict[str, Any] | None) -> None:
         """Hand one pub/sub event to the listener."""
@@ -265,31 +330,11 @@ class RedisBus:
             self._listener.subscribed(self._first)
             self._first = False
             self.heartbeat.restart()
-            self._ready.set()
+            self._started()
 
-    def _lost(self, exc: BaseException | None) -> None:
-        """Report the subscription down and discard the PubSub object."""
-        if not self._ready.is_set():  # the very first subscription failed: start() reports it
-            self._start_error = exc or RuntimeError("unexpected error while subscribing")
-            self._ready.set()
-            self._stop.set()
-        if exc is not None:
-            log.info("%s lost its subscription: %s", self.name, exc)
-        self._tell_disconnected()
-        self._close(self._pubsub)
-        self._pubsub = None
-
-    def _tell_disconnected(self) -> None:
-        """Tell the listener it can no longer trust what it heard; it must not stop us."""
-        if self._listener is None:
-            return
-        try:
-            self._listener.disconnected()
-        except Exception:
-            log.exception("%s: the listener failed to take a disconnection", self.name)
-
-    def _close(self, pubsub: Any) -> None:
-        """Close a PubSub object, from this thread only; errors no longer matter."""
+    def _drop(self) -> None:
+        """Close the PubSub object, from this thread only; errors no longer matter."""
+        pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return
         try:

@@ -2,7 +2,10 @@
 
 A strategy decides what a write publishes and what a message does to the local
 store. It knows nothing of sockets, threads or Redis. Reconnects and sequence gaps
-are handled the same way by every subscribing strategy (flush), in the node.
+are handled the same way by every subscribing strategy (repair), in the node; its
+``transport`` says how messages travel: ``"pubsub"`` (at most once: a reconnect means
+repair) or ``"stream"`` (a capped Redis Stream read from the last entry id: a reconnect
+means replay, and only a trimmed stream means repair).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Strategy:
     carries_value = False
     own_marker = False  # True: each node proves its own delivery (Cluster.settle asks each)
     shell: ClassVar[Any] = None  # the CacheNode subclass this strategy needs (tracking.py)
+    transport = "pubsub"
 
     def apply(self, store: LocalStore, msg: Message) -> bool:
         """Apply a peer's change to ``store``; False if it was outdated."""
@@ -64,11 +68,20 @@ class Tracking(Strategy):
     own_marker = True
 
 
+class Stream(Strategy):
+    """Peers drop the key, as with ``invalidate``; messages travel in a capped Redis Stream
+    that each node reads from its last entry id, so a blip costs a replay, not a repair."""
+
+    name = "stream"
+    transport = "stream"
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     "none": NoCoherence,
     "invalidate": Invalidate,
     "update": Update,
     "tracking": Tracking,
+    "stream": Stream,
 }
 
 

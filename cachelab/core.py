@@ -14,7 +14,9 @@ The rules live here once:
   a write that failed (``write_failed``) leaves nothing of the key trusted;
 - messages (``handle``/``answer``): ordering per key, and the Sequencer's questions
   about incarnations, gaps and replays;
-- recovery: suspect (or flush) what may be stale, and repair suspects in batches.
+- recovery: suspect (or flush) what may be stale, and repair suspects in batches; on the
+  stream transport, hold what a blip made unsure and trust it again once the replay
+  from the last entry id shows no gap (``replayed``), with no round trip.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ class NodeCore:
         self.unsure: set[str] = set()  # keys of our writes whose outcome we never heard
         self.epoch = 0
         self.coherent = not strategy.subscribes
+        self.streamed = strategy.transport == "stream"
+        self.held = False  # every suspect waits for the stream's replay, none for repair
+        self.replaying: int | None = None  # the store's seq at a stream reconnect
+        self.asking = False  # a questioned message awaits the store's answer
         self.closed = False
         self.synced = ""
         self.hits = self.misses = 0
@@ -222,16 +228,19 @@ class NodeCore:
         """Apply one message; True means "answer me with the store's meta" (see ``answer``)."""
         if msg.op in MARKERS:
             if self.checks and not self.seq.settled(msg):
+                self.asking = True
                 return True
             self._marked(msg)
             return False
         if self.checks and not self.seq.trusted(msg):
+            self.asking = True
             return True
         self._apply(msg)
         return False
 
     def answer(self, msg: Message, meta: Meta) -> None:
         """Finish ``handle`` for a questioned message, knowing the store's ``meta``."""
+        self.asking = False
         if msg.op in MARKERS:
             self._answer_marker(msg, meta)
             return
@@ -359,6 +368,7 @@ class NodeCore:
 
     def _suspect(self, since: int) -> None:
         """Move entries of version ``since`` or newer out of reach of the hit path."""
+        self.held = False  # these are for repair to check
         moved = self.local.suspect(since)
         self.counts["suspected"] += moved
         if moved:
@@ -381,17 +391,76 @@ class NodeCore:
             return
         self.counts["disconnects"] += 1
         self._emit("disconnect", "", self.seq.last)
-        if self.switches.reconnect_flush:
-            self.coherent = False
+        if not self.switches.reconnect_flush:
+            return
+        self.coherent = False
+        if self.streamed:
+            self._hold()
+        else:
             self._recover()
 
+    def _hold(self) -> None:
+        """Stream: serve nothing held until the replay vouches for it (no flush, no repair).
+
+        Suspects already waiting for repair, or a questioned message whose answer never
+        came (lost with the connection), leave repair in charge of everything.
+        """
+        held = (self.held or not self.local.suspects) and not self.asking
+        self.asking = False
+        self.epoch += 1
+        self._suspect(0)
+        self.held = held
+
     def subscribed(self, first: bool, meta: Meta) -> None:
-        """(Re)subscribed, and the store's meta read after the subscription took effect."""
+        """(Re)subscribed, and the store's meta read after the subscription took effect
+        (on the stream transport: read with the position the bus reads from)."""
         if self.closed:
             return
-        if not first:
+        if first:
+            self.seq.rebase(meta)
+        elif self.streamed:
+            self._resumed(meta)
+            return  # coherent again once the replay has caught up (``replayed``)
+        else:
             self._resubscribed(meta)
-        self.seq.rebase(meta)
+            self.seq.rebase(meta)
+        self.coherent = True
+
+    def _resumed(self, meta: Meta) -> None:
+        """Stream: reconnected; the bus replays from its last entry id, then ``replayed``."""
+        self.counts["reconnects"] += 1
+        self._emit("reconnect", "", meta.seq)
+        self.replaying = meta.seq
+        if not (self.switches.reconnect_flush or self.checks):
+            return
+        if meta.inc != self.seq.inc:
+            self._reset(meta)
+        elif meta.seq < self.seq.last:  # the same incarnation went back: writes were lost
+            self.local.forget_floors(meta.seq + 1)
+            self._gap(meta.seq)
+            self.seq.rebase(meta)
+
+    def replayed(self) -> None:
+        """Stream: every entry up to where the stream stood at the reconnect was handled.
+
+        Numbers the store had issued by then that no entry carried (written without a
+        message, or trimmed) are a gap: repair. Otherwise what the blip held is trusted
+        again as it is: the replay applied every change it missed.
+        """
+        if self.closed:
+            return
+        until, self.replaying = self.replaying, None
+        if until is not None:
+            self.counts["replays"] += 1
+            if self.checks and self.seq.last < until:
+                self._gap(until)
+                self.seq.last = until
+                self.seq.received = max(self.seq.received, until)
+        if self.held and self.local.suspects:
+            restored = self.local.restore()
+            self.counts["restored"] += restored
+            self._emit("restore", "", self.seq.last)
+        self.held = False
         self.coherent = True
 
     def _resubscribed(self, meta: Meta) -> None:

@@ -7,7 +7,8 @@ version behind as a short-lived floor, so an older fill arriving late is refused
 
 A *suspect* is an entry that may have gone stale (messages were lost): it moves out
 of ``data``, so the hit path never sees it, until repair confirms it by version and
-digest (``confirm``) or drops it. Any change to a key ends its suspicion.
+digest (``confirm``) or drops it, or a stream's replay shows nothing changed it
+(``restore``). Any change to a key ends its suspicion.
 
 Why not cachetools itself: the floors need the version of whatever an eviction or
 expiry pushes out, and the node's hit path must beat ``cachetools.LRUCache.get``,
@@ -151,6 +152,16 @@ class LocalStore:
         for key in moved:
             self.suspects[key] = self.data.pop(key)
         return len(moved)
+
+    def restore(self) -> int:
+        """Trust every suspect again as it is (a replay showed nothing changed it); how many."""
+        restored = 0
+        for key, entry in self.suspects.items():
+            if key not in self.data:  # a newer copy wins (there is none while a node holds)
+                self.data[key] = entry
+                restored += 1
+        self.suspects.clear()
+        return restored
 
     def forget_floors(self, since: int = 0) -> None:
         """Forget floors of version ``since`` or newer (they may name versions never issued)."""

@@ -46,7 +46,8 @@ from cachelab.messages import (
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
 from cachelab.stats import NodeStats
-from cachelab.store import RedisStore, Stamp, Store
+from cachelab.store import Meta, RedisStore, Stamp, Store
+from cachelab.streambus import StreamBus
 
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 
@@ -69,9 +70,11 @@ class CacheNode:
     incarnation) and ``reconnect_flush`` (stop trusting the cache while the subscription
     is down). ``repair`` revalidates what may be stale in batches of ``repair_batch``
     keys instead of flushing it. ``heartbeat`` is the interval of the subscription's
-    liveness echo (None: off). ``secret`` authenticates every message of the namespace
-    (every node needs the same one). ``recorder`` and ``events`` are hooks for histories
-    and traces.
+    liveness echo (None: off; a stream reader needs none). ``secret`` authenticates every
+    message of the namespace (every node needs the same one). ``recorder`` and ``events``
+    are hooks for histories and traces. ``stream_maxlen`` is the cap of the namespace's
+    stream (strategy ``"stream"``, default 10,000 entries; a ``"none"`` node writing to a
+    stream namespace gives it too): every node of a namespace gives the same one.
 
     ``verify`` (a fraction of hits in (0, 1], e.g. 0.01; None, the default, is off)
     measures this node's own staleness: that share of hits is checked against the store
@@ -115,6 +118,7 @@ class CacheNode:
         events: EventHook | None = None,
         bus: Bus | None = None,
         verify: float | Sampler | None = None,
+        stream_maxlen: int | None = None,
     ) -> None:
         validate.name("name", name, 100)
         validate.name("namespace", namespace, _MAX_NAMESPACE)
@@ -148,6 +152,7 @@ class CacheNode:
         self._bare = recorder is None and self._sampler is None  # get()'s fastest path
         self._sample_at = self._sampler.gap() if self._sampler is not None else 0
         self._signer = _signer(r, secret, namespace)
+        self._stream_maxlen = validate.stream_maxlen(stream_maxlen, self.strategy)
         self._store: Store = self._make_store(r, namespace)
         self._prefix = message_prefix(namespace, self.id)
         ordered = bool(getattr(bus, "ordered", True))
@@ -162,7 +167,7 @@ class CacheNode:
 
     def _make_store(self, r: redis.Redis | Store, namespace: str) -> Store:
         """The store this node reads and writes through."""
-        return _store_for(r, namespace, self._signer)
+        return _store_for(r, namespace, self._signer, self._stream_maxlen)
 
     def _start_bus(
         self, r: redis.Redis | Store, bus: Bus | None, heartbeat: float | None
@@ -173,8 +178,11 @@ class CacheNode:
         if bus is None:
             if not isinstance(r, redis.Redis):
                 raise TypeError("a bus is required when the store is not a Redis client")
-            name = f"cachelab-bus-{self.name}"
-            bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
+            if isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
+                bus = StreamBus(r, self._store, name=f"cachelab-stream-{self.name}")
+            else:
+                name = f"cachelab-bus-{self.name}"
+                bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
         bus.start(self)
         return bus
 
@@ -447,11 +455,21 @@ class CacheNode:
         self._emit(events)
         self.repair()
 
-    def subscribed(self, first: bool) -> None:
-        """The bus is (re)subscribed: re-base on the store's meta, then repair suspects."""
-        meta = self._store.meta()
+    def subscribed(self, first: bool, meta: Meta | None = None) -> None:
+        """The bus is (re)subscribed: re-base on the store's meta (read now unless the bus
+        read it), then repair suspects."""
+        meta = self._store.meta() if meta is None else meta
         with self._lock:
             self._core.subscribed(first, meta)
+            events = self._core.take_events()
+        self._emit(events)
+        self.repair()
+
+    def replayed(self) -> None:
+        """The stream bus read on up to where the stream stood at its reconnect: trust again
+        what the blip held, or repair what a gap makes unsure."""
+        with self._lock:
+            self._core.replayed()
             events = self._core.take_events()
         self._emit(events)
         self.repair()
@@ -472,9 +490,11 @@ class CacheNode:
         self._store.mark(beat_channel, message_head(self._prefix, "beat", token, None))
 
     def synced(self, nonce: str) -> bool:
-        """Whether the sync marker ``nonce`` has reached this node (or it needs none)."""
+        """Whether the sync marker ``nonce`` has reached this node, and no repair is owed
+        (a marker read in a stream's replay may come before the gap's repair)."""
         core = self._core
-        return not self.strategy.subscribes or (core.coherent and core.synced == nonce)
+        settled = core.coherent and core.synced == nonce and not core.local.suspects
+        return not self.strategy.subscribes or settled
 
     def publish_sync(self, nonce: str) -> None:
         """Publish a sync marker; a node that has it has handled every earlier message."""
@@ -683,10 +703,12 @@ def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) 
     return None if chosen is None else Signer(chosen, namespace)
 
 
-def _store_for(r: redis.Redis | Store, namespace: str, signer: Signer | None) -> Store:
+def _store_for(
+    r: redis.Redis | Store, namespace: str, signer: Signer | None, stream_maxlen: int | None
+) -> Store:
     """The store behind ``r``: Redis through the Lua scripts, or a Store as it is."""
     if isinstance(r, redis.Redis):
-        return RedisStore(r, namespace, signer=signer)
+        return RedisStore(r, namespace, signer=signer, stream_maxlen=stream_maxlen)
     if all(callable(getattr(r, op, None)) for op in ("read", "write", "fill", "meta", "check")):
         return r
     raise TypeError(

@@ -64,6 +64,8 @@ class NodeStats:
         "repair_checks",
         "repair_kept",
         "repair_dropped",
+        "replays",
+        "restored",
         "hook_errors",
     )
 
@@ -87,6 +89,8 @@ class NodeStats:
     repair_checks: int = 0
     repair_kept: int = 0
     repair_dropped: int = 0
+    replays: int = 0
+    restored: int = 0
     hook_errors: int = 0
     suspects: int = 0
     sampled: int = 0

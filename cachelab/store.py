@@ -3,16 +3,20 @@
 Layout in Redis, for namespace ``ns`` (the ``{ns}`` hash tag keeps a namespace in
 one Redis Cluster slot, as the scripts need):
 
-- ``{ns}:meta``: a hash ``{inc, seq[, auth]}``. ``seq`` is the sequence number: each
-  write takes the next one, and it becomes the key's version. ``inc`` is the
+- ``{ns}:meta``: a hash ``{inc, seq[, auth][, stream]}``. ``seq`` is the sequence number:
+  each write takes the next one, and it becomes the key's version. ``inc`` is the
   incarnation: a token every script creates when the hash is absent. Both live in one
   key on purpose: whatever loses one (FLUSHALL, eviction, a restart without
   persistence) loses both, so a counter that starts again always comes with a new
-  incarnation. ``auth`` is the key id of an authenticated namespace.
+  incarnation. ``auth`` is the key id of an authenticated namespace; ``stream`` the cap
+  of a namespace whose messages go to a stream instead of the channel.
 - ``{ns}:k:<key>``: a hash ``{ver, val, inc}``. A delete or invalidation keeps
   ``{ver, inc}`` alone (a marker, expiring after ``marker_ttl``), so a slow cache-aside
   fill can tell that the key changed after it read. A value found under another
   incarnation (it outlived its sequence number) is given version 0 of the current one.
+- ``{ns}:stream``: with ``stream_maxlen``, a stream capped at about that many entries
+  (``XADD MAXLEN ~``), each ``{m: <the message>}``: the very bytes pub/sub would carry.
+  Every message of such a namespace, markers included, goes there and not to the channel.
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ class Stamp(NamedTuple):
     inc: str
 
 
+class Position(NamedTuple):
+    """Where a stream reader starts: the store's meta and the stream's last entry id, read
+    together (every entry up to ``last_id`` has a number up to ``meta.seq``)."""
+
+    meta: Meta
+    last_id: str
+
+
+class TransportMismatch(ValueError):
+    """The namespace and this node disagree about the transport (pub/sub, or a stream cap)."""
+
+
 Check = tuple[int, str]
 """One key's repair answer: its version and the SHA-1 of its encoded value ("" if absent)."""
 
@@ -85,19 +101,27 @@ class Store(Protocol):
 
 
 # Every script: ARGV[1] is the caller's nonce (part of any incarnation it creates), ARGV[2]
-# the incarnation the caller knows. A script's own arguments follow; on an authenticated
-# namespace the key id and the key's two HMAC pads come last. A stamp is returned as a
-# bare number while the incarnation is the one the caller knows (the common case: no
-# array to build and parse), else as {seq, inc}.
+# the incarnation the caller knows. A script's own arguments follow, the last of them the
+# stream cap ('' on a pub/sub namespace); on an authenticated namespace the key id and the
+# key's two HMAC pads come last. A message goes ``to`` the channel, or to the stream key
+# (declared in KEYS) when there is a cap; '' sends none. A stamp is returned as a bare
+# number while the incarnation is the one the caller knows (the common case: no array to
+# build and parse), else as {seq, inc}.
 _PRELUDE = """
-local function meta_of(key, auth)
-  local m = redis.call('HMGET', key, 'inc', 'seq', 'auth')
+local function meta_of(key, auth, cap)
+  local m = redis.call('HMGET', key, 'inc', 'seq', 'auth', 'stream')
   if not m[1] then
     local t = redis.call('TIME')
     local inc = t[1] .. '.' .. t[2] .. '-' .. ARGV[1]
     redis.call('HSET', key, 'inc', inc, 'seq', 0)
     if auth ~= '' then redis.call('HSET', key, 'auth', auth) end
+    if cap ~= '' then redis.call('HSET', key, 'stream', cap) end
     return inc, 0, nil
+  end
+  local capped = m[4] or ''
+  if capped ~= cap then
+    if capped == '' then return nil, nil, 'cachelab-transport: the namespace uses pub/sub' end
+    return nil, nil, 'cachelab-transport: the namespace streams with stream_maxlen=' .. capped
   end
   local have = m[3] or ''
   if have == auth then return m[1], tonumber(m[2]), nil end
@@ -106,8 +130,8 @@ local function meta_of(key, auth)
   return nil, nil, 'cachelab-auth: the namespace is authenticated with another secret'
 end
 
-local function publish(ch, head, inc, seq, ipad, opad)
-  if ch == '' then return end
+local function publish(to, head, inc, seq, ipad, opad, cap)
+  if to == '' then return end
   local body = head .. '"inc":"' .. inc .. '","seq":' .. string.format('%d', seq)
   if ipad ~= '' then
     local inner = redis.sha1hex(ipad .. body)
@@ -116,7 +140,11 @@ local function publish(ch, head, inc, seq, ipad, opad)
   else
     body = body .. '}'
   end
-  redis.call('PUBLISH', ch, body)
+  if cap ~= '' then
+    redis.call('XADD', to, 'MAXLEN', '~', cap, '*', 'm', body)
+  else
+    redis.call('PUBLISH', to, body)
+  end
 end
 
 local function stamp(seq, inc)
@@ -125,12 +153,13 @@ local function stamp(seq, inc)
 end
 """
 
-# KEYS: data, meta. ARGV: nonce, known, op, value, head, channel, marker ms [, auth x3].
+# KEYS: data, meta[, stream]. ARGV: nonce, known, op, value, head, to, marker ms, cap
+# [, auth x3].
 _WRITE = (
     _PRELUDE
     + """
 local data, op = KEYS[1], ARGV[3]
-local inc, seq, err = meta_of(KEYS[2], ARGV[8] or '')
+local inc, seq, err = meta_of(KEYS[2], ARGV[9] or '', ARGV[8])
 if err then return redis.error_reply(err) end
 seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 if op == 'set' then
@@ -141,17 +170,18 @@ else
   redis.call('HSET', data, 'ver', seq, 'inc', inc)
   redis.call('PEXPIRE', data, ARGV[7])
 end
-publish(ARGV[6], ARGV[5], inc, seq, ARGV[9] or '', ARGV[10] or '')
+publish(ARGV[6], ARGV[5], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
 return stamp(seq, inc)
 """
 )
 
-# KEYS: data, meta. ARGV: nonce, known, value, head, channel, since, since's inc [, auth x3].
+# KEYS: data, meta[, stream]. ARGV: nonce, known, value, head, to, since, since's inc, cap
+# [, auth x3].
 _FILL = (
     _PRELUDE
     + """
 local data = KEYS[1]
-local inc, seq, err = meta_of(KEYS[2], ARGV[8] or '')
+local inc, seq, err = meta_of(KEYS[2], ARGV[9] or '', ARGV[8])
 if err then return redis.error_reply(err) end
 if ARGV[7] ~= inc then return stamp(0, inc) end
 local cur = redis.call('HMGET', data, 'val', 'ver', 'inc')
@@ -161,16 +191,16 @@ end
 seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('HSET', data, 'ver', seq, 'val', ARGV[3], 'inc', inc)
 redis.call('PERSIST', data)
-publish(ARGV[5], ARGV[4], inc, seq, ARGV[9] or '', ARGV[10] or '')
+publish(ARGV[5], ARGV[4], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
 return stamp(seq, inc)
 """
 )
 
-# KEYS: data, meta. ARGV: nonce, known [, key id]. Returns {val | '', ver, seq[, inc]}.
+# KEYS: data, meta. ARGV: nonce, known, cap [, key id]. Returns {val | '', ver, seq[, inc]}.
 _READ = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[2], ARGV[3] or '')
+local inc, seq, err = meta_of(KEYS[2], ARGV[4] or '', ARGV[3])
 if err then return redis.error_reply(err) end
 local cur = redis.call('HMGET', KEYS[1], 'val', 'ver', 'inc')
 local val, ver = cur[1] or '', seq
@@ -186,11 +216,11 @@ return {val, ver, seq, inc}
 """
 )
 
-# KEYS: meta, data... ARGV: nonce, known [, key id]. Returns {inc, seq, ver, sha1, ...}.
+# KEYS: meta, data... ARGV: nonce, known, cap [, key id]. Returns {inc, seq, ver, sha1, ...}.
 _CHECK = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[1], ARGV[3] or '')
+local inc, seq, err = meta_of(KEYS[1], ARGV[4] or '', ARGV[3])
 if err then return redis.error_reply(err) end
 local out = {inc, seq}
 for i = 2, #KEYS do
@@ -212,22 +242,46 @@ return out
 """
 )
 
-# KEYS: meta. ARGV: nonce, known, channel, head [, auth x3].
+# KEYS: meta[, stream]. ARGV: nonce, known, to, head, cap [, auth x3].
 _MARK = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[1], ARGV[5] or '')
+local inc, seq, err = meta_of(KEYS[1], ARGV[6] or '', ARGV[5])
 if err then return redis.error_reply(err) end
-publish(ARGV[3], ARGV[4], inc, seq, ARGV[6] or '', ARGV[7] or '')
+publish(ARGV[3], ARGV[4], inc, seq, ARGV[7] or '', ARGV[8] or '', ARGV[5])
 return stamp(seq, inc)
 """
 )
 
-_SCRIPTS = {"write": _WRITE, "fill": _FILL, "read": _READ, "check": _CHECK, "mark": _MARK}
+# KEYS: meta, stream. ARGV: nonce, known, cap [, key id]. Returns {inc, seq, last entry id}.
+_POSITION = (
+    _PRELUDE
+    + """
+local inc, seq, err = meta_of(KEYS[1], ARGV[4] or '', ARGV[3])
+if err then return redis.error_reply(err) end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if last[1] then return {inc, seq, last[1][1]} end
+return {inc, seq, '0-0'}
+"""
+)
+
+_SCRIPTS = {
+    "write": _WRITE,
+    "fill": _FILL,
+    "read": _READ,
+    "check": _CHECK,
+    "mark": _MARK,
+    "position": _POSITION,
+}
 
 
 class RedisStore:
-    """The store on a Redis server (real or fakeredis): one round trip per call."""
+    """The store on a Redis server (real or fakeredis): one round trip per call.
+
+    With ``stream_maxlen``, messages go to the namespace's stream, capped at about that
+    many entries, instead of its pub/sub channel; every client of the namespace must give
+    the same cap (or none), as it gives the same secret (else ``TransportMismatch``).
+    """
 
     def __init__(
         self,
@@ -236,15 +290,23 @@ class RedisStore:
         *,
         signer: Signer | None = None,
         marker_ttl: float = 3600.0,
+        stream_maxlen: int | None = None,
     ) -> None:
         if not marker_ttl > 0:
             raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
+        if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
+            raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")
         self.client = client
         self.namespace = namespace
         self.channel = channel(namespace)
         self.meta_key = "{" + namespace + "}:meta"
+        self.stream_key = "{" + namespace + "}:stream"
+        self.stream_maxlen = stream_maxlen
         self._prefix = "{" + namespace + "}:k:"
         self._marker_ms = str(int(marker_ttl * 1000))
+        self._cap = "" if stream_maxlen is None else str(stream_maxlen)
+        self._to = self.channel if stream_maxlen is None else self.stream_key  # where messages go
+        self._streams = () if stream_maxlen is None else (self.stream_key,)  # a KEYS tail
         self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ()
         self._nonce = secrets.token_hex(4)  # part of any incarnation this store creates
         self._known = ""  # the last incarnation a reply named
@@ -259,7 +321,8 @@ class RedisStore:
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
         known = self._known
-        out = self._run("read", (self._prefix + key, self.meta_key), self._auth[:1], known)
+        args = (self._cap, *self._auth[:1])
+        out = self._run("read", (self._prefix + key, self.meta_key), args, known)
         inc = self._learn(out[3]) if len(out) > 3 else known
         return Reply(out[0] or None, int(out[1]), inc, int(out[2]))
 
@@ -267,10 +330,11 @@ class RedisStore:
         """Apply a write atomically with its message; return its stamp."""
         known = self._known  # what this very call tells the script (threads share the store)
         args = self._write_args(op, encoded, head, known)
+        keys = self._keys(key)
         try:
-            out = self.client.evalsha(self._write_sha, 2, *self._keys(key), *args)
+            out = self.client.evalsha(self._write_sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
-            out = self._scripts["write"](keys=self._keys(key), args=args)
+            out = self._scripts["write"](keys=keys, args=args)
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
         return self._stamp(out, known)
@@ -282,37 +346,49 @@ class RedisStore:
         costs about a sixth of a plain SET.
         """
         args = self._write_args(op, encoded, head, self._known)
-        return (self._write_sha, 2, *self._keys(key), *args)
+        keys = self._keys(key)
+        return (self._write_sha, len(keys), *keys, *args)
 
     def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
         """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
-        channel = self.channel if head else ""
-        args = (encoded, head or "", channel, since.version, since.inc, *self._auth)
+        to = self._to if head else ""
+        args = (encoded, head or "", to, since.version, since.inc, self._cap, *self._auth)
         known = self._known
         return self._stamp(self._run("fill", self._keys(key), args, known), known)
 
     def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
         """Version and value digest of each key, with the store's meta."""
         names = (self.meta_key, *(self._prefix + key for key in keys))
-        out = self._run("check", names, self._auth[:1], self._known)
+        out = self._run("check", names, (self._cap, *self._auth[:1]), self._known)
         pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
         return Meta(self._learn(out[0]), int(out[1])), pairs
 
     def mark(self, channel: str, head: str | None) -> Meta:
-        """Publish a marker on ``channel`` (none when ``head`` is None); return the meta."""
-        args = (channel if head else "", head or "", *self._auth)
+        """Publish a marker on ``channel`` (none when ``head`` is None); return the meta.
+
+        On a stream namespace every marker goes to the stream, whatever ``channel``.
+        """
+        to = (channel if self._cap == "" else self._to) if head else ""
+        args = (to, head or "", self._cap, *self._auth)
         known = self._known
-        stamp = self._stamp(self._run("mark", (self.meta_key,), args, known), known)
+        keys = (self.meta_key, *self._streams)
+        stamp = self._stamp(self._run("mark", keys, args, known), known)
         return Meta(stamp.inc, stamp.seq)
 
-    def _keys(self, key: str) -> tuple[str, str]:
+    def position(self) -> Position:
+        """The meta and the stream's last entry id ("0-0": none), in one atomic read."""
+        keys = (self.meta_key, self.stream_key)
+        out = self._run("position", keys, (self._cap, *self._auth[:1]), self._known)
+        return Position(Meta(self._learn(out[0]), int(out[1])), _text(out[2]))
+
+    def _keys(self, key: str) -> tuple[str, ...]:
         """KEYS of the write and fill scripts."""
-        return self._prefix + key, self.meta_key
+        return (self._prefix + key, self.meta_key, *self._streams)
 
     def _write_args(self, op: str, encoded: str, head: str | None, known: str) -> tuple[Any, ...]:
         """ARGV of the write script."""
-        channel = self.channel if head else ""
-        prefix = (self._nonce, known, op, encoded, head or "", channel, self._marker_ms)
+        to = self._to if head else ""
+        prefix = (self._nonce, known, op, encoded, head or "", to, self._marker_ms, self._cap)
         return (*prefix, *self._auth)
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], known: str) -> Any:
@@ -335,8 +411,15 @@ class RedisStore:
 
 
 def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
-    """An authentication mismatch as AuthenticationMismatch; anything else unchanged."""
+    """An authentication (transport) mismatch as AuthenticationMismatch (TransportMismatch);
+    anything else unchanged."""
     text = str(exc)
+    if "cachelab-transport: " in text:
+        why = text.split("cachelab-transport: ", 1)[1].split("\n", 1)[0].strip()
+        return TransportMismatch(
+            f"namespace {namespace!r}: {why}; every node of a namespace needs the same "
+            "transport (strategy 'stream' and its stream_maxlen, or pub/sub)"
+        )
     if "cachelab-auth: " not in text:
         return exc
     why = text.split("cachelab-auth: ", 1)[1].split("\n", 1)[0].strip()

@@ -273,8 +273,11 @@ class TrackingNode(CacheNode):
         with self._lock:
             self._core.marked(nonce)
 
-    def subscribed(self, first: bool) -> None:
-        """(Re)subscribed: after a loss, anything may have changed unheard, so flush."""
+    def subscribed(self, first: bool, meta: Meta | None = None) -> None:
+        """(Re)subscribed: after a loss, anything may have changed unheard, so flush.
+
+        The node's own numbering goes on (``meta`` is for versioned stores; none here).
+        """
         with self._lock:
             self._core.subscribed(first, Meta(self._core.seq.inc, self._core.seq.last))
             events = self._core.take_events()

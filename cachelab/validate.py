@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from cachelab.coherence import Strategy
 from cachelab.messages import MAX_KEY_CHARS
 
 
@@ -65,3 +66,21 @@ def hook(what: str, value: Callable[..., Any] | None) -> Callable[..., Any] | No
     if value is not None and not callable(value):
         raise TypeError(f"{what} must be callable or None, not {type(value).__name__}")
     return value
+
+
+DEFAULT_STREAM_MAXLEN = 10_000
+
+
+def stream_maxlen(value: Any, strategy: Strategy) -> int | None:
+    """The stream cap: a positive int (10,000 by default) for the stream transport; a node
+    that never listens may give one to write to a stream namespace; a pub/sub listener may not."""
+    if strategy.transport == "stream":
+        return DEFAULT_STREAM_MAXLEN if value is None else count("stream_maxlen", value)
+    if value is None:
+        return None
+    if strategy.subscribes:
+        raise ValueError(
+            f"stream_maxlen is for strategy 'stream' (or a 'none' node writing to a stream "
+            f"namespace), not {strategy.name!r}, which listens on pub/sub"
+        )
+    return count("stream_maxlen", value)

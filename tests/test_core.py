@@ -180,3 +180,77 @@ def test_events_wait_for_the_shell_and_are_handed_over_once() -> None:
     fill(node, "k", "v", 5)
     assert list(node.take_events()) == [("fill", "k", 5)]
     assert list(node.take_events()) == []
+
+
+# -- the stream transport: hold, replay, restore ------------------------------------------
+
+
+def blip(node: NodeCore, meta: Meta) -> None:
+    """The stream bus loses its reader, then reads the position ``meta`` again."""
+    node.disconnected()
+    node.subscribed(False, meta)
+
+
+def test_a_clean_replay_restores_what_the_blip_held_with_no_round_trip() -> None:
+    node = core("stream")
+    for i, key in enumerate(["a", "b", "c"]):
+        fill(node, key, i, 10)
+    blip(node, Meta(INC, 12))
+    assert (len(node.local), node.coherent) == (0, False)  # held: not served, not filled
+    assert node.repair_batch(256) is None  # and no repair is asked for
+    node.handle(msg(11, key="a"))
+    node.handle(msg(12, key="x"))
+    node.replayed()
+    assert node.coherent and set(node.local.data) == {"b", "c"}
+    assert (node.counts["replays"], node.counts["restored"], node.counts["gaps"]) == (1, 2, 0)
+    assert ("restore", "", 12) in node.take_events()
+
+
+def test_numbers_the_replay_never_showed_are_a_gap_and_repair() -> None:
+    node = core("stream")
+    fill(node, "a", 0, 10)
+    blip(node, Meta(INC, 12))
+    node.handle(msg(11, key="x"))  # 12 was issued, and no entry carried it
+    node.replayed()
+    assert node.counts["gaps"] == 1 and node.counts["restored"] == 0
+    assert node.seq.last == 12 and list(node.local.suspects) == ["a"]
+    assert node.repair_batch(256) is not None
+
+
+def test_a_trimmed_stream_shows_as_a_gap_during_the_replay() -> None:
+    node = core("stream")
+    fill(node, "a", 0, 10)
+    blip(node, Meta(INC, 15))
+    assert node.handle(msg(14, key="x"))  # 11 to 13 were trimmed: the store is asked
+    node.answer(msg(14, key="x"), Meta(INC, 15))
+    node.handle(msg(15, key="y"))
+    node.replayed()
+    assert (node.counts["gaps"], node.counts["restored"]) == (1, 0)
+    assert node.repair_batch(256) is not None
+
+
+def test_a_question_lost_with_the_connection_leaves_repair_in_charge() -> None:
+    node = core("stream")
+    fill(node, "a", 0, 10)
+    assert node.handle(msg(9, key="a"))  # a number received twice: forged, or a reset?
+    blip(node, Meta(INC, 10))  # the answer never came; the numbers alone show nothing amiss
+    node.replayed()
+    assert node.counts["gaps"] == 0
+    assert node.counts["restored"] == 0 and node.repair_batch(256) is not None
+
+
+def test_a_reset_seen_at_the_reconnect_is_repaired_not_replayed() -> None:
+    node = core("stream")
+    fill(node, "a", 0, 10)
+    blip(node, Meta("inc-2", 3))
+    node.replayed()
+    assert (node.counts["resets"], node.counts["restored"]) == (1, 0)
+    assert node.seq.inc == "inc-2" and node.repair_batch(256) is not None
+
+
+def test_pubsub_strategies_never_hold_or_restore() -> None:
+    node = core("invalidate")
+    fill(node, "a", 0, 10)
+    blip(node, Meta(INC, 10))
+    assert node.coherent and node.counts["repair_checks"] == 0
+    assert node.repair_batch(256) is not None  # a reconnect on pub/sub means repair

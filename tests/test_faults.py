@@ -21,6 +21,8 @@ BY_NAME = {fault.name: fault for fault in FAULTS}
         ("kill-pubsub", "tracking"),
         ("flushall", "tracking"),
         ("outside-write", "tracking"),
+        ("kill-pubsub", "stream"),
+        ("forged", "stream"),
     ],
 )
 def test_a_cell_leaves_nothing_stale_after_settle(kind: Kind, fault: str, strategy: str) -> None:
@@ -30,15 +32,19 @@ def test_a_cell_leaves_nothing_stale_after_settle(kind: Kind, fault: str, strate
     assert result.reads > 0 and 0.0 <= result.hit_after <= 1.0
     assert result.recovery < float("inf")
     if fault == "forged":
-        assert result.notes["forged"] > 0
+        assert result.notes["messages_forged"] > 0
+    if (fault, strategy) == ("kill-pubsub", "stream"):  # every reader came back by replay
+        assert result.notes["replays"] >= 3 and result.notes["repair_checks"] == 0
 
 
 def test_the_table_names_every_fault_and_flags_a_broken_promise() -> None:
-    good = Result("redis", "invalidate", "flushall", 3, 100, 0, 0.02, 0.5, 0)
+    notes = {"repair_checks": 2, "replays": 0}
+    good = Result("redis", "invalidate", "flushall", 3, 100, 0, 0.02, 0.5, 0, notes)
     bad = Result("valkey", "update", "sigstop", 0, 100, 2, 0.3, 0.9, 1)
     by_design = Result("redis", "none", "restart", 9, 100, 4, 0.1, 0.2, 0)
     text = markdown([good, bad, by_design], {"redis": "7.0.15", "valkey": "8.1.8"})
-    assert "| redis | flushall | invalidate | 3 of 100 | **0** |  | 20 ms | 50% | 0 |" in text
+    row = "| redis | flushall | invalidate | 3 of 100 | **0** |  | 20 ms | 50% | 2 / 0 | 0 |"
+    assert row in text
     assert all(f"**{fault.name}**" in text for fault in FAULTS)
     assert "## Cells that broke the promise" in text and "valkey / sigstop / update: 2" in text
     assert "restart / none" not in text  # strategy none is stale by design, and says why

@@ -21,8 +21,8 @@ ISSUE_THREE = [
 ]
 
 
-def test_the_catalogue_has_the_eleven_scenarios_of_issue_three() -> None:
-    assert list(CATALOGUE) == ISSUE_THREE
+def test_the_catalogue_has_the_eleven_scenarios_of_issue_three_then_the_blip() -> None:
+    assert list(CATALOGUE) == [*ISSUE_THREE, "blip"]
 
 
 @pytest.mark.parametrize("scenario", CATALOGUE.values(), ids=list(CATALOGUE))
@@ -75,3 +75,20 @@ def test_variants_are_found_by_name() -> None:
     assert CATALOGUE["lost_message"].variant("ttl").bound == 0.4
     with pytest.raises(KeyError):
         CATALOGUE["lost_message"].variant("magic")
+
+
+def test_a_blip_costs_a_flush_every_key_a_repair_a_few_checks_and_a_replay_nothing() -> None:
+    blip = CATALOGUE["blip"]
+    runs = {v.name: v.run() for v in blip.variants}
+    metrics = {name: run.metrics() for name, run in runs.items()}
+    assert all(run.report.stale_reads == 0 for run in runs.values())
+    assert {n: (m["store_reads"], m["repair_checks"]) for n, m in metrics.items()} == {
+        "flush": (200, 0),  # 100 warm-up reads, then all 100 again
+        "repair": (105, 4),  # 100 warm-up, the 5 changed keys; 100 suspects, 25 a check
+        "stream": (105, 0),  # 100 warm-up, the 5 changed keys; nothing to check
+    }
+    b = {name: run.stats["b"] for name, run in runs.items()}
+    assert (b["stream"].replays, b["stream"].restored, b["stream"].flushes) == (1, 95, 0)
+    assert (b["repair"].repair_kept, b["repair"].repair_dropped) == (95, 5)
+    assert b["flush"].flushes >= 1 and b["flush"].hits == 0
+    assert runs["stream"].dropped == 0 and runs["repair"].dropped > 0  # nothing lost on it

@@ -269,7 +269,7 @@ def test_a_lease_lets_one_reader_query_the_database() -> None:
 # -- the trace replay ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+@pytest.mark.parametrize("strategy", ["invalidate", "update", "stream"])
 def test_replaying_the_trace_rebuilds_every_cache(strategy: str) -> None:
     network = Network(delay=0.002, jitter=0.002, loss=0.1, reorder=0.1)
     faults = [Fault(0.05, "disconnect", 1, 0.01), Fault(0.08, "crash", 2, 0.01)]
@@ -453,3 +453,57 @@ def test_runs_with_redis_restarts_are_deterministic_and_replay(strategy: str) ->
     by_nodes = [op.version for op in writes if op.node != "redis"]
     assert len(deleted) == 2  # one version per restart, for every key it lost
     assert len(set(by_nodes) | deleted) == len(by_nodes) + 2  # no version is given twice
+
+
+# -- the stream strategy: the same nodes, reading the store's stream by cursor -------------
+
+
+def _blip(**options: object) -> SimResult:
+    """b caches k and x; its subscription is down from 1.0 s to 1.2 s, while a writes k
+    (and, with a small cap, enough more to trim the stream past b's last id); b polls k."""
+    script = [Request(0.0, 0, "write", "k"), Request(0.0, 0, "write", "x")]
+    script += [Request(0.1, 1, "read", "k"), Request(0.1, 1, "read", "x")]
+    script += [Request(1.05 + 0.001 * i, 0, "write", "y") for i in range(5)]
+    script += [Request(1.1, 0, "write", "k")]
+    requests = merge(script, every(0.05, 1.3, 2.0, 1, "read", "k"), [Request(2.0, 1, "read", "x")])
+    faults = [Fault(1.0, "disconnect", 1, 0.2)]
+    return _run(list(requests), nodes=2, strategy="stream", faults=faults, **options)
+
+
+def test_a_stream_node_replays_what_it_missed_and_trusts_the_rest_again() -> None:
+    result = _blip()
+    b = result.stats["b"]
+    assert result.report.stale_reads == 0 and result.dropped == 0
+    assert (b.replays, b.restored, b.flushes, b.gaps, b.repair_checks) == (1, 1, 0, 0, 0)
+    assert result.metrics()["repair_checks"] == 0
+    replayed = [e for e in _kinds(result, "deliver") if e.node == "b" and e.since < 1.2 < e.t]
+    assert len(replayed) == 6  # the five y and k, sent during the blip, read at the replay
+    assert [e.node for e in _kinds(result, "restore")] == ["b"]
+    assert result.history[-1].hit  # x stayed warm through the blip
+
+
+def test_a_stream_trimmed_past_the_last_id_is_a_gap_and_a_repair() -> None:
+    result = _blip(stream_maxlen=3)
+    b = result.stats["b"]
+    assert result.report.stale_reads == 0
+    assert (b.replays, b.gaps, b.restored, b.flushes) == (1, 1, 0, 0)
+    assert b.repair_checks == 1 and b.repair_kept == 1  # x: unchanged, kept warm
+    assert result.history[-1].hit
+
+
+def test_on_the_stream_loss_is_delay_and_a_partition_defers() -> None:
+    network = Network(delay=0.002, loss=0.3, partitions=(Partition(1, 0.2, 0.4),))
+    sim = Simulation(nodes=3, strategy="stream", seed=4, network=network, progress=False)
+    result = sim.run(workload=zipf(3000, 3, keys=50, read_ratio=0.8, seed=4))
+    assert result.dropped == 0 and not _kinds(result, "drop")
+    assert sum(s.gaps + s.flushes + s.repair_checks for s in result.stats.values()) == 0
+    assert result.caches_at(len(result.trace)) == result.caches
+    late = [e for e in _kinds(result, "deliver") if e.node == "b" and e.since < 0.4 <= e.t]
+    assert late  # held back by the partition, delivered when it healed
+
+
+def test_stream_maxlen_is_checked_in_the_simulator_too() -> None:
+    with pytest.raises(ValueError, match="stream_maxlen must be a positive int"):
+        Simulation(nodes=2, strategy="stream", stream_maxlen=0, progress=False).run(ops=10)
+    with pytest.raises(ValueError, match="stream_maxlen is for strategy 'stream'"):
+        Simulation(nodes=2, strategy="update", stream_maxlen=10, progress=False).run(ops=10)

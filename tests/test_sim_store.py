@@ -150,3 +150,35 @@ def test_a_reply_is_read_against_the_incarnation_its_own_call_sent() -> None:
         assert store.read("k").inc == inc
         store._known = inc
         assert store.mark("", None).inc == inc
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_with_a_stream_both_stores_append_the_same_entries(seed: int) -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    redis_store = RedisStore(client, "ns", stream_maxlen=1000)
+    memory = MemoryStore(lambda: 0.0, stream_maxlen=1000)
+    rng_redis, rng_memory = random.Random(seed), random.Random(seed)
+    names_redis, names_memory = Incarnations(), Incarnations()
+    for _ in range(80):
+        got = _call(redis_store, rng_redis, lambda: client.delete(redis_store.meta_key))
+        want = _call(memory, rng_memory, memory.forget_meta)
+        assert names_redis(got) == names_memory(want)
+    entries = client.xrange(redis_store.stream_key)
+    streamed = [fields[b"m"] for _, fields in entries]  # type: ignore[union-attr,index]
+    kept = [raw for _, raw, _ in memory.stream_after(0, memory.stream_end())]
+    assert streamed and [names_redis(m) for m in streamed] == [names_memory(m) for m in kept]
+    assert client.pubsub_numsub(redis_store.channel) == [(b"{ns}:bus", 0)]
+
+
+def test_the_memory_stream_keeps_the_last_entries_and_reads_from_an_id() -> None:
+    heard: list[bytes] = []
+    store = MemoryStore(lambda: 0.0, stream_maxlen=3, on_publish=heard.append)
+    for i in range(5):
+        store.write("set", f"k{i}", "[0,1]", f"H{i},")
+    assert store.stream_end() == 5 and len(heard) == 5  # subscribers of the hook hear all
+    assert [entry_id for entry_id, _, _ in store.stream_after(0, 5)] == [3, 4, 5]  # 1, 2 trimmed
+    assert [entry_id for entry_id, _, _ in store.stream_after(3, 4)] == [4]
+    assert store.stream_after(5, 5) == []
+    store.restart()  # the stream goes with the data; its ids go on rising, as time does
+    store.write("set", "k", "[0,1]", "H,")
+    assert [entry_id for entry_id, _, _ in store.stream_after(5, store.stream_end())] == [6]

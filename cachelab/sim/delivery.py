@@ -5,6 +5,12 @@ network model (``network.py``) adds delay and jitter, loss, duplication and reor
 a node whose subscription is down, cut or dead never gets the message, and the trace
 says why. Each message is decoded once and handed to every node with ``node.handle``
 at its own arrival time.
+
+On the stream transport each node reads the store's stream from its last id instead
+(``_read_stream``, as XREAD does): every message reaches it, in order, once. Loss becomes
+delay (a lost reply is read again), and duplicates and reordering cannot happen. A node
+whose subscription is down or cut reads nothing then, and everything after its last id
+once it is back: the replay. Entries trimmed meanwhile are gone, and the numbers skip.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import heapq
 
 from cachelab.messages import Message, decode
+from cachelab.node import CacheNode
 from cachelab.sim.state import RunState, new_tuple
 from cachelab.sim.trace import TraceEvent
 
@@ -30,6 +37,9 @@ class Delivery(RunState):
         msg = decode(raw, self.sim.namespace)
         self._note("send", self.writer, msg.key, msg.seq + self.offset, msg.op)
         if not self.listening:  # every write publishes, but nobody here subscribes
+            return
+        if self.streaming:
+            self._stream_out()
             return
         if self.plain:
             self._fan_out(msg)
@@ -87,6 +97,10 @@ class Delivery(RunState):
         if lost or node is None or conn != self.conn[i] or self.cut[i]:
             self._drop(i, msg, sent, self._reason(i, conn, lost), offset)
             return
+        self._hand(node, msg, sent, offset)
+
+    def _hand(self, node: CacheNode, msg: Message, sent: float, offset: int) -> None:
+        """Node ``node`` handles ``msg`` (sent at ``sent`` under ``offset``) now."""
         self.outcome = "own"
         self.arriving = (node.name, msg, sent, offset)
         node.handle(msg)
@@ -95,6 +109,40 @@ class Delivery(RunState):
             self._delivered("own")
         if self.restarted and self.outcome == "applied":
             self.held[node.name].pop(msg.key, None)  # it replaced or dropped an older entry
+
+    def _stream_out(self) -> None:
+        """A new stream entry: every reader's blocked XREAD returns it after a delay."""
+        end, net, rng = self.store.stream_end(), self.net, self.rng
+        for i in range(self.n):
+            if self.nodes[i] is None or not self.up[i]:
+                continue  # it reads the entry when it is back
+            t = self.now + net.latency(rng)
+            if self._lost():
+                t += net.latency(rng)  # the reply was lost: the reader reads it again
+            t = max(t, self.last_arrival[i])
+            self.last_arrival[i] = t
+            self._at(t, self._read_stream, i, self.conn[i], end, False)
+
+    def _read_stream(self, i: int, conn: int, end: int, replay: bool) -> None:
+        """Node ``i``'s read of the stream after its last id, up to ``end``, returns.
+
+        ``replay``: the read that follows a reconnect; the node is told it caught up.
+        """
+        node = self.nodes[i]
+        if node is None or conn != self.conn[i] or self.cut[i]:
+            return  # down or cut: nothing read, and the last id stays where it was
+        namespace, offset = self.sim.namespace, self.offset  # a restart empties the stream
+        for entry_id, raw, sent in self.store.stream_after(self.cursor[i], end):
+            self.cursor[i] = entry_id
+            self._hand(node, decode(raw, namespace), sent, offset)
+        if replay:
+            node.replayed()
+
+    def _catch_up(self, i: int, replay: bool) -> None:
+        """Node ``i`` reads the stream on from its last id, one delay from now: after a
+        reconnect (``replay``), or when its stuck read returns as a partition heals."""
+        end, later = self.store.stream_end(), self.now + self.net.latency(self.rng)
+        self._at(later, self._read_stream, i, self.conn[i], end, replay)
 
     def _delivered(self, outcome: str) -> None:
         """Trace the delivery in flight, at the moment the node applied (or ignored) it:

@@ -6,7 +6,9 @@ Redis scripts' semantics. A read that misses is split into its phases: ``load``
 at ``t``, ``fill`` at ``t + store_latency``; later misses of the same key on the
 same node join the load in flight (``node.pending``) and complete at its fill.
 Each published message is decoded once and handed to every subscriber with
-``node.handle`` at its own arrival time.
+``node.handle`` at its own arrival time. On the ``stream`` strategy the store keeps
+the messages in a capped stream and each node reads it from its last id (``delivery.py``):
+a node whose subscription broke replays what it missed when it comes back.
 
 With ``database=True`` the run is cache-aside: ``write`` requests write a database
 (its versions are the history's versions), ``invalidate`` requests drop the key
@@ -58,6 +60,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from cachelab import validate
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
@@ -238,11 +241,18 @@ class _Run(Delivery, Faults):
         self.tick = itertools.count()
         self.trace: list[TraceEvent] = []
         self.history: list[Op] = []
+        strategy = strategy_for(sim.strategy)
         self.store = MemoryStore(
-            self.time, on_write=self._written, on_publish=self._published, on_check=self._checked
+            self.time,
+            on_write=self._written,
+            on_publish=self._published,
+            on_check=self._checked,
+            stream_maxlen=validate.stream_maxlen(sim.node_options.get("stream_maxlen"), strategy),
         )
-        self.ordered = not (self.net.reorder or self.net.duplicate)
-        self.listening = strategy_for(sim.strategy).subscribes
+        self.listening = strategy.subscribes
+        self.streaming = strategy.transport == "stream"
+        self.cursor = [0] * n  # each node's last stream id read (the stream strategy)
+        self.ordered = self.streaming or not (self.net.reorder or self.net.duplicate)
         self.tracking: TrackingServer | None = None
         if sim.strategy == "tracking":
             bcast = bool(sim.node_options.get("bcast", False))
@@ -303,6 +313,7 @@ class _Run(Delivery, Faults):
         if options.get("verify") is not None:
             seeded = random.Random(f"{sim.seed}:verify:{i}:{self.life[i]}")
             options = {**options, "verify": Sampler(options["verify"], random=seeded.random)}
+        self.cursor[i] = self.store.stream_end()  # a new reader starts at the stream's end
         node: CacheNode
         if self.tracking is not None:
             node = TrackingNode(

@@ -34,6 +34,8 @@ class Faults(RunState):
         """Cut or heal node ``i``'s subscription, silently."""
         self.cut[i] += change
         self._note("partition", self.names[i], detail="start" if change > 0 else "heal")
+        if self.streaming and not self.cut[i] and self.nodes[i] is not None and self.up[i]:
+            self._catch_up(i, replay=False)  # the stuck read returns all it missed, in order
 
     def _disconnect(self, fault: Fault) -> None:
         """The subscription breaks and the node is told; it resubscribes later."""
@@ -59,6 +61,8 @@ class Faults(RunState):
             return
         self.up[i] = True
         node.subscribed(False)
+        if self.streaming:
+            self._catch_up(i, replay=True)
 
     def _crash(self, fault: Fault) -> None:
         """The node dies with its cache and its reads in flight."""

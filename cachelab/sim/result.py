@@ -83,6 +83,7 @@ class SimResult:
             "store_reads": len(self.store_reads),
             "repair_checks": len(self.store_checks),
             "repair_keys": sum(keys for _, keys in self.store_checks),
+            "round_trips": len(self.store_reads) + len(self.store_checks),
             "db_loads": len(self.db_loads),
             "peak_store_reads": peak(self.store_reads, window),
             "peak_db_loads": peak(self.db_loads, window),

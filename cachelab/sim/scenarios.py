@@ -53,6 +53,7 @@ METRICS: dict[str, Metric] = {
     "peak_db_loads": Metric("peak database reads per 50 ms"),
     "peak_store_reads": Metric("peak Redis reads per 50 ms"),
     "store_reads": Metric("Redis reads"),
+    "round_trips": Metric("Redis round trips (reads and repair checks)"),
 }
 """Every metric a scenario can be judged by."""
 
@@ -562,6 +563,54 @@ EXTERNAL_WRITER = Scenario(
     ),
 )
 
+# 12 ------------------------------------------------------------------------------
+
+_BLIP_KEYS, _BLIP_CHANGED, _BLIP_BATCH = 100, 5, 25
+
+
+def _blip() -> Iterable[Request]:
+    """a writes 100 keys; b reads them all; b's connection drops from 1.0 s to 1.2 s while a
+    changes 5 of them; from 1.5 s b reads every key again."""
+    keys = [f"k{i}" for i in range(_BLIP_KEYS)]
+    return [
+        *(_write(0.001 * i, A, key) for i, key in enumerate(keys)),
+        *(_read(0.5 + 0.001 * i, B, key) for i, key in enumerate(keys)),
+        *(_write(1.1 + 0.001 * i, A, key) for i, key in enumerate(keys[:_BLIP_CHANGED])),
+        *(_read(1.5 + 0.001 * i, B, key) for i, key in enumerate(keys)),
+    ]
+
+
+_REPAIRED = _BLIP_KEYS + _BLIP_CHANGED + -(-_BLIP_KEYS // _BLIP_BATCH)
+BLIP = Scenario(
+    "blip",
+    "A blip: flush, repair, or replay the stream",
+    f"b holds {_BLIP_KEYS} warm keys when its connection drops for 200 ms, and a changes "
+    f"{_BLIP_CHANGED} of them meanwhile. Every variant is correct (no stale read): what "
+    "differs is what b's recovery costs Redis. On pub/sub the messages of the blip are "
+    "gone: with repair=False b flushes and reloads every key (the cold cache); with repair "
+    f"it checks its suspects {_BLIP_BATCH} keys a round trip and reloads only the changed "
+    "ones. On the stream strategy nothing was lost: b reads the stream on from its last "
+    "entry id, which drops the changed keys, and trusts the rest again with no round trip "
+    "at all. Only a stream trimmed past b's last id (a blip longer than the cap covers) "
+    "would cost it a repair.",
+    "round_trips",
+    _variants(
+        _blip,
+        {"nodes": 2, "repair_batch": _BLIP_BATCH, "faults": [Fault(1.0, "disconnect", B, 0.2)]},
+        ("flush", "pub/sub, repair=False: b flushes, then reloads every key", True, None, {
+            "repair": False,
+        }),
+        ("repair", f"pub/sub: b repairs ({_BLIP_BATCH} keys a check)", False, _REPAIRED, {}),
+        (
+            "stream",
+            "stream: b replays what it missed; no check",
+            False,
+            _BLIP_KEYS + _BLIP_CHANGED,
+            {"strategy": "stream"},
+        ),
+    ),
+)
+
 CATALOGUE: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -576,6 +625,7 @@ CATALOGUE: dict[str, Scenario] = {
         HERD,
         PARTITION,
         EXTERNAL_WRITER,
+        BLIP,
     )
 }
-"""Every scenario by name, in the order of issue 3."""
+"""Every scenario by name: the eleven of issue 3, in its order, then issue 9's blip."""

@@ -51,6 +51,8 @@ class RunState:
     last_arrival: list[float]  # pub/sub is FIFO per subscriber
     plain: bool  # no loss, duplicates or reordering: the fast delivery path
     listening: bool  # the strategy subscribes
+    streaming: bool  # its messages travel in the store's stream, read by cursor
+    cursor: list[int]  # each node's last stream id read
     database: bool
     writer: str
     outcome: str
@@ -79,4 +81,8 @@ class RunState:
 
     def _start(self, i: int) -> CacheNode:
         """A fresh node in slot ``i`` (the engine builds it)."""
+        raise NotImplementedError
+
+    def _catch_up(self, i: int, replay: bool) -> None:
+        """Node ``i`` reads the stream on from its last id (delivery.py does it)."""
         raise NotImplementedError

@@ -8,12 +8,20 @@ a delete or invalidation leaves a version marker that expires after ``marker_ttl
 ``fill`` is refused when the key holds a value, or changed after the read it names; a
 write with a message head publishes ``head + tail``, tagged when there is a signer.
 Incarnations are named ``sim-1``, ``sim-2``, ... so runs are reproducible.
+
+With ``stream_maxlen``, every message is also appended to a stream capped at exactly that
+many entries (Redis's ``MAXLEN ~`` trims whole nodes: about the cap), whose ids keep
+rising across restarts as Redis's time-based ids do. A simulated reader reads it from its
+last id (``stream_after``), as ``XREAD`` does: a reader that comes back replays what it
+missed, and one whose last id was trimmed away finds the numbers skip.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import islice
 
 from cachelab.auth import Signer
 from cachelab.local import Timer
@@ -30,6 +38,7 @@ CheckHook = Callable[[int], None]
 _VALUE_OPS = frozenset({"set", "fill"})
 _FOREVER = float("inf")
 Record = tuple[bytes | None, int, float, str]  # value (None: a marker), version, expiry, inc
+Entry = tuple[int, bytes, float]  # a stream entry: id, message, time appended
 
 
 def _ignore_write(op: str, key: str, seq: int) -> None:
@@ -56,9 +65,12 @@ class MemoryStore:
         on_write: WriteHook = _ignore_write,
         on_publish: PublishHook = _ignore_publish,
         on_check: CheckHook = _ignore_check,
+        stream_maxlen: int | None = None,
     ) -> None:
         if not marker_ttl > 0:
             raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
+        if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
+            raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")
         self.timer = timer
         self.marker_ttl = marker_ttl
         self.signer = signer
@@ -69,6 +81,9 @@ class MemoryStore:
         self._inc = ""  # "" : the meta is absent; the next call creates it
         self._seq = 0
         self._incarnations = 0
+        self.stream_maxlen = stream_maxlen
+        self._stream: deque[Entry] = deque()
+        self._last_id = 0  # the last stream id given; it survives a restart, as time does
 
     def meta(self) -> Meta:
         """The current incarnation and sequence number (created when absent)."""
@@ -108,7 +123,7 @@ class MemoryStore:
         """Publish a marker (``head`` + the current tail); return the meta."""
         meta = self.meta()
         if head:
-            self.on_publish(finish(head + message_tail(meta.inc, meta.seq), self.signer))
+            self._publish(finish(head + message_tail(meta.inc, meta.seq), self.signer))
         return meta
 
     def restart(self) -> list[str]:
@@ -118,6 +133,7 @@ class MemoryStore:
         """
         lost = [key for key, entry in self._data.items() if entry[0] is not None]
         self._data.clear()
+        self._stream.clear()
         self._inc, self._seq = "", 0
         return lost
 
@@ -132,6 +148,19 @@ class MemoryStore:
     def forget_meta(self) -> None:
         """Lose the meta alone, as an evicting ``maxmemory`` policy may: values outlive it."""
         self._inc, self._seq = "", 0
+
+    def stream_end(self) -> int:
+        """The id of the stream's last entry (0: none yet): where a new reader starts."""
+        return self._last_id
+
+    def stream_after(self, after: int, upto: int) -> list[Entry]:
+        """The entries with ids in ``(after, upto]`` still in the stream, oldest first."""
+        stream = self._stream
+        if not stream or upto <= after:
+            return []
+        first = stream[0][0]  # ids in the stream are consecutive
+        start = max(after + 1 - first, 0)
+        return list(islice(stream, start, max(upto + 1 - first, start)))
 
     def version(self, key: str) -> int:
         """The version of ``key``'s value or live marker (0 when there is none)."""
@@ -174,5 +203,14 @@ class MemoryStore:
             self._data[key] = (None, seq, self.timer() + self.marker_ttl, inc)
         self.on_write(op, key, seq)
         if head:
-            self.on_publish(finish(head + message_tail(inc, seq), self.signer))
+            self._publish(finish(head + message_tail(inc, seq), self.signer))
         return Stamp(seq, inc)
+
+    def _publish(self, raw: bytes) -> None:
+        """Send a message: append it to the stream, if there is one, then tell the hook."""
+        if self.stream_maxlen is not None:
+            self._last_id += 1
+            self._stream.append((self._last_id, raw, self.timer()))
+            while len(self._stream) > self.stream_maxlen:
+                self._stream.popleft()
+        self.on_publish(raw)

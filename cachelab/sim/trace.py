@@ -32,6 +32,8 @@ suspect        ``node`` stopped trusting its entries of ``version`` or newer (0:
 repair_keep    repair found ``node``'s suspect ``key`` current: trusted again at
                the store's ``version``
 repair_drop    repair found ``node``'s suspect ``key`` changed: dropped
+restore        ``node`` (stream) read on from its last id after a reconnect, saw no
+               gap, and trusts its suspects again as they are, with no round trip
 reset          ``node`` found the store's counter restarted (a new incarnation)
 forged         ``node`` refused a message claiming what the store never issued
 disconnect     ``node``'s subscription went down (and it was told)
@@ -69,6 +71,7 @@ KINDS = frozenset(
         "suspect",
         "repair_keep",
         "repair_drop",
+        "restore",
         "reset",
         "forged",
         "disconnect",
@@ -133,6 +136,10 @@ class _Replay:
                 suspects[key] = cache.pop(key)
         elif kind == "repair_keep" and suspect is not None:
             cache[event.key] = (event.version, suspect[1])  # its TTL runs from its fill
+        elif kind == "restore":
+            for key, held in suspects.items():
+                cache.setdefault(key, held)
+            suspects.clear()
 
     def _applied(
         self,

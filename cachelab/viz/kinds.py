@@ -93,6 +93,10 @@ KINDS: dict[str, Kind] = {
                         "{node} trusts it again, at v{version}, without reloading it.", "repair"),
     "repair_drop": Kind("repair: dropped", _ORANGE, "mark", "Repair found {key} changed in Redis "
                         "(v{version}): {node} dropped its copy.", "repair"),
+    "restore": Kind("restored", _GREEN, "mark", "{node} read the stream on from its last "
+                    "entry after the reconnect and found no gap: every message it missed was "
+                    "applied, so it trusts what it held again, with no round trip to Redis.",
+                    "stream replay"),
     "reset": Kind("reset", _RED, "mark", "{node} found Redis's counter started again (a new "
                   "incarnation): versions restart, so it forgets its tombstones and repairs.",
                   "incarnations"),

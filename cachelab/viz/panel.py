@@ -25,6 +25,9 @@ from cachelab.viz.viewer import TraceViewer
 
 # The panel gates each pub/sub message on its way to each node. Server-assisted "tracking"
 # has no such messages to gate (and fakeredis cannot track): notebook 09 shows it instead.
+# The "stream" strategy reads a stream by cursor, which a gate that drops messages would
+# misrepresent: the simulator shows it instead (Simulation(strategy="stream"), the blip
+# scenario).
 LIVE_STRATEGIES: tuple[str, ...] = ("none", "invalidate", "update")
 SAFEGUARDS: tuple[str, ...] = (
     "fill_guard",
