@@ -220,5 +220,7 @@ for challenge in CHALLENGES.values():
     print(challenge.grade(challenge.reference, shrink=False))
 
 # %% [markdown]
-# Back to the start: [00 · quickstart](00-quickstart.ipynb). For teachers:
+# Next: [09 · keys that anyone writes](09-keys-anyone-writes.ipynb): tracking, streams,
+# and a cache that measures its own staleness. Back to the start:
+# [00 · quickstart](00-quickstart.ipynb). For teachers:
 # `docs/teaching.md` has the learning goals, a 90-minute session plan and the grading.

@@ -117,6 +117,40 @@ for mode, values in per_write.items():
 # most keys; the default fits a large fleet with its own hot sets.
 
 # %% [markdown]
+# ## 3 · A blip: flush, repair, or replay the stream
+#
+# Pub/sub is at most once: whatever was published while a subscriber was away is gone.
+# Node `b` holds 100 warm keys when its connection drops for 200 ms, while `a` changes 5
+# of them. On pub/sub, `b` must flush (every key reloaded) or repair (check its keys
+# against Redis, 25 a round trip, and reload the changed ones). With `strategy="stream"`
+# the messages wait in a capped Redis Stream: `b` reads on from its last entry id, which
+# drops the 5 changed keys, and trusts the other 95 again with no round trip at all.
+
+# %%
+from cachelab.sim.scenarios import CATALOGUE
+
+blip = CATALOGUE["blip"]
+print(f"{'':<58} {'round trips':>11} {'checks':>6} {'misses':>7} {'restored':>8} {'stale':>5}")
+rows = {}
+for variant in blip.variants:
+    result = variant.run()
+    b = result.stats["b"]
+    rows[variant.label] = blip.measure(result)
+    print(f"{variant.label:<58} {rows[variant.label]:>11.0f} {b.repair_checks:>6} "
+          f"{b.misses:>7} {b.restored:>8} {result.report.stale_reads:>5}")
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.barh(list(rows), list(rows.values()))
+ax.set_xlabel("Redis round trips for b's reads and recovery")
+ax.invert_yaxis()
+plt.show()
+
+# %% [markdown]
+# All three are correct: no stale read. The stream costs each write a little more (an
+# `XADD` instead of a `PUBLISH`, and memory for `stream_maxlen` entries), and covers a blip
+# as long as the cap holds its messages (10,000 entries at 1,000 writes/s: ten seconds).
+# Past that, the first entry a node reads skips numbers: a gap, and it repairs.
+
+# %% [markdown]
 # ## 4 · A cache that measures its own staleness: `verify=`
 #
 # The checker knows the truth because the simulator records every operation. A service
@@ -198,3 +232,45 @@ else:
             print(f"after {label:<13} Redis holds {outside.get(prefix + 'k')!r:<6} nodes read {seen}")
         print({node.name: node.stats.invalidations_received for node in cluster.nodes})
     outside.close()
+
+# %% [markdown]
+# ## Recap
+#
+# - Broadcast pub/sub hears only writes that publish. A writer through cachelab's script
+#   that publishes nothing is still caught, by the sequence number it took; a writer who
+#   knows nothing of cachelab is not, and a versioned node serves its old value until the
+#   TTL.
+# - `tracking` asks the server: it hears every writer, with no versions to carry, so it
+#   flushes where the others repair. The default mode tells only nodes that read a key;
+#   BCAST tells every node, and grows with the fleet.
+# - `stream` keeps the messages: a blip costs a replay, not a repair or a flush, as long as
+#   the stream's cap covers it.
+# - `verify=` lets a node measure its own staleness, with an interval that held the
+#   checker's count here.
+#
+# ## Exercises
+#
+# 1. In section 2, why does the default mode's cost per write grow so slowly from 16 to 64
+#    nodes, when BCAST's grows fourfold?
+# 2. A tracking node reads a key, and the key then expires in Redis. Nobody writes it. When
+#    does the node stop serving it, and why does it not wait for the server's
+#    invalidation?
+# 3. Why does `tracking` refuse `noloop=True` in the default mode?
+#
+# <details><summary>Worked answers</summary>
+#
+# 1. A write is told to the nodes that read the key since its last write. With a Zipf
+#    workload most writes hit hot keys, which few nodes manage to read between two writes
+#    of them; past some fleet size, the readers per write stop growing with the fleet.
+#    BCAST tells every node of every write.
+# 2. At the key's own expiry: a tracking read sends `PTTL` with the `GET`, and the entry's
+#    deadline is counted from before the request. The server sends an invalidation only
+#    when its expiry cycle (or a reader) deletes the key, which may be later.
+# 3. The server invalidates keys when its tracking table is full. In the default mode it
+#    does not tell a NOLOOP connection of the evictions its own reads cause: the node would
+#    keep entries the server no longer tracks, and never hear of their next write
+#    (`tests/test_tracking.py` shows the server doing it).
+#
+# </details>
+#
+# Back to the start: [00 · quickstart](00-quickstart.ipynb).
