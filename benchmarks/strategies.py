@@ -35,7 +35,7 @@ from cachelab.servers import ServerProcess
 from cachelab.sim.workloads import zipf_picker
 from cachelab.store import RedisStore
 
-_NAMESPACE = "bench-outside"
+_RATE = 200.0
 _PAUSE = 0.0005  # between a reader's reads: a spinning loop would starve the listener of the GIL
 
 
@@ -73,22 +73,31 @@ def staleness(
     client: redis.Redis,
     strategy: str = "tracking",
     *,
+    writer: str = "plain",
     nodes: int = 4,
     seconds: float = 2.0,
     write_rate: float = 200.0,
     keys: int = 20,
     ttl: float = 1.0,
 ) -> Report:
-    """Outside writes against nodes reading in threads; the checker's report of the run."""
+    """Writes against nodes reading in threads; the checker's report of the run.
+
+    ``writer`` is who writes: ``"node"``, one more node of ``strategy``; ``"script"``, a
+    service that runs cachelab's write script without its message (versioned strategies:
+    the next heartbeat's number shows the gap); ``"plain"``, a service that knows nothing
+    of cachelab (a plain SET for tracking; for the others, the value replaced in place).
+    """
     names = [f"stale:{i}" for i in range(keys)]
-    write = _outside_writer(client, strategy)
-    for key in names:
-        write(key, 0)
-    history: list[Op] = [Op("outside", WRITE, key, 0.0, 0.0, 0) for key in names]
+    history: list[Op] = [Op("writer", WRITE, key, 0.0, 0.0, 0) for key in names]
     stop = threading.Event()
+    namespace = f"bench-{secrets.token_hex(3)}"
     with ExitStack() as stack:
+        write = _writer(client, strategy, writer, stack, ttl, namespace)
+        for key in names:
+            write(key, 0)
         members = [
-            stack.enter_context(_reading_node(client, strategy, ttl)) for _ in range(nodes)
+            stack.enter_context(_reading_node(client, strategy, ttl, namespace))
+            for _ in range(nodes)
         ]
         readers = [
             threading.Thread(target=_read_loop, args=(node, names, history, stop, i))
@@ -96,20 +105,46 @@ def staleness(
         ]
         for reader in readers:
             reader.start()
-        _write_loop(client, strategy, names, history, seconds, write_rate)
+        _write_loop(write, names, history, seconds, write_rate)
         stop.set()
         for reader in readers:
             reader.join()
     return check(history)
 
 
+def _writer(
+    client: redis.Redis, strategy: str, writer: str, stack: ExitStack, ttl: float, namespace: str
+) -> Callable[[str, int], object]:
+    """How the writer writes one key (its connections close with ``stack``)."""
+    if writer == "node":
+        node = stack.enter_context(_reading_node(client, strategy, ttl, namespace))
+        return lambda key, number: node.set(key, str(number))
+    outside = stack.enter_context(redis.Redis(**_address(client)))
+    if strategy.startswith("tracking"):
+        if writer != "plain":
+            raise ValueError("tracking nodes have no script: their writers are plain or nodes")
+        return lambda key, number: outside.set(key, str(number))
+    store = RedisStore(outside, namespace)
+    if writer == "script":
+        return lambda key, number: store.write("set", key, encode_value(str(number)), None)
+
+    def replace(key: str, number: int) -> object:
+        if number == 0:  # the first value goes through the script: the key gets a version
+            return store.write("set", key, encode_value("0"), None)
+        return outside.hset("{" + namespace + "}:k:" + key, "val", encode_value(str(number)))
+
+    return replace
+
+
 @contextmanager
-def _reading_node(client: redis.Redis, strategy: str, ttl: float) -> Iterator[CacheNode]:
-    """A node that reads the keys the outside writer writes."""
+def _reading_node(
+    client: redis.Redis, strategy: str, ttl: float, namespace: str
+) -> Iterator[CacheNode]:
+    """A node that reads the keys the writer writes."""
     if strategy.startswith("tracking"):
         node: CacheNode = TrackingNode(client, ttl=ttl, bcast=strategy.endswith("bcast"))
     else:
-        node = CacheNode(client, namespace=_NAMESPACE, strategy=strategy, ttl=ttl)
+        node = CacheNode(client, namespace=namespace, strategy=strategy, ttl=ttl)
     with node:
         yield node
 
@@ -129,24 +164,17 @@ def _read_loop(
         if not hit:
             value = node.get(key)
         end = time.monotonic()
-        history.append(Op(tag, READ, key, start, end, int(value), hit))
+        history.append(Op(tag, READ, key, start, end, int(value or 0), hit))
 
 
 def _write_loop(
-    client: redis.Redis,
-    strategy: str,
+    write: Callable[[str, int], object],
     names: list[str],
     history: list[Op],
     seconds: float,
     rate: float,
 ) -> None:
-    """Write numbered values at ``rate`` per second for ``seconds``, recording each.
-
-    For tracking nodes the writer is a plain client's SET. For versioned nodes it is a
-    service that writes the namespace without publishing: the write script, no message.
-    """
-    outside = redis.Redis(**_address(client))
-    write = _outside_writer(outside, strategy)
+    """Write numbered values at ``rate`` per second for ``seconds``, recording each."""
     rng = random.Random(0)
     deadline = time.monotonic() + seconds
     number = 0
@@ -155,17 +183,8 @@ def _write_loop(
         key = rng.choice(names)
         start = time.monotonic()
         write(key, number)
-        history.append(Op("outside", WRITE, key, start, time.monotonic(), number))
+        history.append(Op("writer", WRITE, key, start, time.monotonic(), number))
         time.sleep(1 / rate)
-    outside.close()
-
-
-def _outside_writer(outside: redis.Redis, strategy: str) -> Callable[[str, int], object]:
-    """How the outside writer writes one key, for nodes of ``strategy``."""
-    if strategy.startswith("tracking"):
-        return lambda key, number: outside.set(key, str(number))
-    store = RedisStore(outside, _NAMESPACE)
-    return lambda key, number: store.write("set", key, encode_value(number), None)
 
 
 def messages_per_write(
@@ -225,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with ServerProcess(args.kind) as server:
         client = server.client()
-        _print_hits(hit_costs(client, ("invalidate", "update", "tracking", "tracking-bcast")))
+        strategies = ("none", "invalidate", "update", "stream", "tracking", "tracking-bcast")
+        _print_hits(hit_costs(client, strategies))
         _print_staleness(client)
         _print_messages(client)
         client.close()
@@ -238,14 +258,27 @@ def _print_hits(costs: dict[str, float]) -> None:
         print(f"  {strategy:<16} {cost / base:5.2f}x  ({cost * 1e9:.0f} ns)")
 
 
-def _print_staleness(client: redis.Redis) -> None:
-    print("after outside writes (200 writes/s on 20 keys, 4 nodes reading, ttl 1 s)")
-    for strategy in ("tracking", "tracking-bcast", "invalidate"):
-        report = staleness(client, strategy)
+STALENESS_RUNS = (
+    ("invalidate", "node"),
+    ("update", "node"),
+    ("stream", "node"),
+    ("tracking", "node"),
+    ("tracking", "plain"),
+    ("tracking-bcast", "plain"),
+    ("invalidate", "script"),
+    ("invalidate", "plain"),
+)
+
+
+def _print_staleness(client: redis.Redis, seconds: float = 5.0) -> None:
+    print(f"staleness ({_RATE:.0f} writes/s on 20 keys, 4 nodes reading, ttl 1 s, {seconds} s)")
+    for strategy, writer in STALENESS_RUNS:
+        report = staleness(client, strategy, writer=writer, seconds=seconds)
         print(
-            f"  {strategy:<16} stale {report.stale_fraction:7.3%} of {report.reads} reads, "
-            f"hit rate {report.hit_rate:.1%}, staleness p50 {_ms(report.staleness_p50)}, "
-            f"p99 {_ms(report.staleness_p99)}, max {_ms(report.staleness_max)}"
+            f"  {strategy:<15} {writer + ' writer':<14} stale {report.stale_fraction:7.3%} "
+            f"of {report.reads} reads, hits {report.hit_rate:.1%}, staleness "
+            f"p50 {_ms(report.staleness_p50)}, p99 {_ms(report.staleness_p99)}, "
+            f"max {_ms(report.staleness_max)}"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from benchmarks.strategies import hit_costs, messages_per_write, staleness
@@ -13,11 +14,25 @@ def test_hit_costs_cover_each_strategy_and_the_baseline(real_client: redis.Redis
     assert all(cost > 0 for cost in costs.values())
 
 
-def test_staleness_judges_every_read_against_the_outside_writes(real_client: redis.Redis) -> None:
-    report = staleness(real_client, "tracking", nodes=2, seconds=0.3, write_rate=100, keys=4)
+@pytest.mark.parametrize(
+    ("strategy", "writer"),
+    [("tracking", "plain"), ("tracking", "node"), ("invalidate", "node"), ("stream", "node"),
+     ("invalidate", "script"), ("invalidate", "plain")],
+)
+def test_staleness_judges_every_read_against_the_writes(
+    real_client: redis.Redis, strategy: str, writer: str
+) -> None:
+    report = staleness(
+        real_client, strategy, writer=writer, nodes=2, seconds=0.3, write_rate=100, keys=4
+    )
     assert report.reads > 0
-    assert report.writes > 4  # the initial values, then the outside writer's
+    assert report.writes > 4  # the initial values, then the writer's
     assert report.hits > 0
+
+
+def test_a_script_writer_cannot_write_for_tracking(real_client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="no script"):
+        staleness(real_client, "tracking", writer="script", seconds=0.1)
 
 
 def test_bcast_tells_every_node_of_every_write(real_client: redis.Redis) -> None:
