@@ -227,7 +227,13 @@ def _outside_write(cell: Cell) -> None:
 def _oversized(cell: Cell) -> None:
     """A message over the 1 MiB limit on the channel, and a value too big to ride along."""
     cell.send(b"x" * (2 << 20))
-    cell.cluster.nodes[0].set(KEYS[0], "y" * (1 << 20))
+    writer = cell.cluster.nodes[0]
+    if not cell.tracking:
+        writer.set(KEYS[0], "y" * (1 << 20))
+        return
+    number, start = next(cell.numbers), time.monotonic()  # its number first: reads parse it
+    writer.set(KEYS[0], str(number) + " " * (1 << 20))
+    cell.history.append(Op(writer.name, WRITE, KEYS[0], start, time.monotonic(), number))
 
 
 _TTL = "bounded by the TTL backstop (`ttl=`) or the key's next write"
