@@ -7,6 +7,7 @@ which the server queues after every invalidation it sent before.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
 
@@ -16,6 +17,8 @@ import redis
 
 import cachelab
 from cachelab import CacheNode, Cluster, TrackingNode, TrackingUnsupported
+from cachelab.check import check
+from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE
 from cachelab.servers import ServerProcess
 from cachelab.tracking_redis import INVALIDATE_CHANNEL, resp2_client
@@ -369,3 +372,31 @@ def test_an_entry_ends_when_its_key_expires_in_redis(
         now[0] += 2.0  # past the key's expiry by the node's clock, counted from the request
         assert node.lookup("k") is NO_VALUE
         assert node.lookup("forever") == b"v"
+
+
+def test_the_checker_finds_no_stale_read_once_each_outside_write_settled(
+    nodes: list[TrackingNode], outside: redis.Redis
+) -> None:
+    """Outside writes numbered as versions; every node reads after each settles: 0 stale."""
+    history = [Op("outside", WRITE, key, 0.0, 0.0, 0) for key in ("x", "y")]
+    outside.mset({"x": "0", "y": "0"})
+    clock = itertools.count(1)
+    for number in range(1, 21):
+        key = "x" if number % 3 else "y"
+        start = float(next(clock))
+        outside.set(key, str(number))
+        history.append(Op("outside", WRITE, key, start, float(next(clock)), number))
+        settle(*nodes)
+        for node in nodes:
+            for read in ("x", "y"):
+                begin = float(next(clock))
+                value = int(node.get(read))
+                history.append(Op(node.name, READ, read, begin, float(next(clock)), value))
+    report = check(history)
+    assert report.reads == 20 * len(nodes) * 2
+    assert report.stale_reads == 0
+
+
+def test_a_recorded_cluster_refuses_tracking(real_client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="record=True needs versions"):
+        Cluster(1, client=real_client, strategy="tracking", record=True)
