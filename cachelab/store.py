@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 import redis
 
+from cachelab import validate
 from cachelab.auth import AuthenticationMismatch, Signer
 from cachelab.messages import channel
 
@@ -292,10 +293,7 @@ class RedisStore:
         marker_ttl: float = 3600.0,
         stream_maxlen: int | None = None,
     ) -> None:
-        if not marker_ttl > 0:
-            raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
-        if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
-            raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")
+        validate.store_options(marker_ttl, stream_maxlen)
         self.client = client
         self.namespace = namespace
         self.channel = channel(namespace)

@@ -84,3 +84,11 @@ def stream_maxlen(value: Any, strategy: Strategy) -> int | None:
             f"namespace), not {strategy.name!r}, which listens on pub/sub"
         )
     return count("stream_maxlen", value)
+
+
+def store_options(marker_ttl: Any, stream_maxlen: Any) -> None:
+    """A store's marker lifetime (positive seconds) and stream cap (a positive int, or None)."""
+    if not marker_ttl > 0:
+        raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
+    if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
+        raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import islice
 
+from cachelab import validate
 from cachelab.auth import Signer
 from cachelab.local import Timer
 from cachelab.messages import finish, message_tail
@@ -67,10 +68,7 @@ class MemoryStore:
         on_check: CheckHook = _ignore_check,
         stream_maxlen: int | None = None,
     ) -> None:
-        if not marker_ttl > 0:
-            raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
-        if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
-            raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")
+        validate.store_options(marker_ttl, stream_maxlen)
         self.timer = timer
         self.marker_ttl = marker_ttl
         self.signer = signer
