@@ -17,16 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 import redis
 
-from cachelab import validate
+from cachelab import decorators, validate
 from cachelab.auth import Signer
 from cachelab.backends import client_secret
 from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
+from cachelab.decorators import Cached, CachedMethod
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
 from cachelab.local import LocalStore, Timer
 from cachelab.messages import (
@@ -52,6 +53,9 @@ from cachelab.streambus import StreamBus
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _MAX_NAMESPACE = 64
 _MUTABLE = (list, dict)
@@ -604,6 +608,36 @@ class CacheNode:
         if self._sampler is not None:
             stats = replace(stats, **self._sampler.counts())
         return stats
+
+    @property
+    def max_entries(self) -> int:
+        """The bound of the local LRU."""
+        return self._core.local.maxsize
+
+    @overload
+    def cached(self, func: Callable[P, R], **options: Any) -> Cached[P, R]: ...
+
+    @overload
+    def cached(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
+
+    def cached(self, func: Callable[P, R] | None = None, **options: Any) -> Any:
+        """Cache a function's results through this node: ``@node.cached(key="user:{0}",
+        ttl=60)``, or ``@node.cached``. See ``cachelab.decorators``."""
+        return decorators.cached(self, func, **options)
+
+    @overload
+    def cached_method(self, func: Callable[..., Any], **options: Any) -> CachedMethod: ...
+
+    @overload
+    def cached_method(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], CachedMethod]: ...
+
+    def cached_method(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """As ``cached``, for methods (``self`` is not in the key unless the key names it)."""
+        return decorators.cached_method(self, func, **options)
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
         """Every trusted local entry as ``key -> (value, version)``, for display and tests."""
