@@ -20,10 +20,13 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
+
+from cachelab.stats import LagStats
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,38 @@ class SubscriptionSilent(redis.ConnectionError):
     """The subscription stopped delivering (its heartbeat did not come back)."""
 
 
+class Lag:
+    """The round trips of a heartbeat, in seconds: how many, their sum, the last ``window``.
+
+    Written by the listener thread, read by any (a metrics scrape): under a lock.
+    """
+
+    def __init__(self, window: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._total = 0.0
+        self._recent: deque[float] = deque(maxlen=window)
+
+    def add(self, seconds: float) -> None:
+        """One beat came back after ``seconds``."""
+        with self._lock:
+            self._count += 1
+            self._total += seconds
+            self._recent.append(seconds)
+
+    def snapshot(self) -> LagStats:
+        """What has been measured so far."""
+        with self._lock:
+            return LagStats(self._count, self._total, tuple(self._recent))
+
+
 class Heartbeat:
     """An echo on a private channel: proof that the subscription still delivers.
 
     A killed or half-open connection can leave a subscriber deaf without any error
     (fakeredis after CLIENT KILL, or a peer that vanished without a FIN). Only an
-    end-to-end echo tells.
+    end-to-end echo tells. Each echo's delay, from just before the beat is sent to its
+    arrival on the subscription, is kept in ``lag`` (see ``CacheNode.propagation_lag``).
     """
 
     def __init__(self, interval: float | None, timer: Callable[[], float] = time.monotonic) -> None:
@@ -98,6 +127,8 @@ class Heartbeat:
         self._next = float("inf")
         self._waiting: str | None = None
         self._deadline = float("inf")
+        self._sent = 0.0
+        self.lag = Lag()
 
     def restart(self) -> None:
         """Start beating from now (the subscription was just confirmed)."""
@@ -117,6 +148,7 @@ class Heartbeat:
         if self.interval is None or self._waiting is not None or now < self._next:
             return None
         self._waiting = secrets.token_hex(8)
+        self._sent = now
         self._deadline = now + 3 * self.interval
         return self._waiting
 
@@ -131,8 +163,10 @@ class Heartbeat:
         """Whether ``token`` is the awaited one (a PING's PONG, say); if so, reset."""
         if self._waiting is None or token != self._waiting:
             return False
+        now = self.timer()
+        self.lag.add(now - self._sent)
         self._waiting = None
-        self._next = self.timer() + (self.interval or 0.0)
+        self._next = now + (self.interval or 0.0)
         return True
 
 

@@ -24,7 +24,7 @@ import redis
 from cachelab import decorators, validate
 from cachelab.auth import Signer
 from cachelab.backends import client_secret
-from cachelab.bus import Bus, RedisBus
+from cachelab.bus import Bus, Heartbeat, RedisBus
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
 from cachelab.decorators import Cached, CachedMethod
@@ -46,7 +46,7 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
-from cachelab.stats import NodeStats
+from cachelab.stats import LagStats, NodeStats
 from cachelab.store import Meta, RedisStore, Stamp, Store
 from cachelab.streambus import StreamBus
 
@@ -638,6 +638,22 @@ class CacheNode:
     def cached_method(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """As ``cached``, for methods (``self`` is not in the key unless the key names it)."""
         return decorators.cached_method(self, func, **options)
+
+    @property
+    def propagation_lag(self) -> LagStats | None:
+        """The round trips of this node's heartbeat; None when it has none (strategy
+        ``none``, ``stream``, or a bus of the simulator's); a count of 0 with
+        ``heartbeat=None`` or before the first beat came back.
+
+        One round trip runs from just before the node publishes a beat (through the write
+        path's script, on a pooled connection) to the beat's arrival on the node's own
+        subscription, after whatever messages were queued before it: the time a message
+        takes through Redis to this node, publish included. It is not a peer-to-peer
+        delay: no clock of another node is involved. Under ``tracking`` it is a PING's
+        round trip on the redirect connection. One beat every ``heartbeat`` seconds.
+        """
+        heartbeat = getattr(self._bus, "heartbeat", None)
+        return heartbeat.lag.snapshot() if isinstance(heartbeat, Heartbeat) else None
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
         """Every trusted local entry as ``key -> (value, version)``, for display and tests."""

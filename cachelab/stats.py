@@ -153,3 +153,27 @@ class NodeStats:
             "stale_low": low,
             "stale_high": high,
         }
+
+
+@dataclass(frozen=True)
+class LagStats:
+    """A node's measured propagation lag: the round trips of its heartbeat (seconds).
+
+    ``count`` beats came back, taking ``total`` seconds in all (both only grow); ``recent``
+    holds the last ones (up to 64), oldest first. See ``CacheNode.propagation_lag`` for
+    what one round trip measures.
+    """
+
+    count: int = 0
+    total: float = 0.0
+    recent: tuple[float, ...] = ()
+
+    @property
+    def last(self) -> float | None:
+        """The latest round trip; None before the first."""
+        return self.recent[-1] if self.recent else None
+
+    @property
+    def max(self) -> float | None:
+        """The longest of the recent round trips; None before the first."""
+        return max(self.recent) if self.recent else None
