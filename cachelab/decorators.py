@@ -32,10 +32,13 @@ same arguments share one entry, unless the key names the instance, as in
 **``ttl=``** (seconds) bounds the age of a result, not of a local copy: with a ``ttl``, the
 value stored in Redis is ``[written_at, result]`` (``written_at`` from ``clock``, by default
 ``time.time()``, the wall clock of the node that called the function); a call that finds
-an entry ``ttl`` seconds old or older invalidates it everywhere and calls the function
-again (once per node: a node's threads refresh a key one at a time). The Redis key itself
-never expires (cachelab's write scripts set no expiry), and the node's own ``ttl`` is the
-separate backstop of its local copies. Without ``ttl=`` the result is stored as it is and
+an entry ``ttl`` seconds old or older calls the function again and stores the new result
+with ``node.set`` (so every other node drops its copy and reloads it from Redis). An
+expired result is never returned: a node's threads that find it expired wait for one
+refresh, so the function runs once per node and expiry (two nodes that find it expired
+together may both run it, and the later write wins). The Redis key itself never expires
+(cachelab's write scripts set no expiry), and the node's own ``ttl`` is the separate
+backstop of its local copies. Without ``ttl=`` the result is stored as it is and
 lives until invalidated. Clocks of different machines should agree to well within the ttl.
 
 **``cache_info()``** gives ``CacheInfo(hits, misses, maxsize, currsize)`` in the style of
@@ -315,8 +318,8 @@ class _Engine:
                 with self._stripes[hash(key) % _STRIPES]:
                     stored = node.get_or_load(key, load)  # another thread may have refreshed it
                     if self._expired(stored):
-                        node.invalidate(key)
-                        stored = node.get_or_load(key, load)
+                        stored = load()
+                        node.set(key, stored)  # never absent meanwhile: no other load runs
             served = True
         finally:
             self._count(called, served)
@@ -339,8 +342,8 @@ class _Engine:
                 async with self._async_stripe(key):
                     stored = await node.get_or_load(key, load)
                     if self._expired(stored):
-                        await node.invalidate(key)
-                        stored = await node.get_or_load(key, load)
+                        stored = await load()
+                        await node.set(key, stored)
             served = True
         finally:
             self._count(called, served)

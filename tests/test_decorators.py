@@ -328,7 +328,7 @@ def test_ttl_recomputes_a_result_older_than_ttl_on_every_node(make_node: NodeFac
     clock.now += 9.5
     assert on_b(1) == 1000.0 and calls == [1000.0]  # 9.5 s old: still served
     clock.now += 0.5
-    assert on_b(1) == 1010.0  # 10 s old: b invalidates it everywhere and recomputes
+    assert on_b(1) == 1010.0  # 10 s old: b recomputes it and stores it for every node
     settle(a, b)
     assert on_a(1) == 1010.0 and calls == [1000.0, 1010.0]
     assert on_a.cache_info()[:2] == (1, 1) and on_b.cache_info()[:2] == (1, 1)

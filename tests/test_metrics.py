@@ -43,6 +43,7 @@ def beats(node: CacheNode, count: int) -> LagStats:
 def known_operations(a: CacheNode, b: CacheNode) -> None:
     """b: 2 misses, 2 hits, 1 stale fill rejected, 3 invalidations (a's writes), 1 entry."""
     a.set("k", 1)
+    settle(a, b)  # b hears of it first (else the message could arrive after b's load)
     assert b.get("k") == 1 and b.get("k") == 1  # a miss, then a hit
     flight = b.load("slow")  # a slow read of "slow"...
     a.set("slow", 2)  # ...overtaken by a write
