@@ -81,6 +81,7 @@ R = TypeVar("R")
 
 KeySpec = str | Callable[..., str] | None
 _SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
 _STRIPES = 16
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -166,6 +167,13 @@ class _Engine:
         elif key is not None and not callable(key):
             raise TypeError(f"key must be a format str or a callable, not {type(key).__name__}")
         self._key = key
+        # The fast path: a call giving every parameter positionally, nothing else, to a
+        # function of plain parameters, needs no signature binding; a format of plain fields
+        # ({0}, {name}) needs no Python-level formatter. Both give the same keys as the rest.
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self._arity = len(params) if plain else -1
+        self._names = tuple(p.name for p in params)
+        self._plain = _plain_fields(key) if isinstance(key, str) else None
         self.ttl = validate.seconds("ttl", ttl, optional=True)
         self._clock = clock
         self._prefix = f"{getattr(func, '__module__', None) or '?'}.{self.name}"
@@ -186,25 +194,47 @@ class _Engine:
             built = spec(*args, **kwargs)
             if type(built) is not str:
                 raise TypeError(f"key= of {self.name} returned {type(built).__name__}, not str")
+        elif not kwargs and len(args) == self._arity and (spec is None or self._plain is not None):
+            built = self._quick_key(spec, args)
         else:
-            bound = self._sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            if spec is None:
-                built = self._default_key(bound)
-            else:
-                positional, named = self._fields(bound)
-                try:
-                    built = _FORMATTER.vformat(spec, positional, named)
-                except (IndexError, KeyError, AttributeError) as exc:
-                    raise ValueError(
-                        f"key format {spec!r} of {self.name} names what the call lacks: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from None
+            built = self._bound_key(spec, args, kwargs)
         try:
             validate.key(built)
         except ValueError as exc:
             raise ValueError(f"the key {self.name} built is refused: {exc}") from None
         return built
+
+    def _quick_key(self, spec: str | None, args: tuple[Any, ...]) -> str:
+        """The key of a call that gives every (plain) parameter positionally."""
+        given = args[self._skip :]
+        if spec is None:
+            pairs = zip(self._names[self._skip :], given, strict=True)
+            return f"{self._prefix}({','.join(self._scalar(n, v) for n, v in pairs)})"
+        named = dict(zip(self._names, args, strict=True))
+        assert self._plain is not None
+        for field in self._plain:
+            if type(field) is int:
+                value = given[field] if field < len(given) else _MISSING
+            else:
+                value = named.get(str(field), _MISSING)
+            if type(value) not in _SCALARS:
+                return self._bound_key(spec, args, {})  # the general path says what is wrong
+        return spec.format(*given, **named)
+
+    def _bound_key(self, spec: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The key of any call: bound to the signature, defaults applied."""
+        bound = self._sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if spec is None:
+            return self._default_key(bound)
+        positional, named = self._fields(bound)
+        try:
+            return _FORMATTER.vformat(spec, positional, named)
+        except (IndexError, KeyError, AttributeError) as exc:
+            raise ValueError(
+                f"key format {spec!r} of {self.name} names what the call lacks: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
 
     def _fields(self, bound: inspect.BoundArguments) -> tuple[list[Any], dict[str, Any]]:
         """Positional fields (self excluded) and named fields (self included) of a call."""
@@ -356,6 +386,24 @@ class _Engine:
         if stripes is None:
             stripes = self._loop_stripes[loop] = [asyncio.Lock() for _ in range(_STRIPES)]
         return stripes[hash(key) % _STRIPES]
+
+
+def _plain_fields(spec: str) -> tuple[int | str, ...] | None:
+    """The fields of a format that names each argument plainly (``{0}``, ``{name}``, with
+    no conversion, attribute, item or nested field); None for any other format."""
+    fields: list[int | str] = []
+    for _, field, format_spec, conversion in string.Formatter().parse(spec):
+        if field is None:
+            continue
+        if conversion is not None or "{" in (format_spec or ""):
+            return None
+        if field.isascii() and field.isdigit():
+            fields.append(int(field))
+        elif field.isidentifier():
+            fields.append(field)
+        else:
+            return None
+    return tuple(fields)
 
 
 def _is_pair(stored: Any) -> bool:

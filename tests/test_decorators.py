@@ -107,6 +107,21 @@ def test_a_format_binds_arguments_to_the_signature_with_defaults(node: CacheNode
     assert f.cache_info().misses == 1 and f.cache_info().hits == 1
 
 
+def test_positional_calls_and_bound_calls_build_the_same_keys(node: CacheNode) -> None:
+    # A call giving every parameter positionally skips binding (the fast path): same keys.
+    formats = ["p:{0}:{1}", "p:{y}:{x}", "p:{0:>4}|{y!r}", "p:{0}{1}{x}", "constant"]
+    for spec in formats:
+        f = node.cached(key=spec)(lambda x, y: 0)
+        assert f.key(1, "b") == f.key(1, y="b") == f.key(x=1, y="b"), spec
+        assert f.key(True, None) == f.key(x=True, y=None), spec
+    plain = node.cached(lambda x, y: 0)
+    assert plain.key(1.5, "b") == plain.key(y="b", x=1.5)
+    with pytest.raises(TypeError, match="is a list"):
+        node.cached(key="p:{1}")(lambda x, y: 0)(1, [2])
+    with pytest.raises(TypeError, match="argument 'y' is a list"):
+        plain(1, [2])
+
+
 def test_a_format_numbers_varargs_and_names_varkeywords(node: CacheNode) -> None:
     @node.cached(key="v:{0}:{1}:{2}:{mode}")
     def f(a: int, *rest: int, **options: str) -> int:
