@@ -10,6 +10,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
@@ -227,3 +228,15 @@ def test_import_cachelab_needs_no_metrics_library() -> None:
         "    raise AssertionError('prometheus_client was not blocked')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_tracking_node_times_its_ping(real_client: redis.Redis) -> None:
+    options: dict[str, Any] = {"strategy": "tracking", "heartbeat": 0.02}
+    with CacheNode(real_client, name="tr", namespace="t", **options) as tr:
+        lag = beats(tr, 2)  # a PING's round trip on the redirect connection
+        assert lag.last is not None and 0 < lag.last < 1.0
+        registry = CollectorRegistry()
+        NodeCollector([tr]).register(registry)
+        labels = {"node": "tr", "namespace": "t"}
+        count = registry.get_sample_value("cachelab_propagation_lag_seconds_count", labels)
+        assert count is not None and count >= 2
