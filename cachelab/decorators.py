@@ -82,7 +82,6 @@ R = TypeVar("R")
 KeySpec = str | Callable[..., str] | None
 _SCALARS = (str, int, float, bool, type(None))
 _MISSING = object()
-_STRIPES = 16
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -180,10 +179,13 @@ class _Engine:
         self._counts = threading.Lock()
         self.hits = 0
         self.misses = 0
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
-        self._loop_stripes: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, list[asyncio.Lock]
-        ] = weakref.WeakKeyDictionary()
+        # Refreshes in flight, by key: the owner (a thread id or a task) and what it sets
+        # when done. Nothing holds a lock while the function runs: it may call itself.
+        self._refreshing: dict[str, tuple[object, Any]] = {}
+        self._guard = threading.Lock()
+        self._arefreshing: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[object, asyncio.Event]]
+        ] = weakref.WeakKeyDictionary()  # per event loop: its events belong to it
 
     # -- keys --------------------------------------------------------------------
 
@@ -344,16 +346,37 @@ class _Engine:
         node, served = self.node, False
         try:
             stored = node.get_or_load(key, load)
-            if self._expired(stored):
-                with self._stripes[hash(key) % _STRIPES]:
-                    stored = node.get_or_load(key, load)  # another thread may have refreshed it
-                    if self._expired(stored):
-                        stored = load()
-                        node.set(key, stored)  # never absent meanwhile: no other load runs
+            while self._expired(stored):
+                stored = self._refresh(key, load)
             served = True
         finally:
             self._count(called, served)
         return self._unpack(key, stored)
+
+    def _refresh(self, key: str, load: Callable[[], Any]) -> Any:
+        """Recompute an expired result once per node: other threads wait for it, no lock is
+        held while the function runs, and a call of the same key from inside it recomputes
+        on its own (it would otherwise wait for itself)."""
+        me = threading.get_ident()
+        with self._guard:
+            running = self._refreshing.get(key)
+            if running is None or running[0] == me:
+                done = threading.Event()
+                self._refreshing.setdefault(key, (me, done))
+        if running is not None and running[0] != me:
+            running[1].wait()
+            return self.node.get_or_load(key, load)
+        try:
+            stored = self.node.get_or_load(key, load)  # another thread may have refreshed it
+            if self._expired(stored):
+                stored = load()
+                self.node.set(key, stored)  # never absent meanwhile: no other load runs
+            return stored
+        finally:
+            if running is None:
+                with self._guard:
+                    del self._refreshing[key]
+                done.set()
 
     async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """An async call, on an async node: as ``call``."""
@@ -368,24 +391,34 @@ class _Engine:
         node, served = self.node, False
         try:
             stored = await node.get_or_load(key, load)
-            if self._expired(stored):
-                async with self._async_stripe(key):
-                    stored = await node.get_or_load(key, load)
-                    if self._expired(stored):
-                        stored = await load()
-                        await node.set(key, stored)
+            while self._expired(stored):
+                stored = await self._arefresh(key, load)
             served = True
         finally:
             self._count(called, served)
         return self._unpack(key, stored)
 
-    def _async_stripe(self, key: str) -> asyncio.Lock:
-        """The refresh lock of ``key`` in the running event loop."""
-        loop = asyncio.get_running_loop()
-        stripes = self._loop_stripes.get(loop)
-        if stripes is None:
-            stripes = self._loop_stripes[loop] = [asyncio.Lock() for _ in range(_STRIPES)]
-        return stripes[hash(key) % _STRIPES]
+    async def _arefresh(self, key: str, load: Callable[[], Any]) -> Any:
+        """``_refresh`` for tasks: the owner is the task; the others await its event."""
+        me = asyncio.current_task()
+        refreshing = self._arefreshing.setdefault(asyncio.get_running_loop(), {})
+        running = refreshing.get(key)  # one loop, one thread: no guard needed
+        if running is not None and running[0] is not me:
+            await running[1].wait()
+            return await self.node.get_or_load(key, load)
+        done = asyncio.Event()
+        if running is None:
+            refreshing[key] = (me, done)
+        try:
+            stored = await self.node.get_or_load(key, load)
+            if self._expired(stored):
+                stored = await load()
+                await self.node.set(key, stored)
+            return stored
+        finally:
+            if running is None:
+                del refreshing[key]
+                done.set()
 
 
 def _plain_fields(spec: str) -> tuple[int | str, ...] | None:

@@ -548,3 +548,19 @@ def test_an_explicit_flag_overrides_the_detection(node: CacheNode) -> None:
     assert inspect.iscoroutinefunction(cached(node, fetch, asynchronous=True))
     with pytest.raises(TypeError, match="asynchronous must be"):
         cached(node, fetch, asynchronous=1)  # type: ignore[call-overload]
+
+
+def test_a_ttl_refresh_may_call_itself_without_waiting_for_itself(client: redis.Redis) -> None:
+    """No lock is held while the function runs: a recursive function refreshes its own
+    expired entries (a lock per key, or per stripe of keys, would deadlock here)."""
+    now = [0.0]
+    with CacheNode(client, name="fib", namespace="deco-fib") as node:
+
+        @node.cached(key="fib:{0}", ttl=10.0, clock=lambda: now[0])
+        def fib(n: int) -> int:
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        assert fib(30) == 832040
+        now[0] += 11.0  # every entry expired: each refresh recurses into expired ones
+        assert fib(30) == 832040
+        assert fib.cache_info().misses >= 31 * 2
