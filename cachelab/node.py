@@ -34,17 +34,16 @@ from cachelab.messages import (
     NO_VALUE,
     InvalidMessage,
     Message,
-    WrongVersion,
     channel,
     decode,
     decode_value,
     encode_value,
-    fits,
     message_head,
     message_prefix,
     value_digest,
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
+from cachelab.shell import RefusalLog, choose_signer, flight_inc, private, write_head
 from cachelab.stats import NodeStats
 from cachelab.store import Meta, RedisStore, Stamp, Store
 from cachelab.streambus import StreamBus
@@ -54,7 +53,6 @@ __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
 log = logging.getLogger(__name__)
 
 _MAX_NAMESPACE = 64
-_MUTABLE = (list, dict)
 
 
 class CacheNode:
@@ -158,7 +156,7 @@ class CacheNode:
         ordered = bool(getattr(bus, "ordered", True))
         self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
         self._lock = threading.Lock()
-        self._logged: set[str] = set()
+        self._refusals = RefusalLog(name, namespace)
         hooks = Hooks(name, validate.hook("events", events), recorder, self._timer, self._failed)
         self._emit, self._record = hooks.emit, hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
@@ -251,7 +249,7 @@ class CacheNode:
             flight = self._miss(key, loader)
             if loader is not None and flight.value is ABSENT:  # joined a plain get()
                 flight = self._miss(key, loader, join=False)
-            value, version, inc, found = flight.value, flight.version, _inc(flight), False
+            value, version, inc, found = flight.value, flight.version, flight_inc(flight), False
         if self._recorder is not None:
             self._record("read", key, start, version, found, inc)
         return value
@@ -362,7 +360,7 @@ class CacheNode:
         assert flight.reply is not None
         head = self._head("set", flight.key, encoded)
         stamp = self._store.fill(flight.key, encoded, flight.reply, head)
-        return stamp, _private(value, encoded)
+        return stamp, private(value, encoded)
 
     def _fail(self, flight: Flight, error: BaseException) -> None:
         """Release a ticket whose load failed; whoever waits on it gets the error."""
@@ -376,7 +374,7 @@ class CacheNode:
         """Store ``value`` in Redis and publish the change, atomically; keep it locally."""
         validate.key(key)
         encoded = encode_value(value)
-        self._write("set", key, encoded, _private(value, encoded), "write")
+        self._write("set", key, encoded, private(value, encoded), "write")
 
     def delete(self, key: str) -> None:
         """Delete ``key`` everywhere."""
@@ -417,16 +415,8 @@ class CacheNode:
             self._record(record_as, key, start, stamp.seq, False, stamp.inc)
 
     def _head(self, op: str, key: str, encoded: str) -> str:
-        """The message a write publishes: every strategy tells the listeners.
-
-        The value rides along for the ``update`` strategy when the message stays within
-        the size every peer accepts; otherwise peers drop the key and reload it.
-        """
-        if op == "set" and self.strategy.carries_value:
-            head = message_head(self._prefix, op, key, encoded)
-            if fits(head):
-                return head
-        return message_head(self._prefix, op, key, None)
+        """The message a write publishes (``shell.write_head``)."""
+        return write_head(self.strategy, self._prefix, op, key, encoded)
 
     # -- messages (called by the bus) ---------------------------------------
 
@@ -437,7 +427,7 @@ class CacheNode:
         except InvalidMessage as exc:
             with self._lock:
                 self._core.invalid(exc)
-            self._log_once(exc)
+            self._refusals.once(exc)
             return
         self.handle(msg)
 
@@ -574,15 +564,6 @@ class CacheNode:
             self._core.counts["hook_errors"] += 1
             return self._core.counts["hook_errors"]
 
-    def _log_once(self, error: InvalidMessage) -> None:
-        """Say once per kind why messages are refused (a peer to upgrade or to configure)."""
-        kind = type(error).__name__ + (str(error) if isinstance(error, WrongVersion) else "")
-        if kind not in self._logged and len(self._logged) < 16:  # publishers choose the words
-            self._logged.add(kind)
-            log.warning(
-                "node %r (namespace %r) refuses messages: %s", self.name, self.namespace, error
-            )
-
     def _evicted(self, key: str, version: int) -> None:
         """The local store pushed out its least recently used entry (under the lock)."""
         self._core.events.append(("evict", key, version))
@@ -680,27 +661,10 @@ def _wait(leader: Flight) -> Flight:
     return leader
 
 
-def _inc(flight: Flight) -> str:
-    """The incarnation of a ticket's version."""
-    return "" if flight.reply is None else flight.reply.inc
-
-
-def _private(value: Any, encoded: str) -> Any:
-    """The node's own copy of a mutable value, so the caller's later changes stay theirs."""
-    return decode_value(encoded) if type(value) in _MUTABLE else value
-
-
 def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
     """The namespace's signer, from ``secret=`` or from ``connect(secret=...)``."""
     given = client_secret(r) if isinstance(r, redis.Redis) else None
-    if (
-        secret is not None
-        and given is not None
-        and Signer(secret, namespace).key != Signer(given, namespace).key
-    ):
-        raise ValueError("secret= differs from the secret given to connect()")
-    chosen = secret if secret is not None else given
-    return None if chosen is None else Signer(chosen, namespace)
+    return choose_signer(secret, given, namespace)
 
 
 def _store_for(
