@@ -28,7 +28,7 @@ from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
-from cachelab.local import LocalStore, Timer
+from cachelab.local import Timer
 from cachelab.messages import (
     ABSENT,
     NO_VALUE,
@@ -43,7 +43,15 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
-from cachelab.shell import RefusalLog, choose_signer, flight_inc, private, write_head
+from cachelab.shell import (
+    RefusalLog,
+    choose_signer,
+    flight_inc,
+    local_store,
+    private,
+    switches_of,
+    write_head,
+)
 from cachelab.stats import NodeStats
 from cachelab.store import Meta, RedisStore, Stamp, Store
 from cachelab.streambus import StreamBus
@@ -120,13 +128,7 @@ class CacheNode:
     ) -> None:
         validate.name("name", name, 100)
         validate.name("namespace", namespace, _MAX_NAMESPACE)
-        switches = Switches(
-            fill_guard=validate.flag("fill_guard", fill_guard),
-            gap_detection=validate.flag("gap_detection", gap_detection),
-            reconnect_flush=validate.flag("reconnect_flush", reconnect_flush),
-            negative_cache=validate.flag("negative_cache", negative_cache),
-            repair=validate.flag("repair", repair),
-        )
+        switches = switches_of(fill_guard, gap_detection, reconnect_flush, negative_cache, repair)
         self.name = name
         self.namespace = namespace
         self.id = f"{name}#{secrets.token_hex(4)}"
@@ -135,14 +137,8 @@ class CacheNode:
         self._recorder = validate.hook("recorder", recorder)  # the hit path checks it inline
         self._repair_size = validate.count("repair_batch", repair_batch)
         heartbeat = validate.seconds("heartbeat", heartbeat, optional=True)
-        local = LocalStore(
-            max_entries,
-            validate.seconds("ttl", ttl, optional=True),
-            timer=self._timer,
-            tombstones=validate.flag("tombstones", tombstones),
-            tombstone_ttl=validate.seconds("tombstone_ttl", tombstone_ttl) or 60.0,
-            ordering=validate.flag("ordering", ordering),
-            on_evict=self._evicted,
+        local = local_store(
+            max_entries, ttl, self._timer, tombstones, tombstone_ttl, ordering, self._evicted
         )
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0

@@ -6,11 +6,14 @@ signer and log refused messages through these, so no shell holds a second copy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from cachelab import validate
 from cachelab.auth import Signer
 from cachelab.coherence import Strategy
-from cachelab.core import Flight
+from cachelab.core import Flight, Switches
+from cachelab.local import LocalStore, Timer
 from cachelab.messages import InvalidMessage, WrongVersion, decode_value, fits, message_head
 
 log = logging.getLogger("cachelab.node")
@@ -71,3 +74,37 @@ class RefusalLog:
             log.warning(
                 "node %r (namespace %r) refuses messages: %s", self.name, self.namespace, error
             )
+
+
+def switches_of(
+    fill_guard: Any, gap_detection: Any, reconnect_flush: Any, negative_cache: Any, repair: Any
+) -> Switches:
+    """The safeguards a node's options ask for, each checked to be a bool."""
+    return Switches(
+        fill_guard=validate.flag("fill_guard", fill_guard),
+        gap_detection=validate.flag("gap_detection", gap_detection),
+        reconnect_flush=validate.flag("reconnect_flush", reconnect_flush),
+        negative_cache=validate.flag("negative_cache", negative_cache),
+        repair=validate.flag("repair", repair),
+    )
+
+
+def local_store(
+    max_entries: int,
+    ttl: Any,
+    timer: Timer,
+    tombstones: Any,
+    tombstone_ttl: Any,
+    ordering: Any,
+    on_evict: Callable[[str, int], None],
+) -> LocalStore:
+    """A node's bounded local store, from its checked options."""
+    return LocalStore(
+        max_entries,
+        validate.seconds("ttl", ttl, optional=True),
+        timer=timer,
+        tombstones=validate.flag("tombstones", tombstones),
+        tombstone_ttl=validate.seconds("tombstone_ttl", tombstone_ttl) or 60.0,
+        ordering=validate.flag("ordering", ordering),
+        on_evict=on_evict,
+    )
