@@ -10,6 +10,7 @@ run, so CI cannot pass without both real halves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -310,6 +311,10 @@ def _any_nodes(
         node.close()
     if aio is not None and twin is not None:
         aio.run(twin.aclose())
+
+
+any_nodes = contextlib.contextmanager(_any_nodes)
+"""``with any_nodes(request, client, flavour) as make:`` where a test makes its own client."""
 
 
 @pytest.fixture(params=FLAVOURS)
