@@ -116,8 +116,12 @@ class AsyncRedisBus:
             if task is not None and not task.cancelled():
                 task.exception()  # retrieved: never "Task exception was never retrieved"
             return
-        task.cancel()
-        await asyncio.wait([task])  # a cancelled caller is cancelled here, the task goes on
+        # Python 3.11's wait_for (inside redis-py and fakeredis reads) can swallow a
+        # cancellation that meets a timeout; the loop also checks _stopping, and the
+        # cancellation is repeated until the task is done.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=self.poll)  # a cancelled caller stops here
         if not task.cancelled():
             task.exception()  # logged by the task already
 
@@ -135,9 +139,9 @@ class AsyncRedisBus:
             await self._drop()
 
     async def _serve(self) -> None:
-        """Step, and subscribe again after any failure, until cancelled."""
+        """Step, and subscribe again after any failure, until cancelled (or stopping)."""
         backoff = self.poll
-        while True:
+        while not self._stopping:
             try:
                 await self._step()
                 backoff = self.poll
