@@ -34,6 +34,13 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
+async def cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and see it end cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def node(r: redis.asyncio.Redis, name: str = "a", **options: Any) -> AsyncCacheNode:
     """A node of namespace "t"."""
     options.setdefault("namespace", "t")
@@ -179,9 +186,7 @@ def test_cancelling_the_leader_mid_load_releases_the_ticket_and_a_joiner_loads_a
             await started.wait()
             joiner = asyncio.create_task(a.get_or_load("k", quick))
             await until(lambda: (f := a.pending("k")) is not None and f.waiters == 1, "joined")
-            leader.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await leader
+            await cancel(leader)
             assert await joiner == "fresh"  # not cancelled itself: it led a load of its own
             assert calls == ["leader", "joiner"]
             assert a.pending("k") is None and a.peek("k") == "fresh"
@@ -200,9 +205,7 @@ def test_cancelling_a_joiner_leaves_the_leader_and_the_other_joiners_alone(
             leader = asyncio.create_task(a.get("k"))
             joiners = [asyncio.create_task(a.get("k")) for _ in range(2)]
             await until(lambda: (f := a.pending("k")) is not None and f.waiters == 2, "joined")
-            joiners[0].cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await joiners[0]
+            await cancel(joiners[0])
             release.set()
             assert await leader == "v" and await joiners[1] == "v"
             assert reads == ["k"] and a.peek("k") == "v"
@@ -219,9 +222,7 @@ def test_cancelling_a_plain_read_mid_load_fills_nothing(
             reads, _release = held_reads(a)
             task = asyncio.create_task(a.get("k"))
             await until(lambda: reads == ["k"], "the read is in flight")
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancel(task)
             assert a.pending("k") is None and a.snapshot() == {}
             a._store.read = type(a._store).read.__get__(a._store)  # type: ignore[method-assign]
             assert await a.get("k") == "v"
@@ -248,9 +249,7 @@ def test_a_write_cancelled_in_flight_leaves_nothing_of_the_key_trusted(
             a._store.write = stalled  # type: ignore[method-assign]
             task = asyncio.create_task(a.set("k", "new"))
             await ran.wait()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancel(task)
             assert "k" not in a.snapshot()
             assert await settle([a, b])
             assert await a.get("k") == "new" and await b.get("k") == "new"
