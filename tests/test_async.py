@@ -9,8 +9,9 @@ coroutine on the ``aio`` loop, which must end with no task pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import fakeredis
@@ -32,6 +33,13 @@ async def until(condition: Callable[[], bool], what: str) -> None:
             return
         await asyncio.sleep(0.002)
     raise AssertionError(f"never happened: {what}")
+
+
+async def joined(target: AsyncCacheNode, key: str, waiters: int) -> None:
+    """Let the loop run until ``waiters`` tasks wait on ``target``'s load of ``key``."""
+    await until(
+        lambda: (f := target.pending(key)) is not None and f.waiters == waiters, "joiners wait"
+    )
 
 
 async def cancel(task: asyncio.Task[Any]) -> None:
@@ -60,6 +68,17 @@ def held_reads(target: AsyncCacheNode) -> tuple[list[str], asyncio.Event]:
 
     target._store.read = slow  # type: ignore[method-assign]
     return reads, release
+
+
+@contextlib.asynccontextmanager
+async def held(
+    r: redis.asyncio.Redis,
+) -> AsyncIterator[tuple[AsyncCacheNode, list[str], asyncio.Event]]:
+    """Node "a", whose store reads of "k" (set to "v" by another node) wait for the event."""
+    async with node(r, "w", strategy="none") as w, node(r, "a") as a:
+        await w.set("k", "v")
+        reads, release = held_reads(a)
+        yield a, reads, release
 
 
 def test_peek_reads_the_local_copy_only(aio: LoopThread, async_client: redis.asyncio.Redis) -> None:
@@ -108,11 +127,9 @@ def test_concurrent_misses_on_one_key_load_it_once(
     aio: LoopThread, async_client: redis.asyncio.Redis
 ) -> None:
     async def body() -> None:
-        async with node(async_client, "w", strategy="none") as w, node(async_client, "a") as a:
-            await w.set("k", "v")
-            reads, release = held_reads(a)
+        async with held(async_client) as (a, reads, release):
             tasks = [asyncio.create_task(a.get("k")) for _ in range(8)]
-            await until(lambda: (f := a.pending("k")) is not None and f.waiters == 7, "7 join")
+            await joined(a, "k", 7)
             release.set()
             assert await asyncio.gather(*tasks) == ["v"] * 8
             assert reads == ["k"]
@@ -134,7 +151,7 @@ def test_a_loader_that_raises_releases_the_ticket_and_every_joiner_gets_its_erro
 
             leader = asyncio.create_task(a.get_or_load("k", failing))
             joiners = [asyncio.create_task(a.get_or_load("k", failing)) for _ in range(3)]
-            await until(lambda: (f := a.pending("k")) is not None and f.waiters == 3, "3 join")
+            await joined(a, "k", 3)
             release.set()
             results = await asyncio.gather(leader, *joiners, return_exceptions=True)
             assert all(isinstance(r, LookupError) for r in results), results
@@ -185,7 +202,7 @@ def test_cancelling_the_leader_mid_load_releases_the_ticket_and_a_joiner_loads_a
             leader = asyncio.create_task(a.get_or_load("k", never))
             await started.wait()
             joiner = asyncio.create_task(a.get_or_load("k", quick))
-            await until(lambda: (f := a.pending("k")) is not None and f.waiters == 1, "joined")
+            await joined(a, "k", 1)
             await cancel(leader)
             assert await joiner == "fresh"  # not cancelled itself: it led a load of its own
             assert calls == ["leader", "joiner"]
@@ -199,12 +216,10 @@ def test_cancelling_a_joiner_leaves_the_leader_and_the_other_joiners_alone(
     aio: LoopThread, async_client: redis.asyncio.Redis
 ) -> None:
     async def body() -> None:
-        async with node(async_client, "w", strategy="none") as w, node(async_client, "a") as a:
-            await w.set("k", "v")
-            reads, release = held_reads(a)
+        async with held(async_client) as (a, reads, release):
             leader = asyncio.create_task(a.get("k"))
             joiners = [asyncio.create_task(a.get("k")) for _ in range(2)]
-            await until(lambda: (f := a.pending("k")) is not None and f.waiters == 2, "joined")
+            await joined(a, "k", 2)
             await cancel(joiners[0])
             release.set()
             assert await leader == "v" and await joiners[1] == "v"
@@ -217,21 +232,20 @@ def test_cancelling_a_plain_read_mid_load_fills_nothing(
     aio: LoopThread, async_client: redis.asyncio.Redis
 ) -> None:
     async def body() -> None:
-        async with node(async_client, "w", strategy="none") as w, node(async_client, "a") as a:
-            await w.set("k", "v")
-            reads, _release = held_reads(a)
+        async with held(async_client) as (a, reads, _release):
             task = asyncio.create_task(a.get("k"))
             await until(lambda: reads == ["k"], "the read is in flight")
             await cancel(task)
             assert a.pending("k") is None and a.snapshot() == {}
-            a._store.read = type(a._store).read.__get__(a._store)  # type: ignore[method-assign]
+            del a._store.read  # reads answer at once again
             assert await a.get("k") == "v"
 
     aio.run(body())
 
 
-def test_a_write_cancelled_in_flight_leaves_nothing_of_the_key_trusted(
-    aio: LoopThread, async_client: redis.asyncio.Redis
+@pytest.mark.parametrize("how", ["cancelled", "lost"])
+def test_a_write_without_its_reply_leaves_the_writer_trusting_nothing_of_the_key(
+    aio: LoopThread, async_client: redis.asyncio.Redis, how: str
 ) -> None:
     async def body() -> None:
         async with node(async_client, "a") as a, node(async_client, "b") as b:
@@ -240,39 +254,22 @@ def test_a_write_cancelled_in_flight_leaves_nothing_of_the_key_trusted(
             write = a._store.write
             ran = asyncio.Event()
 
-            async def stalled(op: str, key: str, encoded: str, head: str | None) -> Stamp:
-                stamp = await write(op, key, encoded, head)  # the script ran ...
+            async def unanswered(op: str, key: str, encoded: str, head: str | None) -> Stamp:
+                await write(op, key, encoded, head)  # the script ran ...
                 ran.set()
+                if how == "lost":
+                    raise redis.TimeoutError("the reply was lost")
                 await asyncio.Event().wait()  # ... and its reply never comes back
-                return stamp
+                raise AssertionError("unreachable")
 
-            a._store.write = stalled  # type: ignore[method-assign]
+            a._store.write = unanswered  # type: ignore[method-assign]
             task = asyncio.create_task(a.set("k", "new"))
             await ran.wait()
-            await cancel(task)
-            assert "k" not in a.snapshot()
-            assert await settle([a, b])
-            assert await a.get("k") == "new" and await b.get("k") == "new"
-
-    aio.run(body())
-
-
-def test_a_write_whose_reply_is_lost_leaves_the_writer_trusting_nothing_of_the_key(
-    aio: LoopThread, async_client: redis.asyncio.Redis
-) -> None:
-    async def body() -> None:
-        async with node(async_client, "a") as a, node(async_client, "b") as b:
-            await a.set("k", "old")
-            assert await b.get("k") == "old"
-            write = a._store.write
-
-            async def lossy(op: str, key: str, encoded: str, head: str | None) -> Stamp:
-                await write(op, key, encoded, head)
-                raise redis.TimeoutError("the reply was lost")
-
-            a._store.write = lossy  # type: ignore[method-assign]
-            with pytest.raises(redis.TimeoutError):
-                await a.set("k", "new")
+            if how == "cancelled":
+                await cancel(task)
+            else:
+                with pytest.raises(redis.TimeoutError):
+                    await task
             assert "k" not in a.snapshot()
             assert await settle([a, b])
             assert await a.get("k") == "new" and await b.get("k") == "new"
@@ -409,37 +406,27 @@ def test_garbage_is_counted_and_the_task_keeps_listening(
     aio.run(body())
 
 
-def test_a_node_on_an_unreachable_server_fails_at_start_with_no_task_left(
-    aio: LoopThread,
+@pytest.mark.parametrize("fault", ["server-down", "no-pubsub"])
+def test_a_node_that_cannot_subscribe_fails_at_start_with_no_task_left(
+    aio: LoopThread, fault: str
 ) -> None:
     server = fakeredis.FakeServer()
     r = fakeredis.FakeAsyncRedis(server=server)
 
+    def refuse() -> None:
+        raise redis.ConnectionError("no pub/sub here")
+
     async def body() -> None:
         a = node(r, "a")
-        server.connected = False
+        if fault == "server-down":
+            server.connected = False
+        else:  # the store answers, the subscription fails
+            r.pubsub = refuse  # type: ignore[assignment,method-assign]
         with pytest.raises(redis.ConnectionError):
             await a.start()
         assert asyncio.all_tasks() == {asyncio.current_task()}
-        await r.aclose()
-
-    aio.run(body())
-
-
-def test_a_subscription_that_fails_at_first_fails_start_with_no_task_left(
-    aio: LoopThread, async_client: redis.asyncio.Redis
-) -> None:
-    async def body() -> None:
-        a = node(async_client, "a")
-
-        def refuse() -> None:
-            raise redis.ConnectionError("no pub/sub here")
-
-        async_client.pubsub = refuse  # type: ignore[assignment,method-assign]
-        with pytest.raises(redis.ConnectionError, match="could not subscribe"):
-            await a.start()
-        assert asyncio.all_tasks() == {asyncio.current_task()}
         await a.close()
+        await r.aclose()
 
     aio.run(body())
 
