@@ -145,9 +145,8 @@ class AsyncCacheNode:
     async def start(self) -> None:
         """Check the namespace (a secret it does not share fails here), then subscribe when
         the strategy listens; return once subscribed. Idempotent."""
-        if self._started:
+        if self._started or self._closed:
             return
-        self._started = True
         await self._store.meta()
         if self.strategy.subscribes:
             bus = AsyncRedisBus(
@@ -156,8 +155,9 @@ class AsyncCacheNode:
                 name=f"cachelab-bus-{self.name}",
                 heartbeat=self._heartbeat,
             )
-            await bus.start(self)
+            await bus.start(self)  # raises (and leaves no task) if it cannot subscribe
             self._bus = bus
+        self._started = True
 
     async def __aenter__(self) -> AsyncCacheNode:
         await self.start()
