@@ -79,6 +79,9 @@ class AsyncCacheNode:
     ``bus`` and ``stream_maxlen`` are not offered. ``await node.start()`` (or
     ``async with``) subscribes; ``await node.close()`` cancels the listener task and
     awaits it. ``node.peek(key)`` reads the local copy only, synchronously.
+
+    A node belongs to the event loop it was started on: call it from that loop's thread
+    only (it takes no lock; see the module's docstring).
     """
 
     def __init__(
