@@ -56,15 +56,17 @@ def node(r: redis.asyncio.Redis, name: str = "a", **options: Any) -> AsyncCacheN
 
 
 def held_reads(target: AsyncCacheNode) -> tuple[list[str], asyncio.Event]:
-    """Make ``target``'s store reads wait for the returned event; list the keys read."""
+    """Make ``target``'s store reads answer only once the returned event is set (with what
+    they read before waiting); list the keys read."""
     reads: list[str] = []
     release = asyncio.Event()
     read = target._store.read
 
     async def slow(key: str) -> Reply:
+        reply = await read(key)  # the value as it is now ...
         reads.append(key)
-        await release.wait()
-        return await read(key)
+        await release.wait()  # ... handed back only once released
+        return reply
 
     target._store.read = slow  # type: ignore[method-assign]
     return reads, release
@@ -498,3 +500,48 @@ def test_a_sync_client_and_bad_options_are_refused(
     for option in ("events", "recorder", "timer"):
         with pytest.raises(TypeError, match=option):
             AsyncCacheNode(async_client, **{option: 5})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("write", ["set", "invalidate", "delete"])
+def test_a_read_after_a_write_never_joins_a_load_that_began_before_it(
+    aio: LoopThread, async_client: redis.asyncio.Redis, write: str
+) -> None:
+    async def body() -> None:
+        async with held(async_client) as (a, reads, release), node(async_client, "db") as db:
+            early = asyncio.create_task(a.get("k"))
+            await until(lambda: reads == ["k"], "the early load is in flight")
+            if write == "set":
+                await a.set("k", "new")
+            else:
+                await db.set("k", "new")  # the source of truth changed ...
+                await getattr(a, write)("k")  # ... and the node is told
+            want = {"set": "new", "invalidate": None, "delete": None}[write]
+            del a._store.read  # reads answer at once again
+            assert await a.get("k") == want  # its own load, not the one begun before
+            release.set()
+            assert await early == "v"  # the early read was concurrent with the write: fine
+            assert await a.get("k") == want  # and its late fill was refused
+
+    aio.run(body())
+
+
+def test_get_or_load_refuses_to_store_a_value_read_before_a_concurrent_change(
+    aio: LoopThread, client: redis.Redis, async_client: redis.asyncio.Redis
+) -> None:
+    async def body() -> None:
+        async with node(async_client, "a") as a, node(async_client, "b") as b:
+            db = {"u": "old"}
+
+            async def slow_loader() -> str:
+                value = db["u"]  # read the old row ...
+                db["u"] = "new"  # ... a writer changes it and invalidates meanwhile
+                await b.invalidate("u")
+                return value
+
+            assert await a.get_or_load("u", slow_loader) == "old"  # its own read, handed back
+            assert a.stats.stale_fills_rejected == 1
+            assert RedisStore(client, "t").read("u").value is None  # the old row stayed out
+            assert await settle([a, b])
+            assert await a.get_or_load("u", lambda: db["u"]) == "new"
+
+    aio.run(body())
