@@ -179,6 +179,7 @@ def test_a_hook_that_raises_on_disconnect_does_not_kill_the_listener() -> None:
         wait_for(lambda: not b.coherent, "b notices")
         server.connected = True
         wait_for(lambda: b.coherent, "b resubscribes")
+        wait_for(lambda: a.coherent, "a resubscribes too (else it never hears the settle marker)")
         a.set("k", 2)
         settle(a, b)
         assert b.get("k") == 2
