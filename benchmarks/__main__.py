@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import core_costs, repair, sim_throughput, strategies, versions
+from benchmarks import async_costs, core_costs, repair, sim_throughput, strategies, versions
 
 
 def main() -> None:
-    """Core costs, v1 against v2, flush against repair, the strategies side by side, then
-    the simulator's throughput."""
+    """Core costs, the async node's hit, v1 against v2, flush against repair, the
+    strategies side by side, then the simulator's throughput."""
     core_costs.main()
+    async_costs.main()
     versions.main()
     repair.main()
     strategies.main([])

@@ -1,5 +1,6 @@
 """cachelab: a near cache kept coherent through Redis, and a lab that shows why."""
 
+from cachelab.async_node import AsyncCacheNode
 from cachelab.auth import AuthenticationMismatch
 from cachelab.backends import BackendUnavailable, connect
 from cachelab.cluster import Cluster
@@ -15,6 +16,7 @@ __all__ = [
     "ABSENT",
     "NO_VALUE",
     "STRATEGIES",
+    "AsyncCacheNode",
     "AuthenticationMismatch",
     "BackendUnavailable",
     "CacheNode",

@@ -170,6 +170,46 @@ class Heartbeat:
         return True
 
 
+RECEIVED, SUBSCRIBED = "received", "subscribed"
+
+
+class Subscription:
+    """What each pub/sub event means to a bus on a channel and its private beat channel.
+
+    The rules of every pub/sub bus, threaded (``RedisBus``) or a task
+    (``async_bus.AsyncRedisBus``): a message on the channel, or our own echo on the beat
+    channel, is ``RECEIVED`` (to hand to the node); once both channels are confirmed the
+    bus is ``SUBSCRIBED``. A channel confirmed twice on one PubSub means redis-py
+    reconnected and resubscribed by itself, and messages may have been lost meanwhile:
+    that is ``SUBSCRIBED`` again, which the bus reports as a resubscription.
+    """
+
+    def __init__(self, channel: str, heartbeat: Heartbeat) -> None:
+        self.channel = channel
+        self.beat_channel = f"{channel}:beat:{secrets.token_hex(6)}"
+        self.heartbeat = heartbeat
+        self._confirmed: set[str] = set()
+
+    def restart(self) -> None:
+        """A fresh PubSub: nothing confirmed, no beat until the subscription is."""
+        self._confirmed.clear()
+        self.heartbeat.pause()
+
+    def event(self, message: dict[str, Any]) -> str | None:
+        """``RECEIVED``, ``SUBSCRIBED``, or None (nothing for the node)."""
+        kind, name = message["type"], _text(message["channel"])
+        if kind == "message":
+            if name == self.beat_channel and not self.heartbeat.echo(message["data"]):
+                return None  # not our beat: nothing to learn from it
+            return RECEIVED
+        if kind != "subscribe":
+            return None
+        if name in self._confirmed:
+            self._confirmed.clear()
+        self._confirmed.add(name)
+        return SUBSCRIBED if self._confirmed == {self.channel, self.beat_channel} else None
+
+
 class ListenerThread:
     """One daemon thread serving a listener: the rules every bus of a node keeps.
 
@@ -311,11 +351,11 @@ class RedisBus(ListenerThread):
         super().__init__(name, poll, max_backoff, start_timeout, f"subscribe to {channel!r}")
         self.client = client
         self.channel = channel
-        self.beat_channel = f"{channel}:beat:{secrets.token_hex(6)}"
-        self.heartbeat = Heartbeat(heartbeat)
+        self.subscription = Subscription(channel, Heartbeat(heartbeat))
+        self.beat_channel = self.subscription.beat_channel
+        self.heartbeat = self.subscription.heartbeat
         self._listener: Listener | None = None
         self._first = True
-        self._confirmed: set[str] = set()
         self._pubsub: Any = None  # touched by the listener thread only
 
     def _step(self) -> None:
@@ -329,8 +369,7 @@ class RedisBus(ListenerThread):
     def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
         self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
-        self._confirmed.clear()
-        self.heartbeat.pause()
+        self.subscription.restart()
         self._pubsub.subscribe(self.channel, self.beat_channel)
 
     def _beat(self) -> None:
@@ -343,24 +382,10 @@ class RedisBus(ListenerThread):
         """Hand one pub/sub event to the listener."""
         if message is None or self._listener is None:
             return
-        kind, channel = message["type"], _text(message["channel"])
-        if kind == "message":
-            if channel == self.beat_channel and not self.heartbeat.echo(message["data"]):
-                return  # not our beat: nothing to learn from it
+        event = self.subscription.event(message)
+        if event is RECEIVED:
             self._listener.receive(message["data"])
-        elif kind == "subscribe":
-            self._confirmed_one(channel)
-
-    def _confirmed_one(self, channel: str) -> None:
-        """Count confirmations; all channels confirmed means (re)subscribed.
-
-        A channel confirmed twice on one PubSub means redis-py reconnected and
-        resubscribed by itself, and messages may have been lost meanwhile.
-        """
-        if channel in self._confirmed:
-            self._confirmed.clear()
-        self._confirmed.add(channel)
-        if self._listener is not None and self._confirmed == {self.channel, self.beat_channel}:
+        elif event is SUBSCRIBED:
             self._listener.subscribed(self._first)
             self._first = False
             self.heartbeat.restart()

@@ -1,9 +1,11 @@
 """The protocol core: every rule a node follows, with no thread, lock, clock or socket.
 
 A shell drives it: the threaded ``CacheNode`` (node.py) and, through that node, the
-simulator. The shell holds its lock around each call, performs the round trips the
-core asks for (``handle`` returning True means "tell me the store's meta"), and emits
-the core's events after releasing the lock, so user hooks never run under it.
+simulator; the asyncio ``AsyncCacheNode`` (async_node.py), which needs no lock since it
+calls the core between awaits on one event loop. The threaded shell holds its lock around
+each call, performs the round trips the core asks for (``handle`` returning True means
+"tell me the store's meta"), and emits the core's events after releasing the lock, so
+user hooks never run under it.
 
 The rules live here once:
 
@@ -58,7 +60,7 @@ class Flight:
     waiters: int = 0
     owner: int = 0  # the thread (or task) that leads the load
     expires: float = float("inf")  # when the value expires in the store (the node's timer)
-    event: Any = None  # the shell's way to wake waiters (a threading.Event)
+    event: Any = None  # the shell's way to wake waiters (a threading.Event, an asyncio.Future)
 
 
 @dataclass(frozen=True)

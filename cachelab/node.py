@@ -29,23 +29,30 @@ from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
 from cachelab.decorators import Cached, CachedMethod
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
-from cachelab.local import LocalStore, Timer
+from cachelab.local import Timer
 from cachelab.messages import (
     ABSENT,
     NO_VALUE,
     InvalidMessage,
     Message,
-    WrongVersion,
     channel,
     decode,
     decode_value,
     encode_value,
-    fits,
     message_head,
     message_prefix,
     value_digest,
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
+from cachelab.shell import (
+    RefusalLog,
+    choose_signer,
+    flight_inc,
+    local_store,
+    private,
+    switches_of,
+    write_head,
+)
 from cachelab.stats import LagStats, NodeStats
 from cachelab.store import Meta, RedisStore, Stamp, Store
 from cachelab.streambus import StreamBus
@@ -58,7 +65,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_NAMESPACE = 64
-_MUTABLE = (list, dict)
 
 
 class CacheNode:
@@ -126,13 +132,7 @@ class CacheNode:
     ) -> None:
         validate.name("name", name, 100)
         validate.name("namespace", namespace, _MAX_NAMESPACE)
-        switches = Switches(
-            fill_guard=validate.flag("fill_guard", fill_guard),
-            gap_detection=validate.flag("gap_detection", gap_detection),
-            reconnect_flush=validate.flag("reconnect_flush", reconnect_flush),
-            negative_cache=validate.flag("negative_cache", negative_cache),
-            repair=validate.flag("repair", repair),
-        )
+        switches = switches_of(fill_guard, gap_detection, reconnect_flush, negative_cache, repair)
         self.name = name
         self.namespace = namespace
         self.id = f"{name}#{secrets.token_hex(4)}"
@@ -141,14 +141,8 @@ class CacheNode:
         self._recorder = validate.hook("recorder", recorder)  # the hit path checks it inline
         self._repair_size = validate.count("repair_batch", repair_batch)
         heartbeat = validate.seconds("heartbeat", heartbeat, optional=True)
-        local = LocalStore(
-            max_entries,
-            validate.seconds("ttl", ttl, optional=True),
-            timer=self._timer,
-            tombstones=validate.flag("tombstones", tombstones),
-            tombstone_ttl=validate.seconds("tombstone_ttl", tombstone_ttl) or 60.0,
-            ordering=validate.flag("ordering", ordering),
-            on_evict=self._evicted,
+        local = local_store(
+            max_entries, ttl, self._timer, tombstones, tombstone_ttl, ordering, self._evicted
         )
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
@@ -162,7 +156,7 @@ class CacheNode:
         ordered = bool(getattr(bus, "ordered", True))
         self._core = NodeCore(self.id, self.strategy, local, switches, ordered)
         self._lock = threading.Lock()
-        self._logged: set[str] = set()
+        self._refusals = RefusalLog(name, namespace)
         hooks = Hooks(name, validate.hook("events", events), recorder, self._timer, self._failed)
         self._emit, self._record = hooks.emit, hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
@@ -255,7 +249,7 @@ class CacheNode:
             flight = self._miss(key, loader)
             if loader is not None and flight.value is ABSENT:  # joined a plain get()
                 flight = self._miss(key, loader, join=False)
-            value, version, inc, found = flight.value, flight.version, _inc(flight), False
+            value, version, inc, found = flight.value, flight.version, flight_inc(flight), False
         if self._recorder is not None:
             self._record("read", key, start, version, found, inc)
         return value
@@ -366,7 +360,7 @@ class CacheNode:
         assert flight.reply is not None
         head = self._head("set", flight.key, encoded)
         stamp = self._store.fill(flight.key, encoded, flight.reply, head)
-        return stamp, _private(value, encoded)
+        return stamp, private(value, encoded)
 
     def _fail(self, flight: Flight, error: BaseException) -> None:
         """Release a ticket whose load failed; whoever waits on it gets the error."""
@@ -380,7 +374,7 @@ class CacheNode:
         """Store ``value`` in Redis and publish the change, atomically; keep it locally."""
         validate.key(key)
         encoded = encode_value(value)
-        self._write("set", key, encoded, _private(value, encoded), "write")
+        self._write("set", key, encoded, private(value, encoded), "write")
 
     def delete(self, key: str) -> None:
         """Delete ``key`` everywhere."""
@@ -421,16 +415,8 @@ class CacheNode:
             self._record(record_as, key, start, stamp.seq, False, stamp.inc)
 
     def _head(self, op: str, key: str, encoded: str) -> str:
-        """The message a write publishes: every strategy tells the listeners.
-
-        The value rides along for the ``update`` strategy when the message stays within
-        the size every peer accepts; otherwise peers drop the key and reload it.
-        """
-        if op == "set" and self.strategy.carries_value:
-            head = message_head(self._prefix, op, key, encoded)
-            if fits(head):
-                return head
-        return message_head(self._prefix, op, key, None)
+        """The message a write publishes (``shell.write_head``)."""
+        return write_head(self.strategy, self._prefix, op, key, encoded)
 
     # -- messages (called by the bus) ---------------------------------------
 
@@ -441,7 +427,7 @@ class CacheNode:
         except InvalidMessage as exc:
             with self._lock:
                 self._core.invalid(exc)
-            self._log_once(exc)
+            self._refusals.once(exc)
             return
         self.handle(msg)
 
@@ -577,15 +563,6 @@ class CacheNode:
         with self._lock:
             self._core.counts["hook_errors"] += 1
             return self._core.counts["hook_errors"]
-
-    def _log_once(self, error: InvalidMessage) -> None:
-        """Say once per kind why messages are refused (a peer to upgrade or to configure)."""
-        kind = type(error).__name__ + (str(error) if isinstance(error, WrongVersion) else "")
-        if kind not in self._logged and len(self._logged) < 16:  # publishers choose the words
-            self._logged.add(kind)
-            log.warning(
-                "node %r (namespace %r) refuses messages: %s", self.name, self.namespace, error
-            )
 
     def _evicted(self, key: str, version: int) -> None:
         """The local store pushed out its least recently used entry (under the lock)."""
@@ -730,27 +707,10 @@ def _wait(leader: Flight) -> Flight:
     return leader
 
 
-def _inc(flight: Flight) -> str:
-    """The incarnation of a ticket's version."""
-    return "" if flight.reply is None else flight.reply.inc
-
-
-def _private(value: Any, encoded: str) -> Any:
-    """The node's own copy of a mutable value, so the caller's later changes stay theirs."""
-    return decode_value(encoded) if type(value) in _MUTABLE else value
-
-
 def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
     """The namespace's signer, from ``secret=`` or from ``connect(secret=...)``."""
     given = client_secret(r) if isinstance(r, redis.Redis) else None
-    if (
-        secret is not None
-        and given is not None
-        and Signer(secret, namespace).key != Signer(given, namespace).key
-    ):
-        raise ValueError("secret= differs from the secret given to connect()")
-    chosen = secret if secret is not None else given
-    return None if chosen is None else Signer(chosen, namespace)
+    return choose_signer(secret, given, namespace)
 
 
 def _store_for(

@@ -26,7 +26,9 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+import fakeredis
 import redis
+import redis.asyncio
 
 from cachelab import validate
 from cachelab.auth import AuthenticationMismatch, Signer
@@ -276,7 +278,123 @@ _SCRIPTS = {
 }
 
 
-class RedisStore:
+class Call(NamedTuple):
+    """One script run: its name, KEYS, the whole ARGV, and the incarnation it tells the script."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+    known: str
+
+
+class ScriptCalls:
+    """What a Redis store says to its scripts and makes of their replies, with no client.
+
+    ``RedisStore`` runs these calls on a redis-py client, ``AsyncRedisStore`` awaits them
+    on a ``redis.asyncio`` one: the arguments, the replies and the incarnation a store
+    knows are built once, here.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        signer: Signer | None = None,
+        marker_ttl: float = 3600.0,
+        stream_maxlen: int | None = None,
+    ) -> None:
+        validate.store_options(marker_ttl, stream_maxlen)
+        self.namespace = namespace
+        self.channel = channel(namespace)
+        self.meta_key = "{" + namespace + "}:meta"
+        self.stream_key = "{" + namespace + "}:stream"
+        self.stream_maxlen = stream_maxlen
+        self._prefix = "{" + namespace + "}:k:"
+        self._marker_ms = str(int(marker_ttl * 1000))
+        self._cap = "" if stream_maxlen is None else str(stream_maxlen)
+        self._to = self.channel if stream_maxlen is None else self.stream_key  # where messages go
+        self._streams = () if stream_maxlen is None else (self.stream_key,)  # a KEYS tail
+        self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ()
+        self._nonce = secrets.token_hex(4)  # part of any incarnation this store creates
+        self._known = ""  # the last incarnation a reply named
+
+    def _call(self, name: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Call:
+        """A run of script ``name``, telling it the incarnation known now (callers share
+        the store, so each call keeps the one it told)."""
+        known = self._known
+        return Call(name, keys, (self._nonce, known, *args), known)
+
+    def read_call(self, key: str) -> Call:
+        """Read ``key``."""
+        return self._call("read", (self._prefix + key, self.meta_key), (self._cap, *self._auth[:1]))
+
+    def read_reply(self, out: Any, call: Call) -> Reply:
+        """The read's reply: absent keys read as ``(None, current seq)``."""
+        inc = self._learn(out[3]) if len(out) > 3 else call.known
+        return Reply(out[0] or None, int(out[1]), inc, int(out[2]))
+
+    def write_call(self, op: str, key: str, encoded: str, head: str | None) -> Call:
+        """Apply ``set``/``del``/``inv`` and publish ``head`` + tail if given."""
+        to = self._to if head else ""
+        args = (op, encoded, head or "", to, self._marker_ms, self._cap, *self._auth)
+        return self._call("write", self._keys(key), args)
+
+    def fill_call(self, key: str, encoded: str, since: Reply, head: str | None) -> Call:
+        """Store a loaded value unless the key changed after ``since``."""
+        to = self._to if head else ""
+        args = (encoded, head or "", to, since.version, since.inc, self._cap, *self._auth)
+        return self._call("fill", self._keys(key), args)
+
+    def check_call(self, keys: Sequence[str]) -> Call:
+        """Version and value digest of each key."""
+        names = (self.meta_key, *(self._prefix + key for key in keys))
+        return self._call("check", names, (self._cap, *self._auth[:1]))
+
+    def check_reply(self, out: Any) -> tuple[Meta, list[Check]]:
+        """The check's reply: the store's meta, and each key's (version, digest)."""
+        pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
+        return Meta(self._learn(out[0]), int(out[1])), pairs
+
+    def mark_call(self, channel: str, head: str | None) -> Call:
+        """Publish a marker on ``channel`` (none when ``head`` is None).
+
+        On a stream namespace every marker goes to the stream, whatever ``channel``.
+        """
+        to = (channel if self._cap == "" else self._to) if head else ""
+        args = (to, head or "", self._cap, *self._auth)
+        return self._call("mark", (self.meta_key, *self._streams), args)
+
+    def mark_reply(self, out: Any, call: Call) -> Meta:
+        """The marker's reply: the store's meta."""
+        stamp = self.stamp(out, call)
+        return Meta(stamp.inc, stamp.seq)
+
+    def position_call(self) -> Call:
+        """The meta and the stream's last entry id."""
+        keys = (self.meta_key, self.stream_key)
+        return self._call("position", keys, (self._cap, *self._auth[:1]))
+
+    def position_reply(self, out: Any) -> Position:
+        """The position's reply ("0-0": no entry)."""
+        return Position(Meta(self._learn(out[0]), int(out[1])), _text(out[2]))
+
+    def _keys(self, key: str) -> tuple[str, ...]:
+        """KEYS of the write and fill scripts."""
+        return (self._prefix + key, self.meta_key, *self._streams)
+
+    def stamp(self, out: Any, call: Call) -> Stamp:
+        """A stamp from a script's reply: a bare number means the incarnation we sent."""
+        if isinstance(out, int):
+            return Stamp(out, call.known)
+        return Stamp(int(out[0]), self._learn(out[1]))
+
+    def _learn(self, raw: bytes | str) -> str:
+        """The incarnation a reply named, remembered as the one we know."""
+        self._known = _text(raw)
+        return self._known
+
+
+class RedisStore(ScriptCalls):
     """The store on a Redis server (real or fakeredis): one round trip per call.
 
     With ``stream_maxlen``, messages go to the namespace's stream, capped at about that
@@ -293,21 +411,10 @@ class RedisStore:
         marker_ttl: float = 3600.0,
         stream_maxlen: int | None = None,
     ) -> None:
-        validate.store_options(marker_ttl, stream_maxlen)
+        super().__init__(
+            namespace, signer=signer, marker_ttl=marker_ttl, stream_maxlen=stream_maxlen
+        )
         self.client = client
-        self.namespace = namespace
-        self.channel = channel(namespace)
-        self.meta_key = "{" + namespace + "}:meta"
-        self.stream_key = "{" + namespace + "}:stream"
-        self.stream_maxlen = stream_maxlen
-        self._prefix = "{" + namespace + "}:k:"
-        self._marker_ms = str(int(marker_ttl * 1000))
-        self._cap = "" if stream_maxlen is None else str(stream_maxlen)
-        self._to = self.channel if stream_maxlen is None else self.stream_key  # where messages go
-        self._streams = () if stream_maxlen is None else (self.stream_key,)  # a KEYS tail
-        self._auth = (signer.key_id, signer.ipad, signer.opad) if signer else ()
-        self._nonce = secrets.token_hex(4)  # part of any incarnation this store creates
-        self._known = ""  # the last incarnation a reply named
         _teach_sha1hex(client)
         self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
         self._write_sha = self._scripts["write"].sha
@@ -318,24 +425,19 @@ class RedisStore:
 
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
-        known = self._known
-        args = (self._cap, *self._auth[:1])
-        out = self._run("read", (self._prefix + key, self.meta_key), args, known)
-        inc = self._learn(out[3]) if len(out) > 3 else known
-        return Reply(out[0] or None, int(out[1]), inc, int(out[2]))
+        call = self.read_call(key)
+        return self.read_reply(self._run(call), call)
 
     def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """Apply a write atomically with its message; return its stamp."""
-        known = self._known  # what this very call tells the script (threads share the store)
-        args = self._write_args(op, encoded, head, known)
-        keys = self._keys(key)
+        call = self.write_call(op, key, encoded, head)
         try:
-            out = self.client.evalsha(self._write_sha, len(keys), *keys, *args)
+            out = self.client.evalsha(self._write_sha, len(call.keys), *call.keys, *call.args)
         except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
-            out = self._scripts["write"](keys=keys, args=args)
+            out = self._scripts["write"](keys=call.keys, args=call.args)
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
-        return self._stamp(out, known)
+        return self.stamp(out, call)
 
     def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
         """The EVALSHA arguments of a write, to queue it in a pipeline or a MULTI.
@@ -343,69 +445,89 @@ class RedisStore:
         Called directly rather than through redis-py's Script object, whose bookkeeping
         costs about a sixth of a plain SET.
         """
-        args = self._write_args(op, encoded, head, self._known)
-        keys = self._keys(key)
-        return (self._write_sha, len(keys), *keys, *args)
+        call = self.write_call(op, key, encoded, head)
+        return (self._write_sha, len(call.keys), *call.keys, *call.args)
 
     def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
         """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
-        to = self._to if head else ""
-        args = (encoded, head or "", to, since.version, since.inc, self._cap, *self._auth)
-        known = self._known
-        return self._stamp(self._run("fill", self._keys(key), args, known), known)
+        call = self.fill_call(key, encoded, since, head)
+        return self.stamp(self._run(call), call)
 
     def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
         """Version and value digest of each key, with the store's meta."""
-        names = (self.meta_key, *(self._prefix + key for key in keys))
-        out = self._run("check", names, (self._cap, *self._auth[:1]), self._known)
-        pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
-        return Meta(self._learn(out[0]), int(out[1])), pairs
+        return self.check_reply(self._run(self.check_call(keys)))
 
     def mark(self, channel: str, head: str | None) -> Meta:
         """Publish a marker on ``channel`` (none when ``head`` is None); return the meta.
 
         On a stream namespace every marker goes to the stream, whatever ``channel``.
         """
-        to = (channel if self._cap == "" else self._to) if head else ""
-        args = (to, head or "", self._cap, *self._auth)
-        known = self._known
-        keys = (self.meta_key, *self._streams)
-        stamp = self._stamp(self._run("mark", keys, args, known), known)
-        return Meta(stamp.inc, stamp.seq)
+        call = self.mark_call(channel, head)
+        return self.mark_reply(self._run(call), call)
 
     def position(self) -> Position:
         """The meta and the stream's last entry id ("0-0": none), in one atomic read."""
-        keys = (self.meta_key, self.stream_key)
-        out = self._run("position", keys, (self._cap, *self._auth[:1]), self._known)
-        return Position(Meta(self._learn(out[0]), int(out[1])), _text(out[2]))
+        return self.position_reply(self._run(self.position_call()))
 
-    def _keys(self, key: str) -> tuple[str, ...]:
-        """KEYS of the write and fill scripts."""
-        return (self._prefix + key, self.meta_key, *self._streams)
-
-    def _write_args(self, op: str, encoded: str, head: str | None, known: str) -> tuple[Any, ...]:
-        """ARGV of the write script."""
-        to = self._to if head else ""
-        prefix = (self._nonce, known, op, encoded, head or "", to, self._marker_ms, self._cap)
-        return (*prefix, *self._auth)
-
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], known: str) -> Any:
+    def _run(self, call: Call) -> Any:
         """Run one script (loading it if the server lost it), naming auth mismatches."""
         try:
-            return self._scripts[name](keys=keys, args=(self._nonce, known, *args))
+            return self._scripts[call.script](keys=call.keys, args=call.args)
         except redis.exceptions.ResponseError as exc:
             raise _mismatch(exc, self.namespace) from None
 
-    def _stamp(self, out: Any, known: str) -> Stamp:
-        """A stamp from a script's reply: a bare number means the incarnation we sent."""
-        if isinstance(out, int):
-            return Stamp(out, known)
-        return Stamp(int(out[0]), self._learn(out[1]))
 
-    def _learn(self, raw: bytes | str) -> str:
-        """The incarnation a reply named, remembered as the one we know."""
-        self._known = _text(raw)
-        return self._known
+class AsyncRedisStore(ScriptCalls):
+    """``RedisStore`` on a ``redis.asyncio`` client (or fakeredis's): the same scripts and
+    arguments, each call awaited. The AsyncCacheNode's store; no stream transport."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        namespace: str,
+        *,
+        signer: Signer | None = None,
+        marker_ttl: float = 3600.0,
+    ) -> None:
+        super().__init__(namespace, signer=signer, marker_ttl=marker_ttl)
+        self.client = client
+        _teach_sha1hex(client)
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+    async def meta(self) -> Meta:
+        """The current incarnation and sequence number (created when absent)."""
+        return await self.mark("", None)
+
+    async def read(self, key: str) -> Reply:
+        """Read ``key``; absent keys read as ``(None, current seq)``."""
+        call = self.read_call(key)
+        return self.read_reply(await self._run(call), call)
+
+    async def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
+        """Apply a write atomically with its message; return its stamp."""
+        call = self.write_call(op, key, encoded, head)
+        return self.stamp(await self._run(call), call)
+
+    async def fill(self, key: str, encoded: str, since: Reply, head: str | None) -> Stamp:
+        """Store a loaded value unless the key changed after ``since``; seq 0 when refused."""
+        call = self.fill_call(key, encoded, since, head)
+        return self.stamp(await self._run(call), call)
+
+    async def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        """Version and value digest of each key, with the store's meta."""
+        return self.check_reply(await self._run(self.check_call(keys)))
+
+    async def mark(self, channel: str, head: str | None) -> Meta:
+        """Publish a marker on ``channel`` (none when ``head`` is None); return the meta."""
+        call = self.mark_call(channel, head)
+        return self.mark_reply(await self._run(call), call)
+
+    async def _run(self, call: Call) -> Any:
+        """Run one script (AsyncScript loads it if the server lost it), naming mismatches."""
+        try:
+            return await self._scripts[call.script](keys=call.keys, args=call.args)
+        except redis.exceptions.ResponseError as exc:
+            raise _mismatch(exc, self.namespace) from None
 
 
 def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
@@ -433,13 +555,16 @@ def _text(raw: bytes | str) -> str:
     return raw.decode("ascii") if isinstance(raw, bytes) else raw
 
 
-def _teach_sha1hex(client: redis.Redis) -> None:
+def _teach_sha1hex(client: redis.Redis | redis.asyncio.Redis) -> None:
     """Give fakeredis's Lua the ``redis.sha1hex`` real servers have (fakeredis#183)."""
     server = client.connection_pool.connection_kwargs.get("server")
     if server is None:
         return  # a real server
     if getattr(server, "_lua_runtime", None) is None:
-        client.eval("return 1", 0)  # fakeredis creates its Lua runtime on first use
+        # fakeredis creates its Lua runtime on first use; a sync client of the same server
+        # makes it without a round trip to await (the async client shares the server)
+        sync = client if isinstance(client, redis.Redis) else fakeredis.FakeRedis(server=server)
+        sync.eval("return 1", 0)
     table = server._lua_runtime.globals().redis
     if table.sha1hex is None:
         table.sha1hex = _sha1hex

@@ -229,8 +229,7 @@ class TrackingBus(RedisBus):
             raise
         self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
         self._pubsub.connection = connection  # ours: no silent resubscription by redis-py
-        self._confirmed.clear()
-        self.heartbeat.pause()
+        self.subscription.restart()
         assert self._tracker is not None
         self._tracker.redirect_to(client_id)
         self._pubsub.subscribe(self.channel)

@@ -9,16 +9,24 @@ run, so CI cannot pass without both real halves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import secrets
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import fakeredis
 import pytest
 import redis
+import redis.asyncio
 
-from cachelab import CacheNode
+from cachelab import AsyncCacheNode, CacheNode
+from cachelab.core import Flight
 from cachelab.servers import KINDS, Kind, ServerProcess, binary
+from cachelab.stats import NodeStats
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REAL_KINDS: tuple[Kind, ...] = KINDS  # ("redis", "valkey"): the test ids name the server
@@ -30,6 +38,7 @@ _WHERE = {
 }
 
 NodeFactory = Callable[..., CacheNode]
+T = TypeVar("T")
 
 
 def require_server(kind: Kind) -> None:
@@ -106,6 +115,228 @@ def make_node(client: redis.Redis) -> Iterator[NodeFactory]:
     yield make
     for node in nodes:
         node.close()
+
+
+class LoopThread:
+    """An asyncio event loop on a thread of its own, for tests that block on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="cachelab-test-loop", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run ``coro`` on the loop; block until it is done and return what it returned."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call a plain function on the loop's thread (the only one that touches a node)."""
+
+        async def call() -> T:
+            return fn(*args)
+
+        return self.run(call())
+
+    def pending(self) -> list[asyncio.Task[Any]]:
+        """The tasks of the loop still pending, but the one asking."""
+
+        async def others() -> list[asyncio.Task[Any]]:
+            me = asyncio.current_task()
+            return [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+
+        return self.run(others())
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def aio() -> Iterator[LoopThread]:
+    """An event loop on a private thread; the test fails if it leaves a task pending."""
+    loop = LoopThread()
+    yield loop
+    try:
+        pending = loop.pending()
+        assert not pending, f"tasks still pending after the test: {pending}"
+    finally:
+        loop.close()
+
+
+def async_twin(client: redis.Redis) -> redis.asyncio.Redis:
+    """An asyncio client of the server ``client`` talks to (fakeredis's or a real one)."""
+    kwargs = client.connection_pool.connection_kwargs
+    server = kwargs.get("server")
+    if server is not None:
+        return fakeredis.FakeAsyncRedis(server=server)
+    return redis.asyncio.Redis(host=kwargs["host"], port=kwargs["port"])
+
+
+@pytest.fixture
+def async_client(client: redis.Redis, aio: LoopThread) -> Iterator[redis.asyncio.Redis]:
+    """The asyncio counterpart of ``client``: the same fakeredis, redis or valkey server."""
+    twin = async_twin(client)
+    yield twin
+    aio.run(twin.aclose())
+
+
+class BlockingNode:
+    """An AsyncCacheNode driven on a ``LoopThread``, through CacheNode's blocking calls: the
+    behaviour tests run unchanged on either kind of node."""
+
+    def __init__(self, aio: LoopThread, node: AsyncCacheNode) -> None:
+        self.aio = aio
+        self.node = node
+        self.name, self.namespace, self.strategy = node.name, node.namespace, node.strategy
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.aio.run(self.node.get(key, default))
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        return self.aio.call(self.node.peek, key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.aio.run(self.node.set(key, value))
+
+    def delete(self, key: str) -> None:
+        self.aio.run(self.node.delete(key))
+
+    def invalidate(self, key: str) -> None:
+        self.aio.run(self.node.invalidate(key))
+
+    def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
+        return self.aio.run(self.node.get_or_load(key, loader))
+
+    def lookup(self, key: str) -> Any:
+        return self.aio.call(self.node.lookup, key)
+
+    def load(self, key: str) -> Flight:
+        return self.aio.run(self.node.load(key))
+
+    def fill(self, flight: Flight) -> Any:
+        return self.aio.call(self.node.fill, flight)
+
+    def load_external(self, flight: Flight, loader: Callable[..., Any]) -> Any:
+        return self.aio.run(self.node.load_external(flight, loader))
+
+    def pending(self, key: str) -> Flight | None:
+        return self.aio.call(self.node.pending, key)
+
+    @property
+    def stats(self) -> NodeStats:
+        return self.aio.call(lambda: self.node.stats)
+
+    @property
+    def coherent(self) -> bool:
+        return self.aio.call(lambda: self.node.coherent)
+
+    def snapshot(self) -> dict[str, tuple[Any, int]]:
+        return self.aio.call(self.node.snapshot)
+
+    def synced(self, nonce: str) -> bool:
+        return self.aio.call(self.node.synced, nonce)
+
+    def publish_sync(self, nonce: str) -> None:
+        self.aio.run(self.node.publish_sync(nonce))
+
+    def disconnected(self) -> None:
+        self.aio.call(self.node.disconnected)
+
+    def subscribed(self, first: bool) -> None:
+        self.aio.run(self.node.subscribed(first))
+
+    def repair(self) -> None:
+        self.aio.run(self.node.repair())
+
+    def flush(self) -> None:
+        self.aio.call(self.node.flush)
+
+    def close(self) -> None:
+        self.aio.run(self.node.close())
+
+    def __repr__(self) -> str:
+        return f"<BlockingNode {self.node!r}>"
+
+
+AnyNode = CacheNode | BlockingNode
+AnyNodeFactory = Callable[..., AnyNode]
+FLAVOURS = ["sync", "async"]
+
+
+def settle_nodes(nodes: list[AnyNode] | tuple[AnyNode, ...], timeout: float = 10.0) -> bool:
+    """``Cluster.settle`` for nodes of either flavour: a sync marker, resent every quarter
+    second (one published while a subscription is down reaches nobody) until all have it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nonce = secrets.token_hex(8)
+        nodes[0].publish_sync(nonce)
+        resend = min(deadline, time.monotonic() + 0.25)
+        while time.monotonic() < resend:
+            if all(node.synced(nonce) for node in nodes):
+                return True
+            threading.Event().wait(0.002)
+    return False
+
+
+def _any_nodes(
+    request: pytest.FixtureRequest, client: redis.Redis, flavour: str
+) -> Iterator[AnyNodeFactory]:
+    """Build nodes of ``flavour`` on ``client``'s server in namespace "t"; close them after."""
+    nodes: list[AnyNode] = []
+    # set up now, so torn down after this fixture
+    aio: LoopThread | None = request.getfixturevalue("aio") if flavour == "async" else None
+    twin: redis.asyncio.Redis | None = None
+
+    def make(name: str = "a", **options: Any) -> AnyNode:
+        nonlocal twin
+        options.setdefault("namespace", "t")
+        node: AnyNode
+        if aio is None:
+            node = CacheNode(client, name=name, **options)
+        else:
+            if twin is None:
+                twin = async_twin(client)
+            built = AsyncCacheNode(twin, name=name, **options)
+            aio.run(built.start())
+            node = BlockingNode(aio, built)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+    if aio is not None and twin is not None:
+        aio.run(twin.aclose())
+
+
+any_nodes = contextlib.contextmanager(_any_nodes)
+"""``with any_nodes(request, client, flavour) as make:`` where a test makes its own client."""
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Which shell a behaviour test runs on: the threaded CacheNode or the AsyncCacheNode."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_any_node(
+    request: pytest.FixtureRequest, client: redis.Redis, flavour: str
+) -> Iterator[AnyNodeFactory]:
+    """``make_node`` for both shells: a CacheNode, or an AsyncCacheNode behind BlockingNode."""
+    yield from _any_nodes(request, client, flavour)
+
+
+@pytest.fixture
+def make_real_node(
+    request: pytest.FixtureRequest, real_client: redis.Redis, flavour: str
+) -> Iterator[AnyNodeFactory]:
+    """``make_any_node`` on this session's redis or valkey server only."""
+    yield from _any_nodes(request, real_client, flavour)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 
 from cachelab import CacheNode
 from cachelab.decorators import CacheInfo, cached, cached_method

@@ -18,7 +18,7 @@ from redis.retry import Retry
 from cachelab import CacheNode, ReentrantLoad, store
 from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
+from tests.conftest import AnyNodeFactory, NodeFactory
 from tests.test_failures import wait_for
 from tests.test_node import redis_value, settle
 
@@ -125,12 +125,12 @@ def test_a_loader_that_reads_its_own_key_raises_instead_of_hanging(
 
 
 def test_a_hook_that_raises_on_every_event_is_counted_and_never_hangs_the_node(
-    make_node: NodeFactory, caplog: pytest.LogCaptureFixture
+    make_any_node: AnyNodeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     def explode(node: str, kind: str, key: str, version: int) -> None:
         raise RuntimeError(f"hook fails on {kind}")
 
-    a, b = make_node("a"), make_node("b", events=explode)
+    a, b = make_any_node("a"), make_any_node("b", events=explode)
     a.set("k", 1)
     with caplog.at_level(logging.DEBUG, logger="cachelab.node"):
         results: list[Any] = []
@@ -179,6 +179,7 @@ def test_a_hook_that_raises_on_disconnect_does_not_kill_the_listener() -> None:
         wait_for(lambda: not b.coherent, "b notices")
         server.connected = True
         wait_for(lambda: b.coherent, "b resubscribes")
+        wait_for(lambda: a.coherent, "a resubscribes too (else it never hears the settle marker)")
         a.set("k", 2)
         settle(a, b)
         assert b.get("k") == 2
@@ -186,11 +187,11 @@ def test_a_hook_that_raises_on_disconnect_does_not_kill_the_listener() -> None:
         assert any(t.name == "cachelab-bus-b" for t in threading.enumerate())
 
 
-def test_a_recorder_that_raises_is_contained(make_node: NodeFactory) -> None:
+def test_a_recorder_that_raises_is_contained(make_any_node: AnyNodeFactory) -> None:
     def broken(*op: object) -> None:
         raise ValueError("recorder down")
 
-    a = make_node("a", recorder=broken)
+    a = make_any_node("a", recorder=broken)
     a.set("k", 1)
     assert a.get("k") == 1
     assert a.stats.hook_errors == 2

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cachelab import CacheNode, Cluster, messages
 from cachelab.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
+from tests.conftest import AnyNodeFactory, any_nodes, settle_nodes
 from tests.test_node import settle
 
 
@@ -34,54 +34,62 @@ def write_while_subscribers_are_killed(client: redis.Redis, namespace: str, valu
 
 
 @pytest.mark.real_redis
-def test_a_write_lost_during_a_disconnect_is_never_served(real_client: redis.Redis) -> None:
-    with Cluster(3, client=real_client) as cluster:
-        cluster.nodes[0].set("k", "old")
-        assert [n.get("k") for n in cluster.nodes] == ["old"] * 3
-        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
-        assert cluster.settle(timeout=10)
-        assert [n.get("k") for n in cluster.nodes] == ["new"] * 3
-        assert all(n.stats.reconnects >= 1 for n in cluster.nodes)
+def test_a_write_lost_during_a_disconnect_is_never_served(
+    real_client: redis.Redis, make_real_node: AnyNodeFactory
+) -> None:
+    nodes = [make_real_node(name) for name in "abc"]
+    nodes[0].set("k", "old")
+    assert [n.get("k") for n in nodes] == ["old"] * 3
+    write_while_subscribers_are_killed(real_client, "t", "new")
+    assert settle_nodes(nodes)
+    assert [n.get("k") for n in nodes] == ["new"] * 3
+    assert all(n.stats.reconnects >= 1 for n in nodes)
 
 
 @pytest.mark.real_redis
-def test_the_naive_node_keeps_serving_the_lost_write(real_client: redis.Redis) -> None:
+def test_the_naive_node_keeps_serving_the_lost_write(
+    real_client: redis.Redis, make_real_node: AnyNodeFactory
+) -> None:
     naive = {"reconnect_flush": False, "gap_detection": False}
-    with Cluster(2, client=real_client, **naive) as cluster:  # type: ignore[arg-type]
-        cluster.nodes[0].set("k", "old")
-        assert cluster.nodes[1].get("k") == "old"
-        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
-        assert cluster.settle(timeout=10)
-        assert cluster.nodes[1].get("k") == "old"  # silently stale, forever
+    a, b = make_real_node("a", **naive), make_real_node("b", **naive)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    write_while_subscribers_are_killed(real_client, "t", "new")
+    assert settle_nodes([a, b])
+    assert b.get("k") == "old"  # silently stale, forever
 
 
 @pytest.mark.real_redis
-def test_gap_detection_alone_catches_the_lost_write(real_client: redis.Redis) -> None:
-    with Cluster(2, client=real_client, reconnect_flush=False) as cluster:
-        a, b = cluster.nodes
-        a.set("k", "old")
-        assert b.get("k") == "old"
-        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
-        assert cluster.settle(timeout=10)
-        a.set("other", 1)  # the next message shows the hole in the sequence
-        assert cluster.settle(timeout=10)
-        assert b.get("k") == "new"
-        assert b.stats.gaps == 1
+def test_gap_detection_alone_catches_the_lost_write(
+    real_client: redis.Redis, make_real_node: AnyNodeFactory
+) -> None:
+    a, b = make_real_node("a", reconnect_flush=False), make_real_node("b", reconnect_flush=False)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    write_while_subscribers_are_killed(real_client, "t", "new")
+    assert settle_nodes([a, b])
+    a.set("other", 1)  # the next message shows the hole in the sequence
+    assert settle_nodes([a, b])
+    assert b.get("k") == "new"
+    assert b.stats.gaps == 1
 
 
 @pytest.mark.real_redis
-def test_nodes_recover_after_the_server_restarts(spare_server: ServerProcess) -> None:
-    with spare_server.client() as client, Cluster(3, client=client) as cluster:
-        a, b, _c = cluster.nodes
+def test_nodes_recover_after_the_server_restarts(
+    request: pytest.FixtureRequest, spare_server: ServerProcess, flavour: str
+) -> None:
+    with spare_server.client() as client, any_nodes(request, client, flavour) as make:
+        nodes = [make(name) for name in "abc"]
+        a, b, _c = nodes
         a.set("k", "before")
-        assert [n.get("k") for n in cluster.nodes] == ["before"] * 3
+        assert [n.get("k") for n in nodes] == ["before"] * 3
         spare_server.restart()  # SIGKILL, no persistence: the restart loses data and sequence
-        assert cluster.settle(timeout=15)
-        assert [n.get("k") for n in cluster.nodes] == [None] * 3
+        assert settle_nodes(nodes, timeout=15)
+        assert [n.get("k") for n in nodes] == [None] * 3
         b.set("k", "after")
-        assert cluster.settle(timeout=10)
-        assert [n.get("k") for n in cluster.nodes] == ["after"] * 3
-        assert all(n.stats.reconnects >= 1 for n in cluster.nodes)
+        assert settle_nodes(nodes)
+        assert [n.get("k") for n in nodes] == ["after"] * 3
+        assert all(n.stats.reconnects >= 1 for n in nodes)
 
 
 _examples = itertools.count()
@@ -107,13 +115,11 @@ garbage = st.one_of(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_garbage_on_the_channel_is_counted_and_the_node_keeps_working(
-    client: redis.Redis, payloads: list[bytes]
+    request: pytest.FixtureRequest, client: redis.Redis, flavour: str, payloads: list[bytes]
 ) -> None:
     namespace = f"fuzz{next(_examples)}"
-    with (
-        CacheNode(client, name="a", namespace=namespace) as a,
-        CacheNode(client, name="b", namespace=namespace) as b,
-    ):
+    with any_nodes(request, client, flavour) as make:
+        a, b = make("a", namespace=namespace), make("b", namespace=namespace)
         for payload in payloads:
             client.publish(messages.channel(namespace), payload)
         a.set("k", len(payloads))
@@ -123,9 +129,9 @@ def test_garbage_on_the_channel_is_counted_and_the_node_keeps_working(
 
 
 def test_oversized_and_foreign_messages_are_dropped(
-    client: redis.Redis, make_node: NodeFactory
+    client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
-    a, b = make_node("a"), make_node("b")
+    a, b = make_any_node("a"), make_any_node("b")
     foreign = messages.Message("other", "inv", "k", "x", 99)
     client.publish(messages.channel("t"), messages.encode(foreign))
     client.publish(messages.channel("t"), b"{" + b" " * messages.MAX_MESSAGE_BYTES + b"}")
@@ -172,13 +178,13 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-def test_while_the_subscription_is_down_nothing_is_served_from_memory() -> None:
+def test_while_the_subscription_is_down_nothing_is_served_from_memory(
+    request: pytest.FixtureRequest, flavour: str
+) -> None:
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
-    with (
-        CacheNode(client, name="a", namespace="t") as a,
-        CacheNode(client, name="b", namespace="t") as b,
-    ):
+    with any_nodes(request, client, flavour) as make:
+        a, b = make("a"), make("b")
         a.set("k", 1)
         assert b.get("k") == 1 and "k" in b.snapshot()
         server.connected = False  # every connection now fails, the subscription included
@@ -200,8 +206,8 @@ def test_a_node_on_an_unreachable_server_fails_at_once() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("cachelab")]
 
 
-def test_a_closed_node_reads_through_redis_without_caching(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_a_closed_node_reads_through_redis_without_caching(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     a.set("k", 1)
     assert b.get("k") == 1
     b.close()
@@ -210,25 +216,26 @@ def test_a_closed_node_reads_through_redis_without_caching(make_node: NodeFactor
     assert b.snapshot() == {}
 
 
-def test_a_silently_deaf_subscription_is_caught_by_the_heartbeat(client: redis.Redis) -> None:
+def test_a_silently_deaf_subscription_is_caught_by_the_heartbeat(
+    client: redis.Redis, make_any_node: AnyNodeFactory
+) -> None:
     # On fakeredis, CLIENT KILL leaves the subscriber deaf without any error, as a
     # half-open TCP connection would: only the heartbeat's missing echo reveals it.
-    with Cluster(2, client=client, heartbeat=0.05) as cluster:
-        a, b = cluster.nodes
-        a.set("k", "old")
-        assert b.get("k") == "old"
-        client.client_kill_filter(_type="pubsub")
-        a.set("k", "new")  # published to nobody
-        assert cluster.settle(timeout=10)
-        assert b.get("k") == "new"
-        assert b.stats.reconnects >= 1
+    a, b = make_any_node("a", heartbeat=0.05), make_any_node("b", heartbeat=0.05)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    client.client_kill_filter(_type="pubsub")
+    a.set("k", "new")  # published to nobody
+    assert settle_nodes([a, b])
+    assert b.get("k") == "new"
+    assert b.stats.reconnects >= 1
 
 
 def test_losing_the_very_first_message_is_a_gap(
-    client: redis.Redis, make_node: NodeFactory
+    client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
-    b = make_node("b")  # subscribes while the namespace's sequence is still 0
-    a = make_node("a")
+    b = make_any_node("b")  # subscribes while the namespace's sequence is still 0
+    a = make_any_node("a")
     RedisStore(client, "t").write("set", "k", messages.encode_value(1), None)  # seq 1, unheard
     a.set("x", 2)  # seq 2 shows that 1 is missing
     settle(a, b)

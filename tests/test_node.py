@@ -13,7 +13,7 @@ import redis
 from cachelab import ABSENT, CacheNode, Cluster, messages
 from cachelab.messages import decode_value
 from cachelab.store import RedisStore, Reply
-from tests.conftest import NodeFactory
+from tests.conftest import AnyNode, AnyNodeFactory, NodeFactory
 
 
 def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
@@ -22,7 +22,7 @@ def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
     return None if encoded is None else decode_value(encoded)
 
 
-def settle(*nodes: CacheNode) -> None:
+def settle(*nodes: AnyNode) -> None:
     """Wait until every node has handled every message published so far."""
     nonce = secrets.token_hex(8)  # not random: hypothesis reseeds it per example
     nodes[0].publish_sync(nonce)
@@ -62,8 +62,8 @@ def test_random_concurrent_traffic_converges_to_redis(client: redis.Redis, strat
         assert sum(n.stats.invalidations_received for n in cluster.nodes) > 0
 
 
-def test_without_coherence_a_peer_serves_the_old_value(make_node: NodeFactory) -> None:
-    a, b = make_node("a", strategy="none"), make_node("b", strategy="none")
+def test_without_coherence_a_peer_serves_the_old_value(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a", strategy="none"), make_any_node("b", strategy="none")
     a.set("user:1", "alice")
     assert b.get("user:1") == "alice"
     a.set("user:1", "bob")
@@ -71,8 +71,8 @@ def test_without_coherence_a_peer_serves_the_old_value(make_node: NodeFactory) -
     assert a.get("user:1") == "bob"
 
 
-def test_with_invalidation_a_peer_sees_the_new_value(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_with_invalidation_a_peer_sees_the_new_value(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     a.set("user:1", "alice")
     settle(a, b)
     assert b.get("user:1") == "alice"
@@ -82,8 +82,8 @@ def test_with_invalidation_a_peer_sees_the_new_value(make_node: NodeFactory) -> 
     assert b.stats.invalidations_received == 2  # both writes, each newer than b knew
 
 
-def test_update_strategy_ships_the_value_without_a_reload(make_node: NodeFactory) -> None:
-    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+def test_update_strategy_ships_the_value_without_a_reload(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a", strategy="update"), make_any_node("b", strategy="update")
     a.set("k", 1)
     assert b.get("k") == 1
     misses = b.stats.misses
@@ -93,8 +93,8 @@ def test_update_strategy_ships_the_value_without_a_reload(make_node: NodeFactory
     assert b.stats.misses == misses
 
 
-def test_values_round_trip_with_their_types(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_values_round_trip_with_their_types(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     values: list[Any] = ["s", b"\x00\xff", 7, 2.5, True, None, [1, "x"], {"a": {"b": [None]}}]
     for i, value in enumerate(values):
         a.set(f"k{i}", value)
@@ -103,8 +103,10 @@ def test_values_round_trip_with_their_types(make_node: NodeFactory) -> None:
         assert got == value and type(got) is type(value)
 
 
-def test_missing_keys_give_the_default_and_are_cached_as_absent(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_missing_keys_give_the_default_and_are_cached_as_absent(
+    make_any_node: AnyNodeFactory,
+) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     assert b.get("missing") is None
     assert b.get("missing", default="d") == "d"
     assert b.snapshot()["missing"][0] is ABSENT
@@ -113,8 +115,8 @@ def test_missing_keys_give_the_default_and_are_cached_as_absent(make_node: NodeF
     assert b.get("missing") == "now here"
 
 
-def test_delete_removes_the_key_everywhere(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_delete_removes_the_key_everywhere(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     a.set("k", 1)
     assert b.get("k") == 1
     b.delete("k")
@@ -122,9 +124,9 @@ def test_delete_removes_the_key_everywhere(make_node: NodeFactory) -> None:
     assert a.get("k") is None and b.get("k") is None
 
 
-def _stale_set(make_node: NodeFactory, **guards: bool) -> tuple[Any, CacheNode]:
+def _stale_set(make_any_node: AnyNodeFactory, **guards: bool) -> tuple[Any, AnyNode]:
     """Drive the stale-set race: a reader loads v1; v2 and its message land; then the fill."""
-    reader, writer = make_node("reader", **guards), make_node("writer")
+    reader, writer = make_any_node("reader", **guards), make_any_node("writer")
     writer.set("k", "v1")
     flight = reader.load("k")  # read from Redis: v1 ... and the reader stalls here
     writer.set("k", "v2")
@@ -133,8 +135,8 @@ def _stale_set(make_node: NodeFactory, **guards: bool) -> tuple[Any, CacheNode]:
     return reader.get("k"), reader
 
 
-def test_stale_set_race_keeps_the_old_value_without_guards(make_node: NodeFactory) -> None:
-    value, reader = _stale_set(make_node, fill_guard=False, tombstones=False)
+def test_stale_set_race_keeps_the_old_value_without_guards(make_any_node: AnyNodeFactory) -> None:
+    value, reader = _stale_set(make_any_node, fill_guard=False, tombstones=False)
     assert value == "v1"
     assert reader.stats.stale_fills_rejected == 0
 
@@ -145,14 +147,14 @@ def test_stale_set_race_keeps_the_old_value_without_guards(make_node: NodeFactor
     ids=["defaults", "fill-guard-alone", "tombstones-alone"],
 )
 def test_stale_set_race_is_prevented_by_each_guard(
-    make_node: NodeFactory, guards: dict[str, bool]
+    make_any_node: AnyNodeFactory, guards: dict[str, bool]
 ) -> None:
-    value, reader = _stale_set(make_node, **guards)
+    value, reader = _stale_set(make_any_node, **guards)
     assert value == "v2"
     assert reader.stats.stale_fills_rejected == 1
 
 
-def _inject(client: redis.Redis, node: CacheNode, op: str, key: str, seq: int, value: Any) -> None:
+def _inject(client: redis.Redis, node: AnyNode, op: str, key: str, seq: int, value: Any) -> None:
     """Publish a well-formed message from a foreign source on the node's channel."""
     inc = RedisStore(client, node.namespace).meta().inc
     msg = messages.Message(node.namespace, op, key, "intruder", seq, value, inc)
@@ -160,9 +162,9 @@ def _inject(client: redis.Redis, node: CacheNode, op: str, key: str, seq: int, v
 
 
 def test_a_late_or_repeated_number_is_taken_for_a_forgery_and_repaired(
-    client: redis.Redis, make_node: NodeFactory
+    client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
-    a, b = make_node("a", strategy="update"), make_node("b", strategy="update")
+    a, b = make_any_node("a", strategy="update"), make_any_node("b", strategy="update")
     for v in range(1, 6):
         a.set("k", f"v{v}")
     settle(a, b)
@@ -177,10 +179,10 @@ def test_a_late_or_repeated_number_is_taken_for_a_forgery_and_repaired(
 
 
 def test_without_ordering_and_sequence_checks_a_late_message_wins(
-    client: redis.Redis, make_node: NodeFactory
+    client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
     naive = {"ordering": False, "gap_detection": False}
-    a, b = make_node("a", strategy="update"), make_node("b", strategy="update", **naive)
+    a, b = make_any_node("a", strategy="update"), make_any_node("b", strategy="update", **naive)
     for v in range(1, 6):
         a.set("k", f"v{v}")
     settle(a, b)
@@ -192,9 +194,9 @@ def test_without_ordering_and_sequence_checks_a_late_message_wins(
 
 @pytest.mark.parametrize("repair", [True, False], ids=["repair", "flush"])
 def test_a_sequence_gap_recovers_what_may_be_stale(
-    client: redis.Redis, make_node: NodeFactory, repair: bool
+    client: redis.Redis, make_any_node: AnyNodeFactory, repair: bool
 ) -> None:
-    a, b = make_node("a"), make_node("b", repair=repair)
+    a, b = make_any_node("a"), make_any_node("b", repair=repair)
     a.set("x", 1)
     a.set("z", "unchanged")
     assert b.get("x") == 1 and b.get("z") == "unchanged"
@@ -214,9 +216,9 @@ def test_a_sequence_gap_recovers_what_may_be_stale(
 
 
 def test_without_gap_detection_the_lost_write_stays_invisible(
-    client: redis.Redis, make_node: NodeFactory
+    client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
-    a, b = make_node("a"), make_node("b", gap_detection=False)
+    a, b = make_any_node("a"), make_any_node("b", gap_detection=False)
     a.set("x", 1)
     assert b.get("x") == 1
     RedisStore(client, "t").write("set", "x", messages.encode_value(2), None)
@@ -225,10 +227,10 @@ def test_without_gap_detection_the_lost_write_stays_invisible(
     assert b.get("x") == 1
 
 
-def test_ttl_backstop_bounds_staleness_without_messages(make_node: NodeFactory) -> None:
+def test_ttl_backstop_bounds_staleness_without_messages(make_any_node: AnyNodeFactory) -> None:
     now = [0.0]
-    a = make_node("a", strategy="none", ttl=5.0, timer=lambda: now[0])
-    b = make_node("b", strategy="none")
+    a = make_any_node("a", strategy="none", ttl=5.0, timer=lambda: now[0])
+    b = make_any_node("b", strategy="none")
     a.set("k", "old")
     b.set("k", "new")
     now[0] = 4.9
@@ -237,16 +239,18 @@ def test_ttl_backstop_bounds_staleness_without_messages(make_node: NodeFactory) 
     assert a.get("k") == "new"
 
 
-def test_lru_keeps_at_most_max_entries(make_node: NodeFactory) -> None:
-    a = make_node("a", max_entries=3)
+def test_lru_keeps_at_most_max_entries(make_any_node: AnyNodeFactory) -> None:
+    a = make_any_node("a", max_entries=3)
     for i in range(5):
         a.set(f"k{i}", i)
     assert list(a.snapshot()) == ["k2", "k3", "k4"]
     assert a.stats.evictions == 2
 
 
-def test_get_or_load_calls_the_loader_once_for_the_whole_cluster(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_get_or_load_calls_the_loader_once_for_the_whole_cluster(
+    make_any_node: AnyNodeFactory,
+) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     calls: list[str] = []
 
     def loader(key: str) -> str:
@@ -259,8 +263,10 @@ def test_get_or_load_calls_the_loader_once_for_the_whole_cluster(make_node: Node
     assert calls == ["u"]
 
 
-def test_invalidate_after_an_external_write_reloads_everywhere(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_invalidate_after_an_external_write_reloads_everywhere(
+    make_any_node: AnyNodeFactory,
+) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     db = {"u": "old"}
     assert b.get_or_load("u", lambda: db["u"]) == "old"
     db["u"] = "new"
@@ -315,8 +321,8 @@ def test_concurrent_misses_on_one_key_load_it_once(client: redis.Redis) -> None:
     assert reads == ["k"]
 
 
-def test_stats_count_hits_and_misses(make_node: NodeFactory) -> None:
-    a = make_node("a")
+def test_stats_count_hits_and_misses(make_any_node: AnyNodeFactory) -> None:
+    a = make_any_node("a")
     a.get("k")
     a.get("k")
     a.get("k")
@@ -351,8 +357,10 @@ def test_context_manager_closes_and_close_is_idempotent(client: redis.Redis) -> 
     node.close()
 
 
-def test_a_writer_without_coherence_still_tells_the_listeners(make_node: NodeFactory) -> None:
-    silent, listener = make_node("a", strategy="none"), make_node("b")
+def test_a_writer_without_coherence_still_tells_the_listeners(
+    make_any_node: AnyNodeFactory,
+) -> None:
+    silent, listener = make_any_node("a", strategy="none"), make_any_node("b")
     silent.set("k", "old")
     assert listener.get("k") == "old"
     silent.set("k", "new")
@@ -400,8 +408,8 @@ def test_a_read_after_a_write_never_joins_a_load_that_began_before_it(
     assert node.get("k") == want  # and its late fill was refused
 
 
-def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b")
+def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
     profile: dict[str, Any] = {"name": "alice", "tags": ["x"]}
     a.set("k", profile)
     profile["name"] = "mallory"

@@ -6,53 +6,57 @@ from __future__ import annotations
 import pytest
 import redis
 
-from cachelab import Cluster, messages
+from cachelab import messages
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
+from tests.conftest import AnyNode, AnyNodeFactory, settle_nodes
 from tests.test_failures import wait_for, write_while_subscribers_are_killed
 from tests.test_node import settle
 
 
-def _warm(cluster: Cluster, keys: int) -> None:
+def _warm(nodes: list[AnyNode], keys: int) -> None:
     """Every node caches ``keys`` keys."""
     for i in range(keys):
-        cluster.nodes[0].set(f"k{i}", i)
-    for node in cluster.nodes:
+        nodes[0].set(f"k{i}", i)
+    for node in nodes:
         for i in range(keys):
             assert node.get(f"k{i}") == i
 
 
 @pytest.mark.real_redis
 def test_a_killed_subscription_is_repaired_and_the_cache_stays_warm(
-    real_client: redis.Redis,
+    real_client: redis.Redis, make_real_node: AnyNodeFactory
 ) -> None:
-    with Cluster(3, client=real_client) as cluster:
-        _warm(cluster, 50)
-        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")  # key "k"
-        assert cluster.settle(timeout=10)
-        for node in cluster.nodes:
-            stats = node.stats
-            assert stats.reconnects >= 1 and stats.flushes == 0
-            assert stats.repair_kept == 50 and stats.entries == 50
-            hits = stats.hits
-            assert [node.get(f"k{i}") for i in range(50)] == list(range(50))
-            assert node.stats.hits == hits + 50  # warm: every read a hit, none a reload
-            assert node.get("k") == "new"
+    nodes = [make_real_node(name) for name in "abc"]
+    _warm(nodes, 50)
+    write_while_subscribers_are_killed(real_client, "t", "new")  # key "k"
+    assert settle_nodes(nodes)
+    for node in nodes:
+        stats = node.stats
+        assert stats.reconnects >= 1 and stats.flushes == 0
+        assert stats.repair_kept == 50 and stats.entries == 50
+        hits = stats.hits
+        assert [node.get(f"k{i}") for i in range(50)] == list(range(50))
+        assert node.stats.hits == hits + 50  # warm: every read a hit, none a reload
+        assert node.get("k") == "new"
 
 
 @pytest.mark.real_redis
-def test_with_repair_off_the_same_blip_turns_every_node_cold(real_client: redis.Redis) -> None:
-    with Cluster(3, client=real_client, repair=False) as cluster:
-        _warm(cluster, 50)
-        write_while_subscribers_are_killed(real_client, cluster.namespace, "new")
-        assert cluster.settle(timeout=10)
-        for node in cluster.nodes:
-            assert node.stats.flushes >= 1 and node.stats.entries == 0
-            assert node.get("k") == "new"
+def test_with_repair_off_the_same_blip_turns_every_node_cold(
+    real_client: redis.Redis, make_real_node: AnyNodeFactory
+) -> None:
+    nodes = [make_real_node(name, repair=False) for name in "abc"]
+    _warm(nodes, 50)
+    write_while_subscribers_are_killed(real_client, "t", "new")
+    assert settle_nodes(nodes)
+    for node in nodes:
+        assert node.stats.flushes >= 1 and node.stats.entries == 0
+        assert node.get("k") == "new"
 
 
-def test_repair_checks_its_suspects_in_batches(client: redis.Redis, make_node: NodeFactory) -> None:
-    a, b = make_node("a"), make_node("b", repair_batch=256, max_entries=1000)
+def test_repair_checks_its_suspects_in_batches(
+    client: redis.Redis, make_any_node: AnyNodeFactory
+) -> None:
+    a, b = make_any_node("a"), make_any_node("b", repair_batch=256, max_entries=1000)
     for i in range(600):
         a.set(f"k{i}", i)
         b.get(f"k{i}")
@@ -68,21 +72,22 @@ def test_repair_checks_its_suspects_in_batches(client: redis.Redis, make_node: N
     assert all(b.get(key) == "changed" for key in changed)
 
 
-def test_a_lost_last_message_is_caught_by_the_heartbeat(client: redis.Redis) -> None:
-    with Cluster(2, client=client, heartbeat=0.05) as cluster:
-        a, b = cluster.nodes
-        a.set("k", "old")
-        assert b.get("k") == "old"
-        store = RedisStore(client, cluster.namespace)
-        store.write("set", "k", messages.encode_value("new"), None)  # and nothing follows
-        wait_for(lambda: b.stats.gaps == 1, "b's heartbeat carries the store's seq")
-        assert b.get("k") == "new"
+def test_a_lost_last_message_is_caught_by_the_heartbeat(
+    client: redis.Redis, make_any_node: AnyNodeFactory
+) -> None:
+    a, b = make_any_node("a", heartbeat=0.05), make_any_node("b", heartbeat=0.05)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    store = RedisStore(client, "t")
+    store.write("set", "k", messages.encode_value("new"), None)  # and nothing follows
+    wait_for(lambda: b.stats.gaps == 1, "b's heartbeat carries the store's seq")
+    assert b.get("k") == "new"
 
 
 def test_while_disconnected_suspects_are_never_served_and_repair_waits(
-    make_node: NodeFactory,
+    make_any_node: AnyNodeFactory,
 ) -> None:
-    a, b = make_node("a"), make_node("b", heartbeat=None)  # nothing else moves b's state
+    a, b = make_any_node("a"), make_any_node("b", heartbeat=None)  # nothing else moves b's state
     a.set("k", 1)
     assert b.get("k") == 1
     settle(a, b)  # a's message has reached b: nothing is still on its way
