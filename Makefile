@@ -18,7 +18,7 @@ lab: $(STAMP)
 	$(BIN)/python -m cachelab.cli lab
 
 test: $(STAMP)
-	$(BIN)/ruff check cachelab tests benchmarks
+	$(BIN)/ruff check cachelab tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

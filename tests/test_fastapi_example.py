@@ -1,0 +1,93 @@
+"""examples/fastapi_app.py as two processes on a private redis-server, driven with httpx."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cachelab.servers import ServerProcess
+from tests.conftest import require_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/health", timeout=1.0).json()["coherent"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+
+
+@pytest.fixture
+def two_apps(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two instances of the example app: one Redis, one database file."""
+    require_server("redis")
+    with ServerProcess("redis") as server:
+        env = {
+            **os.environ,
+            "REDIS_URL": server.url,
+            "CACHELAB_DB": str(tmp_path / "items.db"),
+            "CACHELAB_DB_DELAY": "0.05",
+        }
+        urls, procs = [], []
+        for name in ("api-a", "api-b"):
+            port = _free_port()
+            cmd = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)]
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env={**env, "CACHELAB_NODE": name},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        try:
+            for _ in range(600):
+                if all(_ready(url) for url in urls):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the two app processes never became ready")
+            yield urls[0], urls[1]
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                _, err = proc.communicate(timeout=10)
+                assert b"Traceback" not in err, err.decode(errors="replace")
+
+
+def test_a_write_through_one_instance_is_seen_by_the_other(two_apps: tuple[str, str]) -> None:
+    a, b = two_apps
+    with httpx.Client(timeout=5.0) as http:
+        assert http.put(f"{a}/items/1", json="apple").status_code == 200
+        assert http.get(f"{b}/items/1").json() == "apple"  # loaded from the database
+        assert http.get(f"{b}/items/1").json() == "apple"  # a local hit
+        hits = http.get(f"{b}/stats").json()["hits"]
+        assert hits >= 1
+        written = time.monotonic()
+        assert http.put(f"{a}/items/1", json="banana").status_code == 200
+        seen = None
+        for _ in range(1000):
+            if http.get(f"{b}/items/1").json() == "banana":
+                seen = time.monotonic() - written
+                break
+        assert seen is not None, "the other instance never saw the write"
+        print(f"\nseen by the other instance {seen * 1000:.1f} ms after the write returned")
+        assert http.get(f"{b}/items/404").status_code == 404
