@@ -65,6 +65,7 @@ app = FastAPI(lifespan=lifespan)
 async def read_item(item_id: str) -> Any:
     """A local hit, else Redis, else the database."""
     value = await app.state.node.get_or_load(f"item:{item_id}", lambda: load_item(item_id))
+    # (an async loader's coroutine is awaited; a plain function's value is taken as it is)
     if value is None:
         raise HTTPException(404, f"no item {item_id}")
     return value
