@@ -53,6 +53,7 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.shell import (
+    NodeFace,
     RefusalLog,
     choose_signer,
     flight_inc,
@@ -70,7 +71,7 @@ ASYNC_STRATEGIES = ("none", "invalidate", "update")
 _MAX_NAMESPACE = 64
 
 
-class AsyncCacheNode:
+class AsyncCacheNode(NodeFace):
     """A near cache of one namespace's Redis keys over ``redis.asyncio``: ``CacheNode``'s
     protocol, awaited.
 

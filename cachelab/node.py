@@ -17,17 +17,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 
-from cachelab import decorators, validate
+from cachelab import validate
 from cachelab.auth import Signer
 from cachelab.backends import client_secret
-from cachelab.bus import Bus, Heartbeat, RedisBus
+from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
-from cachelab.decorators import Cached, CachedMethod
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
 from cachelab.local import Timer
 from cachelab.messages import (
@@ -45,6 +44,7 @@ from cachelab.messages import (
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
 from cachelab.shell import (
+    NodeFace,
     RefusalLog,
     choose_signer,
     flight_inc,
@@ -53,7 +53,7 @@ from cachelab.shell import (
     switches_of,
     write_head,
 )
-from cachelab.stats import LagStats, NodeStats
+from cachelab.stats import NodeStats
 from cachelab.store import Meta, RedisStore, Stamp, Store
 from cachelab.streambus import StreamBus
 
@@ -67,7 +67,7 @@ R = TypeVar("R")
 _MAX_NAMESPACE = 64
 
 
-class CacheNode:
+class CacheNode(NodeFace):
     """A near cache of one namespace's Redis keys, kept coherent by versioned messages.
 
     ``r`` is a redis-py client (``cachelab.connect()``), or any ``Store`` with a ``bus``
@@ -585,52 +585,6 @@ class CacheNode:
         if self._sampler is not None:
             stats = replace(stats, **self._sampler.counts())
         return stats
-
-    @property
-    def max_entries(self) -> int:
-        """The bound of the local LRU."""
-        return self._core.local.maxsize
-
-    @overload
-    def cached(self, func: Callable[P, R], **options: Any) -> Cached[P, R]: ...
-
-    @overload
-    def cached(
-        self, func: None = None, **options: Any
-    ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
-
-    def cached(self, func: Callable[P, R] | None = None, **options: Any) -> Any:
-        """Cache a function's results through this node: ``@node.cached(key="user:{0}",
-        ttl=60)``, or ``@node.cached``. See ``cachelab.decorators``."""
-        return decorators.cached(self, func, **options)
-
-    @overload
-    def cached_method(self, func: Callable[..., Any], **options: Any) -> CachedMethod: ...
-
-    @overload
-    def cached_method(
-        self, func: None = None, **options: Any
-    ) -> Callable[[Callable[..., Any]], CachedMethod]: ...
-
-    def cached_method(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
-        """As ``cached``, for methods (``self`` is not in the key unless the key names it)."""
-        return decorators.cached_method(self, func, **options)
-
-    @property
-    def propagation_lag(self) -> LagStats | None:
-        """The round trips of this node's heartbeat; None when it has none (strategy
-        ``none``, ``stream``, or a bus of the simulator's); a count of 0 with
-        ``heartbeat=None`` or before the first beat came back.
-
-        One round trip runs from just before the node publishes a beat (through the write
-        path's script, on a pooled connection) to the beat's arrival on the node's own
-        subscription, after whatever messages were queued before it: the time a message
-        takes through Redis to this node, publish included. It is not a peer-to-peer
-        delay: no clock of another node is involved. Under ``tracking`` it is a PING's
-        round trip on the redirect connection. One beat every ``heartbeat`` seconds.
-        """
-        heartbeat = getattr(self._bus, "heartbeat", None)
-        return heartbeat.lag.snapshot() if isinstance(heartbeat, Heartbeat) else None
 
     def snapshot(self) -> dict[str, tuple[Any, int]]:
         """Every trusted local entry as ``key -> (value, version)``, for display and tests."""

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
-from cachelab import validate
+from cachelab import decorators, validate
 from cachelab.auth import Signer
+from cachelab.bus import Heartbeat
 from cachelab.coherence import Strategy
-from cachelab.core import Flight, Switches
+from cachelab.core import Flight, NodeCore, Switches
+from cachelab.decorators import Cached, CachedMethod
 from cachelab.local import LocalStore, Timer
 from cachelab.messages import InvalidMessage, WrongVersion, decode_value, fits, message_head
+from cachelab.stats import LagStats
 
 log = logging.getLogger("cachelab.node")
 
@@ -108,3 +111,63 @@ def local_store(
         ordering=validate.flag("ordering", ordering),
         on_evict=on_evict,
     )
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class NodeFace:
+    """What every shell offers on top of the core: decorators, the LRU's bound, the lag.
+
+    A shell (``CacheNode``, ``AsyncCacheNode``) has ``_core`` and ``_bus``.
+    """
+
+    _core: NodeCore
+    _bus: Any
+
+    @property
+    def max_entries(self) -> int:
+        """The bound of the local LRU."""
+        return self._core.local.maxsize
+
+    @overload
+    def cached(self, func: Callable[P, R], **options: Any) -> Cached[P, R]: ...
+
+    @overload
+    def cached(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
+
+    def cached(self, func: Callable[P, R] | None = None, **options: Any) -> Any:
+        """Cache a function's results through this node: ``@node.cached(key="user:{0}",
+        ttl=60)``, or ``@node.cached``. See ``cachelab.decorators``."""
+        return decorators.cached(self, func, **options)
+
+    @overload
+    def cached_method(self, func: Callable[..., Any], **options: Any) -> CachedMethod: ...
+
+    @overload
+    def cached_method(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], CachedMethod]: ...
+
+    def cached_method(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """As ``cached``, for methods (``self`` is not in the key unless the key names it)."""
+        return decorators.cached_method(self, func, **options)
+
+    @property
+    def propagation_lag(self) -> LagStats | None:
+        """The round trips of this node's heartbeat; None when it has none (strategy
+        ``none``, ``stream``, or a bus of the simulator's); a count of 0 with
+        ``heartbeat=None`` or before the first beat came back.
+
+        One round trip runs from just before the node publishes a beat (through the write
+        path's script, on a pooled connection) to the beat's arrival on the node's own
+        subscription, after whatever messages were queued before it: the time a message
+        takes through Redis to this node, publish included. It is not a peer-to-peer
+        delay: no clock of another node is involved. Under ``tracking`` it is a PING's
+        round trip on the redirect connection. One beat every ``heartbeat`` seconds.
+        """
+        heartbeat = getattr(self._bus, "heartbeat", None)
+        return heartbeat.lag.snapshot() if isinstance(heartbeat, Heartbeat) else None
+

@@ -13,10 +13,11 @@ import fakeredis
 import pytest
 import redis
 
-from cachelab import CacheNode
+from cachelab import AsyncCacheNode, CacheNode
+from cachelab.async_node import settle as async_settle
 from cachelab.decorators import CacheInfo, cached, cached_method
 from cachelab.stats import NodeStats
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, async_twin
 from tests.test_node import settle
 
 
@@ -565,3 +566,36 @@ def test_a_ttl_refresh_may_call_itself_without_waiting_for_itself(client: redis.
         now[0] += 11.0  # every entry expired: each refresh recurses into expired ones
         assert fib(30) == 832040
         assert fib.cache_info().misses >= 31 * 2
+
+
+def test_async_decorators_on_real_async_nodes(client: redis.Redis) -> None:
+    """The async scenario above, on two real AsyncCacheNodes (fakeredis and both servers)."""
+    calls: list[int] = []
+
+    async def fetch(x: int) -> dict[str, int]:
+        calls.append(x)
+        await asyncio.sleep(0)
+        return {"x": x}
+
+    async def scenario() -> None:
+        r = async_twin(client)
+        async with (
+            AsyncCacheNode(r, name="a", namespace="deco-async") as a,
+            AsyncCacheNode(r, name="b", namespace="deco-async") as b,
+        ):
+            on_a = a.cached(fetch, key="fetch:{0}")
+            on_b = b.cached(fetch, key="fetch:{0}")
+            assert await on_a(1) == {"x": 1}
+            assert await on_b(x=1) == {"x": 1}  # from Redis: not called again
+            assert calls == [1]
+            assert b.peek("fetch:1") == {"x": 1}
+            await on_b.invalidate(1)
+            assert await async_settle([a, b])
+            assert a.peek("fetch:1") is None
+            assert await on_a(1) == {"x": 1} and calls == [1, 1]
+            together = await asyncio.gather(on_a(2), on_a(2), on_a(2))
+            assert list(together) == [{"x": 2}] * 3 and calls == [1, 1, 2]  # single flight
+            assert on_a.cache_info().maxsize == a.max_entries
+        await r.aclose()
+
+    asyncio.run(scenario())

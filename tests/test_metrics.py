@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cachelab import CacheNode
+from cachelab import AsyncCacheNode, CacheNode
 from cachelab.bus import Heartbeat
 from cachelab.metrics.otel import instrument
 from cachelab.metrics.prometheus import NodeCollector
@@ -240,3 +241,27 @@ def test_a_tracking_node_times_its_ping(real_client: redis.Redis) -> None:
         labels = {"node": "tr", "namespace": "t"}
         count = registry.get_sample_value("cachelab_propagation_lag_seconds_count", labels)
         assert count is not None and count >= 2
+
+
+def test_an_async_node_exports_the_same_series() -> None:
+    async def scenario() -> CollectorRegistry:
+        r = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        async with AsyncCacheNode(r, name="x", namespace="m", heartbeat=0.01) as node:
+            await node.set("k", 1)
+            assert await node.get("k") == 1 and node.peek("k") == 1
+            for _ in range(500):  # the heartbeat's first round trip (bounded, no timing claim)
+                lag = node.propagation_lag
+                if lag is not None and lag.count:
+                    break
+                await asyncio.sleep(0.005)
+            registry = CollectorRegistry()
+            NodeCollector([node]).register(registry)
+            generate_latest(registry)  # a scrape runs while the node is live
+        await r.aclose()
+        return registry
+
+    registry = asyncio.run(scenario())
+    labels = {"node": "x", "namespace": "m"}
+    assert registry.get_sample_value("cachelab_hits_total", labels) == 2
+    count = registry.get_sample_value("cachelab_propagation_lag_seconds_count", labels)
+    assert count is not None and count >= 1
