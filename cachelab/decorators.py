@@ -63,15 +63,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
-import string
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
 
 from cachelab import validate
+from cachelab.callkeys import CallKey, KeySpec
 from cachelab.messages import encode_value
 
 __all__ = ["CacheInfo", "Cached", "CachedMethod", "cached", "cached_method"]
@@ -79,10 +78,6 @@ __all__ = ["CacheInfo", "Cached", "CachedMethod", "cached", "cached_method"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-KeySpec = str | Callable[..., str] | None
-_SCALARS = (str, int, float, bool, type(None))
-_MISSING = object()
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class CacheInfo(NamedTuple):
@@ -115,27 +110,9 @@ class Cached(Protocol[P, R]):
     def cache_info(self) -> CacheInfo: ...
 
 
-class _KeyFormatter(string.Formatter):
-    """``str.format`` that refuses to format anything but a str, int, float, bool or None."""
-
-    def get_field(
-        self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> tuple[Any, Any]:
-        obj, used = super().get_field(field_name, args, kwargs)
-        if type(obj) not in _SCALARS:
-            raise TypeError(
-                f"key field {{{field_name}}} is a {type(obj).__name__}: a key format may only "
-                f"format str, int, float, bool or None (name an attribute, e.g. "
-                f"{{{field_name}.id}}, or pass key= a callable returning str)"
-            )
-        return obj, used
-
-
-_FORMATTER = _KeyFormatter()
-
-
 class _Engine:
-    """One decorated function: its key rule, its counts, and the calls through the node."""
+    """One decorated function: its key (``CallKey``), its counts, and the calls through
+    the node."""
 
     def __init__(
         self,
@@ -153,29 +130,9 @@ class _Engine:
         self.func = func
         self.name = getattr(func, "__qualname__", repr(func))
         self.asynchronous = _check_kinds(node, func, self.name, asynchronous)
-        self._sig = inspect.signature(func)
-        params = list(self._sig.parameters.values())
-        if method and (not params or params[0].kind not in _POSITIONAL):
-            raise TypeError(f"cached_method: {self.name} has no self parameter")
-        self._skip = 1 if method else 0
-        if isinstance(key, str):
-            try:
-                list(string.Formatter().parse(key))
-            except ValueError as exc:
-                raise ValueError(f"key format {key!r} of {self.name}: {exc}") from None
-        elif key is not None and not callable(key):
-            raise TypeError(f"key must be a format str or a callable, not {type(key).__name__}")
-        self._key = key
-        # The fast path: a call giving every parameter positionally, nothing else, to a
-        # function of plain parameters, needs no signature binding; a format of plain fields
-        # ({0}, {name}) needs no Python-level formatter. Both give the same keys as the rest.
-        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-        self._arity = len(params) if plain else -1
-        self._names = tuple(p.name for p in params)
-        self._plain = _plain_fields(key) if isinstance(key, str) else None
+        self.key = CallKey(func, self.name, key, method)
         self.ttl = validate.seconds("ttl", ttl, optional=True)
         self._clock = clock
-        self._prefix = f"{getattr(func, '__module__', None) or '?'}.{self.name}"
         self._counts = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -186,102 +143,6 @@ class _Engine:
         self._arefreshing: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, tuple[object, asyncio.Event]]
         ] = weakref.WeakKeyDictionary()  # per event loop: its events belong to it
-
-    # -- keys --------------------------------------------------------------------
-
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The key of one call, checked by cachelab's key rules."""
-        spec = self._key
-        if spec is not None and not isinstance(spec, str):
-            built = spec(*args, **kwargs)
-            if type(built) is not str:
-                raise TypeError(f"key= of {self.name} returned {type(built).__name__}, not str")
-        elif not kwargs and len(args) == self._arity and (spec is None or self._plain is not None):
-            built = self._quick_key(spec, args)
-        else:
-            built = self._bound_key(spec, args, kwargs)
-        try:
-            validate.key(built)
-        except ValueError as exc:
-            raise ValueError(f"the key {self.name} built is refused: {exc}") from None
-        return built
-
-    def _quick_key(self, spec: str | None, args: tuple[Any, ...]) -> str:
-        """The key of a call that gives every (plain) parameter positionally."""
-        given = args[self._skip :]
-        if spec is None:
-            pairs = zip(self._names[self._skip :], given, strict=True)
-            return f"{self._prefix}({','.join(self._scalar(n, v) for n, v in pairs)})"
-        named = dict(zip(self._names, args, strict=True))
-        assert self._plain is not None
-        for field in self._plain:
-            if type(field) is int:
-                value = given[field] if field < len(given) else _MISSING
-            else:
-                value = named.get(str(field), _MISSING)
-            if type(value) not in _SCALARS:
-                return self._bound_key(spec, args, {})  # the general path says what is wrong
-        return spec.format(*given, **named)
-
-    def _bound_key(self, spec: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The key of any call: bound to the signature, defaults applied."""
-        bound = self._sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        if spec is None:
-            return self._default_key(bound)
-        positional, named = self._fields(bound)
-        try:
-            return _FORMATTER.vformat(spec, positional, named)
-        except (IndexError, KeyError, AttributeError) as exc:
-            raise ValueError(
-                f"key format {spec!r} of {self.name} names what the call lacks: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-
-    def _fields(self, bound: inspect.BoundArguments) -> tuple[list[Any], dict[str, Any]]:
-        """Positional fields (self excluded) and named fields (self included) of a call."""
-        positional: list[Any] = []
-        named: dict[str, Any] = {}
-        kinds = self._sig.parameters
-        for i, (name, value) in enumerate(bound.arguments.items()):
-            kind = kinds[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                positional.extend(value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                named.update(value)
-            else:
-                if kind in _POSITIONAL and i >= self._skip:
-                    positional.append(value)
-                named[name] = value
-        return positional, named
-
-    def _default_key(self, bound: inspect.BoundArguments) -> str:
-        """``module.qualname(args as JSON)``, from plain scalars only."""
-        parts: list[str] = []
-        kinds = self._sig.parameters
-        for i, (name, value) in enumerate(bound.arguments.items()):
-            if i < self._skip:
-                continue
-            kind = kinds[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                parts.extend(self._scalar(name, item) for item in value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                parts.extend(f"{k}={self._scalar(k, value[k])}" for k in sorted(value))
-            elif kind is inspect.Parameter.KEYWORD_ONLY:
-                parts.append(f"{name}={self._scalar(name, value)}")
-            else:
-                parts.append(self._scalar(name, value))
-        return f"{self._prefix}({','.join(parts)})"
-
-    def _scalar(self, name: str, value: Any) -> str:
-        """One argument of a default key, as JSON; anything but a plain scalar is refused."""
-        if type(value) not in _SCALARS:
-            raise TypeError(
-                f"{self.name}: argument {name!r} is a {type(value).__name__}, and a default key "
-                f"is built from str, int, float, bool and None only; pass key= (a format such "
-                f"as 'user:{{0}}' or a callable returning str): cachelab never hashes objects"
-            )
-        return json.dumps(value, ensure_ascii=False)
 
     # -- values ------------------------------------------------------------------
 
@@ -419,24 +280,6 @@ class _Engine:
             if running is None:
                 del refreshing[key]
                 done.set()
-
-
-def _plain_fields(spec: str) -> tuple[int | str, ...] | None:
-    """The fields of a format that names each argument plainly (``{0}``, ``{name}``, with
-    no conversion, attribute, item or nested field); None for any other format."""
-    fields: list[int | str] = []
-    for _, field, format_spec, conversion in string.Formatter().parse(spec):
-        if field is None:
-            continue
-        if conversion is not None or "{" in (format_spec or ""):
-            return None
-        if field.isascii() and field.isdigit():
-            fields.append(int(field))
-        elif field.isidentifier():
-            fields.append(field)
-        else:
-            return None
-    return tuple(fields)
 
 
 def _is_pair(stored: Any) -> bool:
