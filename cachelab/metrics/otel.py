@@ -23,6 +23,13 @@ from cachelab.metrics import COUNTERS, GAUGES, LAG_HELP, SAMPLED, labels, lag_of
 from cachelab.stats import LagStats, NodeStats
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
+_LAG: tuple[tuple[bool, str, str, Callable[[LagStats], float | None], str], ...] = (
+    # (a counter, else a gauge; name; unit; what it reads; its description)
+    (True, "count", "1", lambda lag: lag.count, "Heartbeat round trips measured."),
+    (True, "sum", "s", lambda lag: lag.total, LAG_HELP),
+    (False, "last", "s", lambda lag: lag.last, "The latest heartbeat round trip."),
+    (False, "max", "s", lambda lag: lag.max, "The longest of the last 64 heartbeat round trips."),
+)
 
 
 def instrument(meter: Meter, nodes: Iterable[Any] | Any) -> list[Instrument]:
@@ -61,38 +68,11 @@ def instrument(meter: Meter, nodes: Iterable[Any] | Any) -> list[Instrument]:
             )
     timed = tuple(node for node in listed if lag_of(node) is not None)
     if timed:
-        made.append(
-            meter.create_observable_counter(
-                "cachelab.propagation_lag.count",
-                [_lag(timed, lambda lag: lag.count)],
-                unit="1",
-                description="Heartbeat round trips measured.",
+        for counter, name, unit, read, help in _LAG:
+            create = meter.create_observable_counter if counter else meter.create_observable_gauge
+            made.append(
+                create(f"cachelab.propagation_lag.{name}", [_lag(timed, read)], unit, help)
             )
-        )
-        made.append(
-            meter.create_observable_counter(
-                "cachelab.propagation_lag.sum",
-                [_lag(timed, lambda lag: lag.total)],
-                unit="s",
-                description=LAG_HELP,
-            )
-        )
-        made.append(
-            meter.create_observable_gauge(
-                "cachelab.propagation_lag.last",
-                [_lag(timed, lambda lag: lag.last)],
-                unit="s",
-                description="The latest heartbeat round trip.",
-            )
-        )
-        made.append(
-            meter.create_observable_gauge(
-                "cachelab.propagation_lag.max",
-                [_lag(timed, lambda lag: lag.max)],
-                unit="s",
-                description="The longest of the last 64 heartbeat round trips.",
-            )
-        )
     return made
 
 
