@@ -74,7 +74,7 @@ from cachelab.sim.result import SimResult, paused_gc
 from cachelab.sim.state import Event, new_tuple
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent
-from cachelab.sim.tracking import SimKeyspace, TrackingServer
+from cachelab.sim.tracking import SimKeyspace, TrackedVersions, TrackingServer
 from cachelab.sim.workloads import Request, zipf
 from cachelab.tracking import TrackingNode
 
@@ -261,8 +261,7 @@ class _Run(Delivery, Faults):
         self.index = {name: i for i, name in enumerate(self.names)}
         # A plain outside write takes no version: versions are then the values themselves.
         self.by_value = sim.database or (sim.outside == "plain" and self.tracking is None)
-        self.stamps: dict[tuple[str, str, int], int] = {}  # tracking: a node's numbers -> versions
-        self.read_versions: dict[Flight, int] = {}  # tracking: the version each load read
+        self.numbers = TrackedVersions()  # tracking: the store versions behind nodes' numbers
         self.nodes: list[CacheNode | None] = [None] * n
         self.life = [0] * n  # bumped by a crash: events of the old incarnation are void
         self.conn = [0] * n  # bumped when a subscription breaks: its messages are lost
@@ -434,7 +433,7 @@ class _Run(Delivery, Faults):
             return
         now, name, version = self.now, node.name, entry[1]  # the hit path, flat: most take it
         if self.tracking is not None:
-            version = self.stamps.get((name, key, version), 0)
+            version = self.numbers.of(name, key, version)
         elif self.by_value:
             version = 0 if entry[0] is ABSENT else int(entry[0])
         if self.restarted:
@@ -469,7 +468,7 @@ class _Run(Delivery, Faults):
             offset = self._held_offset(node.name, key)
             version = entry[1]
             if self.tracking is not None:
-                version = self.stamps.get((node.name, key, version), 0)
+                version = self.numbers.of(node.name, key, version)
             self._done(node.name, key, start, self._version(entry[0], version, offset), "hit")
             if self.samplers[i] is not None:
                 self._sample(i, node, key)
@@ -481,7 +480,7 @@ class _Run(Delivery, Faults):
         flight = node.load(key)
         self.store_reads.append(self.now)
         if self.tracking is not None:  # the version this read saw, for the history
-            self.read_versions[flight] = self.store.version(key)
+            self.numbers.read(flight, self.store.version(key))
         if self.sim.database:
             # like memcache's lease-get, the lease is decided in the same round trip as the read
             leased = not self.sim.lease or flight.value is not ABSENT or self._take_lease(key)
@@ -529,8 +528,7 @@ class _Run(Delivery, Faults):
             return  # the node crashed: these reads never complete
         self._fill(node, flight, start, offset)
         if self.tracking is not None:  # the node numbers its entries itself: map them
-            read = self.read_versions.pop(flight, 0)
-            self.stamps[node.name, flight.key, flight.version] = read
+            read = self.numbers.filled(node.name, flight.key, flight.version, flight)
             version = read + offset
         else:
             version = self._version(flight.value, flight.version, offset)
@@ -695,7 +693,7 @@ class _Run(Delivery, Faults):
         """``key -> version`` of a node's entries, with the history's versions."""
         entries = node.snapshot().items()
         if self.tracking is not None:
-            return {k: self.stamps.get((node.name, k, v), 0) for k, (_, v) in entries}
+            return {k: self.numbers.of(node.name, k, v) for k, (_, v) in entries}
         return {k: v + self._held_offset(node.name, k) for k, (_, v) in entries}
 
     def _result(self) -> SimResult:

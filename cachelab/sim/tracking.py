@@ -15,7 +15,7 @@ a version there: the history and the checker compare reads with those versions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from cachelab.sim.store import MemoryStore
@@ -91,3 +91,30 @@ class SimKeyspace:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class TrackedVersions:
+    """The store version behind each number a tracking node gave an entry (for the history).
+
+    A tracking node versions its entries with its own numbers; the checker compares the
+    store's. A load's read version is noted when it reads (``read``), tied to the number
+    it fills under (``filled``), and looked up when the entry is hit (``of``).
+    """
+
+    def __init__(self) -> None:
+        self._loads: dict[Hashable, int] = {}
+        self._entries: dict[tuple[str, str, int], int] = {}
+
+    def read(self, load: Hashable, version: int) -> None:
+        """A load read the store at ``version``."""
+        self._loads[load] = version
+
+    def filled(self, node: str, key: str, number: int, load: Hashable) -> int:
+        """A load settled under the node's ``number``; the store version it read."""
+        version = self._loads.pop(load, 0)
+        self._entries[node, key, number] = version
+        return version
+
+    def of(self, node: str, key: str, number: int) -> int:
+        """The store version of ``node``'s entry numbered ``number`` (0 if unknown)."""
+        return self._entries.get((node, key, number), 0)
