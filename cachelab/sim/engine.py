@@ -67,6 +67,7 @@ from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
 from cachelab.messages import ABSENT, Message, encode_value
 from cachelab.node import CacheNode, Flight
 from cachelab.sampler import Sampler
+from cachelab.sim.cacheaside import CacheAside
 from cachelab.sim.delivery import Delivery
 from cachelab.sim.faults import Faults
 from cachelab.sim.network import Fault, Network, check_fault
@@ -224,7 +225,7 @@ def _length(workload: Iterable[Request]) -> int | None:
     return len(workload) if isinstance(workload, Sized) else None
 
 
-class _Run(Delivery, Faults):
+class _Run(Delivery, Faults, CacheAside):
     """The state of one run: clock, queue, store, nodes, history and trace."""
 
     def __init__(self, sim: Simulation) -> None:
@@ -548,77 +549,6 @@ class _Run(Delivery, Faults):
         self.history.append(_new(Op, (name, READ, key, start, now, version, how == "hit")))
         self.trace.append(_new(TraceEvent, (now, "read", name, key, version, how, start)))
 
-    # -- cache-aside reads (database=True) -------------------------------------
-
-    def _loaded(
-        self,
-        i: int,
-        life: int,
-        flight: Flight,
-        start: float,
-        latency: float | None,
-        leased: bool,
-        offset: int,
-    ) -> None:
-        """Redis answered a cache-aside read: a value fills; absence goes to the database."""
-        node = self.nodes[i]
-        if node is None or self.life[i] != life or flight.value is not ABSENT:
-            self._filled(i, life, flight, start, offset)
-            return
-        if not leased:
-            self._wait_for_lease(i, node, flight, start, latency, offset)
-            return
-        value = self.db.get(flight.key, 0)
-        self.db_loads.append(self.now)
-        self._note("db_load", node.name, flight.key, value)
-        wait = self.sim.db_latency if latency is None else latency
-        self._at(self.now + wait, self._load_done, i, life, flight, start, value, offset)
-
-    def _load_done(
-        self, i: int, life: int, flight: Flight, start: float, value: int, offset: int
-    ) -> None:
-        """The database answered: store the value through the conditional fill, then fill."""
-        node = self.nodes[i]
-        if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
-            self.leases.pop(flight.key, None)
-            self.writer = node.name
-            seq = self.store.meta().seq
-            node.load_external(flight, lambda: value)
-            if self.store.meta().seq != seq:  # stored: the ticket holds a version of this epoch
-                offset = self.offset
-        self._filled(i, life, flight, start, offset)
-
-    def _take_lease(self, key: str) -> bool:
-        """Take the key's lease unless another reader holds a live one."""
-        until = self.leases.get(key)
-        if until is not None and until > self.now:
-            return False
-        self.leases[key] = self.now + self.sim.lease_ttl
-        return True
-
-    def _wait_for_lease(
-        self,
-        i: int,
-        node: CacheNode,
-        flight: Flight,
-        start: float,
-        latency: float | None,
-        offset: int,
-    ) -> None:
-        """Refused the lease: release the ticket; this read and its joiners retry later."""
-        # settling the ticket caches at worst the absence, which reads skip
-        self._fill(node, flight, start, offset)
-        self._note("lease", node.name, flight.key, flight.version + offset, "wait")
-        retry = self.now + self.sim.lease_retry
-        for begun in (start, *self.waiters.pop(flight, ())):
-            self._at(retry, self._retry, i, self.life[i], flight.key, begun, latency)
-
-    def _retry(self, i: int, life: int, key: str, start: float, latency: float | None) -> None:
-        """A read waiting for a lease tries again (it keeps its original start)."""
-        node = self.nodes[i]
-        if node is not None and self.life[i] == life:
-            self._read_at(i, node, key, start, latency)
-
     # -- writes --------------------------------------------------------------
 
     def _write(self, req: Request) -> None:
@@ -654,17 +584,6 @@ class _Run(Delivery, Faults):
             return
         seq = self.store.write("set", req.key, encode_value(value), None).seq
         self.history.append(Op("external", WRITE, req.key, self.now, self.now, seq + self.offset))
-
-    def _db_write(self, req: Request) -> None:
-        """A node writes the database; caches learn nothing until someone invalidates."""
-        node = self._live(req)
-        if node is None:
-            return
-        self.db_seq += 1
-        self.db[req.key] = self.db_seq
-        now = self.now
-        self.history.append(Op(node.name, WRITE, req.key, now, now, self.db_seq))
-        self._note("db_write", node.name, req.key, self.db_seq)
 
     def _checked(self, keys: int) -> None:
         """A node checked ``keys`` suspects in one round trip (the store's hook)."""

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from cachelab.history import Op
 from cachelab.messages import Message
-from cachelab.node import CacheNode
+from cachelab.node import CacheNode, Flight
 from cachelab.sim.network import Network
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent
 from cachelab.sim.tracking import TrackingServer
+from cachelab.sim.workloads import Request
 
 if TYPE_CHECKING:
     from cachelab.sim.engine import Simulation
@@ -60,6 +61,10 @@ class RunState:
     restarted: bool  # until Redis restarts, every offset is 0 (the fast path)
     held: dict[str, dict[str, int]]
     leases: dict[str, float]
+    waiters: dict[Flight, list[float]]  # reads joined to a load in flight, by their starts
+    db: dict[str, int]  # the database of a cache-aside run: key -> version
+    db_seq: int
+    db_loads: list[float]
     delivered: int
     dropped: int
     arriving: tuple[str, Message, float, int] | None  # the delivery underway
@@ -81,6 +86,24 @@ class RunState:
 
     def _start(self, i: int) -> CacheNode:
         """A fresh node in slot ``i`` (the engine builds it)."""
+        raise NotImplementedError
+
+    def _live(self, req: Request) -> CacheNode | None:
+        """The node a request runs on, or None while it is down (the engine decides)."""
+        raise NotImplementedError
+
+    def _read_at(
+        self, i: int, node: CacheNode, key: str, start: float, latency: float | None
+    ) -> None:
+        """A read (or a retry that keeps its start): the engine runs it."""
+        raise NotImplementedError
+
+    def _fill(self, node: CacheNode, flight: Flight, start: float, offset: int) -> None:
+        """Settle a ticket (the engine traces it)."""
+        raise NotImplementedError
+
+    def _filled(self, i: int, life: int, flight: Flight, start: float, offset: int) -> None:
+        """The store's answer arrives (the engine completes the reads)."""
         raise NotImplementedError
 
     def _catch_up(self, i: int, replay: bool) -> None:
