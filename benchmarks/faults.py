@@ -32,7 +32,7 @@ from typing import Any, cast
 import redis
 
 import cachelab
-from cachelab import CacheNode, Cluster, messages, validate
+from cachelab import CacheNode, Cluster, StripedNode, messages, validate
 from cachelab.check import check
 from cachelab.coherence import strategy_for
 from cachelab.history import READ, WRITE, Op
@@ -411,7 +411,7 @@ def _redis_values(cell: Cell) -> dict[str, Any]:
     return values
 
 
-def _hit_rate(nodes: list[CacheNode]) -> float:
+def _hit_rate(nodes: list[CacheNode | StripedNode]) -> float:
     """Read every key once on every node; the share served from the local cache."""
     before = sum(n.stats.hits for n in nodes)
     for node in nodes:

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 
 import redis
 
-from cachelab import CacheNode, Cluster, NodeStats
+from cachelab import CacheNode, Cluster, NodeStats, StripedNode
 from cachelab.check import check, stale_reads
 from cachelab.history import Op
 from cachelab.servers import ServerProcess
+
+Node = CacheNode | StripedNode
 
 ENTRIES = 10_000
 READERS = 2
@@ -82,7 +84,7 @@ def run(client: redis.Redis, mode: str) -> Recovery:
 
 
 def _read_around_a_kill(
-    client: redis.Redis, reader: CacheNode, writer: CacheNode, keys: list[str]
+    client: redis.Redis, reader: Node, writer: Node, keys: list[str]
 ) -> float:
     """Read from ``READERS`` threads; write now and then; kill the subscriptions midway."""
     stop = threading.Event()

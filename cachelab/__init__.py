@@ -8,7 +8,8 @@ from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
-from cachelab.store import TransportMismatch
+from cachelab.store import StripeMismatch, TransportMismatch
+from cachelab.stripes import StripedNode
 from cachelab.tracking import TrackingNode
 from cachelab.tracking_redis import TrackingUnsupported
 
@@ -26,6 +27,8 @@ __all__ = [
     "Message",
     "NodeStats",
     "ReentrantLoad",
+    "StripeMismatch",
+    "StripedNode",
     "TrackingNode",
     "TrackingUnsupported",
     "Strategy",

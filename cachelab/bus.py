@@ -83,6 +83,10 @@ class SubscriptionSilent(redis.ConnectionError):
     """The subscription stopped delivering (its heartbeat did not come back)."""
 
 
+class SlotMoved(redis.ConnectionError):
+    """A Redis Cluster moved the slot of a sharded channel to another shard."""
+
+
 class Lag:
     """The round trips of a heartbeat, in seconds: how many, their sum, the last ``window``.
 
@@ -196,13 +200,20 @@ class Subscription:
         self.heartbeat.pause()
 
     def event(self, message: dict[str, Any]) -> str | None:
-        """``RECEIVED``, ``SUBSCRIBED``, or None (nothing for the node)."""
+        """``RECEIVED``, ``SUBSCRIBED``, or None (nothing for the node).
+
+        Sharded pub/sub (a Redis Cluster) has the same events under other names; the
+        server unsubscribes us by itself when the channel's slot moves to another shard,
+        and that loses the subscription (``SlotMoved``).
+        """
         kind, name = message["type"], _text(message["channel"])
-        if kind == "message":
+        if kind in ("message", "smessage"):
             if name == self.beat_channel and not self.heartbeat.echo(message["data"]):
                 return None  # not our beat: nothing to learn from it
             return RECEIVED
-        if kind != "subscribe":
+        if kind == "sunsubscribe":
+            raise SlotMoved(f"the server unsubscribed us from {name!r}: its slot moved")
+        if kind not in ("subscribe", "ssubscribe"):
             return None
         if name in self._confirmed:
             self._confirmed.clear()

@@ -7,11 +7,10 @@ import string
 import time
 from typing import Any
 
-import redis
-
-from cachelab.backends import connect
+from cachelab.backends import Client, connect
 from cachelab.history import Op, Recorder
 from cachelab.node import CacheNode
+from cachelab.stripes import StripedNode, default_stripes
 
 
 def node_names(n: int) -> list[str]:
@@ -21,17 +20,23 @@ def node_names(n: int) -> list[str]:
 
 
 class Cluster:
-    """``n`` CacheNodes sharing one Redis and one namespace (a fresh one by default)."""
+    """``n`` CacheNodes sharing one Redis and one namespace (a fresh one by default).
+
+    ``url`` may be a seed list of a Redis Cluster's ``host:port`` (or give ``client=``
+    from ``connect(url, cluster=True)``). With ``stripes`` (default: 16 on a Redis
+    Cluster, else 1) above 1, each member is a ``StripedNode``.
+    """
 
     def __init__(
         self,
         n: int,
-        url: str | None = None,
+        url: str | list[str] | None = None,
         strategy: str = "invalidate",
         *,
         namespace: str | None = None,
         record: bool = False,
-        client: redis.Redis | None = None,
+        client: Client | None = None,
+        stripes: int | None = None,
         **node_options: Any,
     ) -> None:
         if type(n) is not int or n < 1:
@@ -42,10 +47,11 @@ class Cluster:
                 "and writes yourself, with each value as its version (see benchmarks/faults.py)"
             )
         self._owns_client = client is None
-        self.redis = client if client is not None else connect(url)
+        self.redis: Client = client if client is not None else _connect(url)
         self.namespace = namespace or f"cluster-{secrets.token_hex(4)}"
         self.recorder = Recorder() if record else None
-        self.nodes: list[CacheNode] = []
+        self.stripes = default_stripes(self.redis) if stripes is None else stripes
+        self.nodes: list[CacheNode | StripedNode] = []
         try:
             for name in node_names(n):
                 self.nodes.append(self._node(name, strategy, node_options))
@@ -53,8 +59,18 @@ class Cluster:
             self.close()
             raise
 
-    def _node(self, name: str, strategy: str, options: dict[str, Any]) -> CacheNode:
+    def _node(self, name: str, strategy: str, options: dict[str, Any]) -> CacheNode | StripedNode:
         """Start one member node."""
+        if self.stripes != 1:
+            return StripedNode(
+                self.redis,
+                name,
+                self.namespace,
+                strategy,
+                stripes=self.stripes,
+                recorder=self.recorder,
+                **options,
+            )
         return CacheNode(
             self.redis,
             name=name,
@@ -64,7 +80,7 @@ class Cluster:
             **options,
         )
 
-    def __getitem__(self, name: str) -> CacheNode:
+    def __getitem__(self, name: str) -> CacheNode | StripedNode:
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -112,3 +128,8 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _connect(url: str | list[str] | None) -> Client:
+    """A client for ``url``: a list is a Redis Cluster's seeds."""
+    return connect(url) if url is None or isinstance(url, str) else connect(url, cluster=True)

@@ -20,10 +20,11 @@ from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 
 from cachelab import validate
 from cachelab.auth import Signer
-from cachelab.backends import client_secret
+from cachelab.backends import Client, client_secret
 from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
@@ -43,6 +44,7 @@ from cachelab.messages import (
     value_digest,
 )
 from cachelab.sampler import Sampler, VerifyThread, sampler_for
+from cachelab.shardbus import ShardedBus
 from cachelab.shell import (
     NodeFace,
     RefusalLog,
@@ -105,7 +107,7 @@ class CacheNode(NodeFace):
 
     def __init__(
         self,
-        r: redis.Redis | Store,
+        r: Client | Store,
         name: str = "node",
         namespace: str = "cachelab",
         strategy: str | Strategy = "invalidate",
@@ -163,20 +165,21 @@ class CacheNode(NodeFace):
         self._bus = self._start_bus(r, bus, heartbeat)
         self._verifier = self._start_verifier(r)
 
-    def _make_store(self, r: redis.Redis | Store, namespace: str) -> Store:
+    def _make_store(self, r: Client | Store, namespace: str) -> Store:
         """The store this node reads and writes through."""
         return _store_for(r, namespace, self._signer, self._stream_maxlen)
 
-    def _start_bus(
-        self, r: redis.Redis | Store, bus: Bus | None, heartbeat: float | None
-    ) -> Bus | None:
+    def _start_bus(self, r: Client | Store, bus: Bus | None, heartbeat: float | None) -> Bus | None:
         """Subscribe when the strategy listens; return the bus, or None."""
         if not self.strategy.subscribes:
             return None
         if bus is None:
-            if not isinstance(r, redis.Redis):
+            if isinstance(r, RedisCluster):
+                name = f"cachelab-bus-{self.name}"
+                bus = ShardedBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
+            elif not isinstance(r, redis.Redis):
                 raise TypeError("a bus is required when the store is not a Redis client")
-            if isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
+            elif isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
                 bus = StreamBus(r, self._store, name=f"cachelab-stream-{self.name}")
             else:
                 name = f"cachelab-bus-{self.name}"
@@ -184,9 +187,9 @@ class CacheNode(NodeFace):
         bus.start(self)
         return bus
 
-    def _start_verifier(self, r: redis.Redis | Store) -> VerifyThread | None:
+    def _start_verifier(self, r: Client | Store) -> VerifyThread | None:
         """Start the thread that verifies sampled hits (``verify=``, over Redis only)."""
-        if self._sampler is None or not isinstance(r, redis.Redis):
+        if self._sampler is None or not isinstance(r, redis.Redis | RedisCluster):
             return None
         name = f"cachelab-verify-{self.name}"
         verifier = VerifyThread(self.verify_pending, self._sampler.interval, name)
@@ -661,17 +664,22 @@ def _wait(leader: Flight) -> Flight:
     return leader
 
 
-def _signer(r: redis.Redis | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
+def _signer(r: Client | Store, secret: bytes | str | None, namespace: str) -> Signer | None:
     """The namespace's signer, from ``secret=`` or from ``connect(secret=...)``."""
-    given = client_secret(r) if isinstance(r, redis.Redis) else None
+    given = client_secret(r) if isinstance(r, redis.Redis | RedisCluster) else None
     return choose_signer(secret, given, namespace)
 
 
 def _store_for(
-    r: redis.Redis | Store, namespace: str, signer: Signer | None, stream_maxlen: int | None
+    r: Client | Store, namespace: str, signer: Signer | None, stream_maxlen: int | None
 ) -> Store:
     """The store behind ``r``: Redis through the Lua scripts, or a Store as it is."""
-    if isinstance(r, redis.Redis):
+    if isinstance(r, RedisCluster) and stream_maxlen is not None:
+        raise ValueError(
+            "strategy 'stream' does not run on a Redis Cluster yet: its readers follow one "
+            "stream on one server; use 'invalidate' or 'update' there"
+        )
+    if isinstance(r, redis.Redis | RedisCluster):
         return RedisStore(r, namespace, signer=signer, stream_maxlen=stream_maxlen)
     if all(callable(getattr(r, op, None)) for op in ("read", "write", "fill", "meta", "check")):
         return r

@@ -3,7 +3,8 @@
 Layout in Redis, for namespace ``ns`` (the ``{ns}`` hash tag keeps a namespace in
 one Redis Cluster slot, as the scripts need):
 
-- ``{ns}:meta``: a hash ``{inc, seq[, auth][, stream]}``. ``seq`` is the sequence number:
+- ``{ns}:meta``: a hash ``{inc, seq[, auth][, stream]}``, or ``{striped}`` alone for a
+  namespace striped over that many stripes (``cachelab.stripes``). ``seq`` is the sequence number:
   each write takes the next one, and it becomes the key's version. ``inc`` is the
   incarnation: a token every script creates when the hash is absent. Both live in one
   key on purpose: whatever loses one (FLUSHALL, eviction, a restart without
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple, Protocol
 import fakeredis
 import redis
 import redis.asyncio
+from redis.cluster import RedisCluster
 
 from cachelab import validate
 from cachelab.auth import AuthenticationMismatch, Signer
@@ -68,6 +70,10 @@ class Position(NamedTuple):
 
 class TransportMismatch(ValueError):
     """The namespace and this node disagree about the transport (pub/sub, or a stream cap)."""
+
+
+class StripeMismatch(ValueError):
+    """The namespace and this node disagree about its stripes (see ``cachelab.stripes``)."""
 
 
 Check = tuple[int, str]
@@ -111,8 +117,12 @@ class Store(Protocol):
 # number while the incarnation is the one the caller knows (the common case: no array to
 # build and parse), else as {seq, inc}.
 _PRELUDE = """
+local PUBLISH = 'PUBLISH'
 local function meta_of(key, auth, cap)
-  local m = redis.call('HMGET', key, 'inc', 'seq', 'auth', 'stream')
+  local m = redis.call('HMGET', key, 'inc', 'seq', 'auth', 'stream', 'striped')
+  if m[5] then
+    return nil, nil, 'cachelab-stripes: the namespace is striped over ' .. m[5] .. ' stripes'
+  end
   if not m[1] then
     local t = redis.call('TIME')
     local inc = t[1] .. '.' .. t[2] .. '-' .. ARGV[1]
@@ -146,7 +156,7 @@ local function publish(to, head, inc, seq, ipad, opad, cap)
   if cap ~= '' then
     redis.call('XADD', to, 'MAXLEN', '~', cap, '*', 'm', body)
   else
-    redis.call('PUBLISH', to, body)
+    redis.call(PUBLISH, to, body)
   end
 end
 
@@ -276,6 +286,12 @@ _SCRIPTS = {
     "mark": _MARK,
     "position": _POSITION,
 }
+# On a Redis Cluster a message goes by sharded pub/sub: only the shard that owns the
+# namespace's slot (its hash tag) delivers it, instead of every node of the cluster.
+_SHARDED = {
+    name: text.replace("local PUBLISH = 'PUBLISH'", "local PUBLISH = 'SPUBLISH'", 1)
+    for name, text in _SCRIPTS.items()
+}
 
 
 class Call(NamedTuple):
@@ -404,7 +420,7 @@ class RedisStore(ScriptCalls):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         namespace: str,
         *,
         signer: Signer | None = None,
@@ -415,8 +431,11 @@ class RedisStore(ScriptCalls):
             namespace, signer=signer, marker_ttl=marker_ttl, stream_maxlen=stream_maxlen
         )
         self.client = client
-        _teach_sha1hex(client)
-        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+        self.sharded = isinstance(client, RedisCluster)
+        if isinstance(client, redis.Redis):
+            _teach_sha1hex(client)
+        texts = _SHARDED if self.sharded else _SCRIPTS
+        self._scripts = {name: client.register_script(text) for name, text in texts.items()}
         self._write_sha = self._scripts["write"].sha
 
     def meta(self) -> Meta:
@@ -539,6 +558,11 @@ def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
         return TransportMismatch(
             f"namespace {namespace!r}: {why}; every node of a namespace needs the same "
             "transport (strategy 'stream' and its stream_maxlen, or pub/sub)"
+        )
+    if "cachelab-stripes: " in text:
+        why = text.split("cachelab-stripes: ", 1)[1].split("\n", 1)[0].strip()
+        return StripeMismatch(
+            f"namespace {namespace!r}: {why}; every node of a namespace needs the same stripes"
         )
     if "cachelab-auth: " not in text:
         return exc

@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from cachelab import validate
+from cachelab.backends import Client
 from cachelab.bus import Bus
 from cachelab.coherence import Strategy, Tracking
 from cachelab.core import Flight
@@ -173,12 +175,17 @@ class TrackingNode(CacheNode):
 
     # -- what differs from a versioned node ------------------------------------
 
-    def _make_store(self, r: redis.Redis | Store | Keyspace, namespace: str) -> Store:
+    def _make_store(self, r: Client | Store | Keyspace, namespace: str) -> Store:
         """The keyspace, tracked for this node."""
         prefix, bcast, noloop = self._options
         if isinstance(r, redis.Redis):
             require_tracking(r)
             r = TrackedKeys(r, prefix, bcast=bcast, noloop=noloop, on_reconnect=self.flush)
+        elif isinstance(r, RedisCluster):
+            raise ValueError(
+                "strategy 'tracking' does not run on a Redis Cluster: one redirect connection "
+                "cannot hear every shard; use 'invalidate' or 'update' there"
+            )
         elif not all(callable(getattr(r, op, None)) for op in ("read", "set", "delete", "digests")):
             raise TypeError(f"expected a redis.Redis client or a Keyspace, not {type(r).__name__}")
         self._keys: Keyspace = r  # type: ignore[assignment]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from cachelab import ABSENT, CacheNode, Cluster, messages
+from cachelab import ABSENT, CacheNode, Cluster, StripedNode, messages
 from cachelab.auth import Signer
 from cachelab.store import RedisStore, TransportMismatch
 from tests.conftest import NodeFactory
@@ -47,7 +47,7 @@ class Gate:
         self.go.set()
 
 
-def kill_reader(client: redis.Redis, node: CacheNode) -> None:
+def kill_reader(client: redis.Redis, node: CacheNode | StripedNode) -> None:
     """CLIENT KILL the connection of ``node``'s stream reader, found by its name."""
     name = f"cachelab-stream-{node.name}"
     ids = [c["id"] for c in client.client_list() if c.get("name") == name]

@@ -1,0 +1,278 @@
+"""A namespace striped over S stripes, so that one namespace can span a Redis Cluster.
+
+One namespace is one hash tag, so one slot, so one shard: it cannot outgrow one server.
+A striped namespace ``ns`` is S namespaces ``ns#0`` ... ``ns#S-1``, each with its own hash
+tag, sequence, incarnation, channel, heartbeat and repair, as Hazelcast keeps metadata
+per partition. A key's stripe is a stable hash of the key (CRC-32, so every process and
+every language agrees), and a key lives in its stripe alone.
+
+``StripedNode`` is S ``CacheNode``s behind one face: one per stripe, each the whole
+protocol, unchanged. So a message lost on one shard makes a gap in that stripe only, and
+repair touches that stripe's entries only. On a Redis Cluster each stripe subscribes by
+sharded pub/sub at the shard that owns it (``shardbus.ShardedBus``).
+
+The stripe count is part of the namespace: ``{ns}:meta`` records it, and a node that
+gives another count, or none, is refused (``store.StripeMismatch``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from cachelab import validate
+from cachelab.backends import Client
+from cachelab.coherence import Strategy, strategy_for
+from cachelab.core import Flight, Switches
+from cachelab.node import CacheNode
+from cachelab.shell import NodeFace
+from cachelab.stats import LagStats, NodeStats
+from cachelab.store import StripeMismatch
+
+__all__ = ["MAX_STRIPES", "StripedNode", "claim_stripes", "default_stripes", "stripe_of"]
+
+MAX_STRIPES = 1024
+CLUSTER_STRIPES = 16
+"""The stripe count on a Redis Cluster when none is given: fixed, never read off the
+topology, since every node of a namespace must agree on it for good."""
+_MAX_NAMESPACE = 59  # room for "#1023" within a node's 64-character namespace
+
+# KEYS: {ns}:meta. ARGV: the stripe count. The namespace is claimed once, for good.
+_CLAIM = """
+local m = redis.call('HMGET', KEYS[1], 'inc', 'striped')
+if m[2] then
+  if m[2] ~= ARGV[1] then
+    local why = 'cachelab-stripes: the namespace is striped over ' .. m[2] .. ' stripes'
+    return redis.error_reply(why)
+  end
+  return 1
+end
+if m[1] then return redis.error_reply('cachelab-stripes: the namespace is not striped') end
+redis.call('HSET', KEYS[1], 'striped', ARGV[1])
+return 1
+"""
+
+
+def stripe_of(key: str, stripes: int) -> int:
+    """The stripe of ``key``: CRC-32 of its UTF-8 bytes, modulo ``stripes``."""
+    return zlib.crc32(key.encode("utf-8")) % stripes
+
+
+def stripe_namespace(namespace: str, stripe: int, stripes: int) -> str:
+    """The namespace of one stripe (the namespace itself when there is one stripe)."""
+    return namespace if stripes == 1 else f"{namespace}#{stripe}"
+
+
+def default_stripes(r: object) -> int:
+    """The stripe count when none is given: 16 on a Redis Cluster, else 1."""
+    return CLUSTER_STRIPES if isinstance(r, RedisCluster) else 1
+
+
+def claim_stripes(r: Client, namespace: str, stripes: int) -> None:
+    """Record ``stripes`` for ``namespace``, or raise StripeMismatch if it differs."""
+    try:
+        r.eval(_CLAIM, 1, "{" + namespace + "}:meta", str(stripes))
+    except redis.ResponseError as exc:
+        text = str(exc)
+        if "cachelab-stripes: " not in text:
+            raise
+        why = text.split("cachelab-stripes: ", 1)[1].split("\n", 1)[0].strip()
+        raise StripeMismatch(
+            f"namespace {namespace!r}: {why}, not {stripes}; every node of a namespace "
+            "needs the same stripes"
+        ) from None
+
+
+class StripedNode(NodeFace):
+    """A near cache of a namespace striped over ``stripes`` stripes: one CacheNode each.
+
+    Takes ``CacheNode``'s arguments; ``max_entries`` is shared out among the stripes.
+    ``stripes`` defaults to 16 on a Redis Cluster (``connect(..., cluster=True)``), else 1.
+    Strategies ``invalidate``, ``update`` and ``none`` stripe; ``tracking`` and ``stream``
+    do not.
+    """
+
+    def __init__(
+        self,
+        r: Client,
+        name: str = "node",
+        namespace: str = "cachelab",
+        strategy: str | Strategy = "invalidate",
+        max_entries: int = 10_000,
+        ttl: float | None = None,
+        *,
+        stripes: int | None = None,
+        **options: Any,
+    ) -> None:
+        count = default_stripes(r) if stripes is None else validate.count("stripes", stripes)
+        _check(namespace, count, strategy)
+        validate.count("max_entries", max_entries)
+        if count > 1:
+            claim_stripes(r, namespace, count)
+        self.name, self.namespace, self.stripes = name, namespace, count
+        self.nodes: list[CacheNode] = []
+        share = max(1, math.ceil(max_entries / count))
+        try:
+            for stripe in range(count):
+                inner = stripe_namespace(namespace, stripe, count)
+                self.nodes.append(CacheNode(r, name, inner, strategy, share, ttl, **options))
+        except BaseException:
+            self.close()
+            raise
+        self.strategy = self.nodes[0].strategy
+        self.id = self.nodes[0].id
+
+    def node_of(self, key: str) -> CacheNode:
+        """The stripe's node that holds ``key``."""
+        validate.key(key)
+        return self.nodes[stripe_of(key, self.stripes)]
+
+    # -- the read and write paths, by stripe ------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key`` (see ``CacheNode.get``)."""
+        return self.nodes[stripe_of(key, self.stripes)].get(key, default)
+
+    def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
+        """Return the cached value, else Redis's, else ``loader()``'s."""
+        return self.node_of(key).get_or_load(key, loader)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` in Redis and tell the stripe's subscribers, atomically."""
+        self.node_of(key).set(key, value)
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` everywhere."""
+        self.node_of(key).delete(key)
+
+    def invalidate(self, key: str) -> None:
+        """Drop ``key`` from Redis and every node, after you changed its source of truth."""
+        self.node_of(key).invalidate(key)
+
+    def lookup(self, key: str) -> Any:
+        """Phase 1: the local value, or ``NO_VALUE``."""
+        return self.node_of(key).lookup(key)
+
+    def load(self, key: str) -> Flight:
+        """Phase 2: a fill-guard ticket, and the store's reply."""
+        return self.node_of(key).load(key)
+
+    def fill(self, flight: Flight) -> Any:
+        """Phase 3: fill unless the guard refuses."""
+        return self.node_of(flight.key).fill(flight)
+
+    def pending(self, key: str) -> Flight | None:
+        """The load of ``key`` in flight, if any."""
+        return self.node_of(key).pending(key)
+
+    # -- the fleet's face ---------------------------------------------------------
+
+    def publish_sync(self, nonce: str) -> None:
+        """Publish a sync marker on every stripe."""
+        for node in self.nodes:
+            node.publish_sync(nonce)
+
+    def synced(self, nonce: str) -> bool:
+        """Whether every stripe has handled its sync marker ``nonce``."""
+        return all(node.synced(nonce) for node in self.nodes)
+
+    def repair(self) -> None:
+        """Revalidate every stripe's suspects."""
+        for node in self.nodes:
+            node.repair()
+
+    def flush(self) -> None:
+        """Drop every local entry of every stripe."""
+        for node in self.nodes:
+            node.flush()
+
+    @property
+    def stats(self) -> NodeStats:
+        """Every stripe's counters, summed."""
+        return sum_stats(node.stats for node in self.nodes)
+
+    def snapshot(self) -> dict[str, tuple[Any, int]]:
+        """Every trusted local entry of every stripe as ``key -> (value, version)``."""
+        return {key: entry for node in self.nodes for key, entry in node.snapshot().items()}
+
+    @property
+    def coherent(self) -> bool:
+        """Whether every stripe trusts its local cache (its subscription is up)."""
+        return all(node.coherent for node in self.nodes)
+
+    @property
+    def switches(self) -> Switches:
+        """The safeguards every stripe runs."""
+        return self.nodes[0].switches
+
+    @property
+    def max_entries(self) -> int:
+        """The bound of the local LRUs together."""
+        return sum(node.max_entries for node in self.nodes)
+
+    @property
+    def propagation_lag(self) -> LagStats | None:
+        """The heartbeat round trips of every stripe together (see ``CacheNode``)."""
+        lags = [node.propagation_lag for node in self.nodes]
+        if any(lag is None for lag in lags):
+            return None
+        return _merged([lag for lag in lags if lag is not None])
+
+    def close(self) -> None:
+        """Stop every stripe's listener and join the threads. Idempotent."""
+        self.stop()
+        self.join()
+
+    def stop(self) -> None:
+        """Stop listening on every stripe, without waiting."""
+        for node in self.nodes:
+            node.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for every stripe's threads to end."""
+        for node in self.nodes:
+            node.join(timeout)
+
+    def __iter__(self) -> Iterator[CacheNode]:
+        return iter(self.nodes)
+
+    def __enter__(self) -> StripedNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        strategy = self.nodes[0].strategy.name if self.nodes else "?"
+        return f"<StripedNode {self.name!r} ns={self.namespace!r} {strategy} x{self.stripes}>"
+
+
+def sum_stats(parts: Any) -> NodeStats:
+    """Counters and gauges of several nodes, summed field by field."""
+    total: dict[str, int] = {}
+    for stats in parts:
+        for field, value in vars(stats).items():
+            total[field] = total.get(field, 0) + value
+    return NodeStats(**total)
+
+
+def _merged(lags: list[LagStats]) -> LagStats:
+    """Several heartbeats' round trips as one."""
+    recent = tuple(t for lag in lags for t in lag.recent)[-64:]
+    return LagStats(sum(lag.count for lag in lags), sum(lag.total for lag in lags), recent)
+
+
+def _check(namespace: str, stripes: int, strategy: str | Strategy) -> None:
+    """Refuse what cannot stripe, saying why."""
+    validate.name("namespace", namespace, _MAX_NAMESPACE)
+    if not 1 <= stripes <= MAX_STRIPES:
+        raise ValueError(f"stripes must be 1 to {MAX_STRIPES}, not {stripes}")
+    name = strategy_for(strategy).name
+    if stripes > 1 and name in ("tracking", "stream"):
+        raise ValueError(f"strategy {name!r} does not stripe: use 'invalidate', 'update' or 'none'")
+
