@@ -79,9 +79,8 @@ def test_another_stripe_count_on_the_same_namespace_is_refused(client: redis.Red
 
 
 def test_striping_a_namespace_in_use_unstriped_is_refused(client: redis.Redis) -> None:
-    with CacheNode(client, "a", "t"):
-        with pytest.raises(StripeMismatch, match="not striped"):
-            StripedNode(client, "b", "t", stripes=2)
+    with CacheNode(client, "a", "t"), pytest.raises(StripeMismatch, match="not striped"):
+        StripedNode(client, "b", "t", stripes=2)
 
 
 @pytest.mark.parametrize(
