@@ -8,12 +8,17 @@ Whatever moves the slot loses the subscription: a failover or a killed master dr
 connection; a migration makes the server unsubscribe us (``bus.SlotMoved``). Either way
 the listener thread's rules apply (the node stops trusting, then resubscribes and
 repairs); before subscribing again the bus asks the cluster who owns the slot now.
+
+The subscription has a connection pool of its own: the cluster client resets its pools
+when a shard fails, and a shared connection would drop the other stripes' subscriptions
+too, making them repair for nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from redis.cluster import RedisCluster
 
 from cachelab.bus import RedisBus
@@ -26,6 +31,7 @@ class ShardedBus(RedisBus):
         super().__init__(cluster, channel, **options)  # type: ignore[arg-type]
         self.cluster = cluster
         self._lost_once = False  # touched by the listener thread only
+        self._shard: redis.Redis | None = None  # likewise
 
     def _subscribe(self) -> None:
         """A fresh PubSub at the slot's current owner, on the channel and the beat channel."""
@@ -33,7 +39,22 @@ class ShardedBus(RedisBus):
             self.cluster.nodes_manager.initialize()
         self._lost_once = True
         node = self.cluster.get_node_from_key(self.channel)  # type: ignore[no-untyped-call]
-        shard = self.cluster.get_redis_connection(node)
-        self._pubsub = shard.pubsub()  # type: ignore[no-untyped-call]
+        self._shard = _own_client(self.cluster.get_redis_connection(node))
+        self._pubsub = self._shard.pubsub()  # type: ignore[no-untyped-call]
         self.subscription.restart()
         self._pubsub.ssubscribe(self.channel, self.beat_channel)
+
+    def _drop(self) -> None:
+        """Close the PubSub, then its pool; errors no longer matter."""
+        super()._drop()
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            shard.close()
+
+
+def _own_client(shard: redis.Redis) -> redis.Redis:
+    """A client of the same server, with the same options, on a pool of its own."""
+    pool = shard.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "himport_registry"}
+    own = type(pool)(connection_class=pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=own)
