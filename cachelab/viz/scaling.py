@@ -26,8 +26,8 @@ def scaling_lines(
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
     if limit is not None:
         ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1)
-        ax.annotate("one core", (1.0, limit), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", color="tab:red", fontsize="small")
+        ax.annotate("one core", (0.01, limit), xycoords=("axes fraction", "data"),
+                    ha="left", va="bottom", color="tab:red", fontsize="small")
     return ax
 
 
