@@ -278,8 +278,11 @@ def test_live_calibration_measures_a_real_server_and_leaves_no_keys(
     real_client: redis.Redis,
 ) -> None:
     keys_before = real_client.dbsize()
-    cal = measure(real_client, publishes=200, subscribers=3)
-    assert cal.publish_us > 0 and cal.delivery_us > 0 and cal.script_us > 0
+    cal = measure(real_client, publishes=200, subscribers=4)
+    # Only the bare PUBLISH is sure to show: the other figures are differences, and a busy
+    # two-core machine can swallow them (then they come out 0, never negative).
+    assert cal.publish_us > 0 and cal.delivery_us >= 0 and cal.script_us >= 0
+    assert cal.publish_us + cal.script_us + 4 * cal.delivery_us < 10_000  # not 10 ms a write
     assert cal.source.startswith("live") and real_client.dbsize() == keys_before
 
 
@@ -288,3 +291,5 @@ def test_live_calibration_refuses_bad_counts(real_client: redis.Redis) -> None:
         measure(real_client, publishes=0)
     with pytest.raises(ValueError, match="subscribers"):
         measure(real_client, subscribers=0)
+    with pytest.raises(ValueError, match="rounds"):
+        measure(real_client, rounds=-1)

@@ -243,7 +243,8 @@ def test_scaling_lines_are_log_log_with_a_ceiling() -> None:
                        xlabel="nodes", ylabel="CPU", limit=1.0)
     assert xs(ax.get_lines()[0]) == [10, 1000]
     assert ax.get_xscale() == ax.get_yscale() == "log"
-    assert ax.get_lines()[-1].get_ydata()[0] == 1.0 and ax.texts[0].get_text() == "one core"
+    ceiling = np.asarray(ax.get_lines()[-1].get_ydata())
+    assert float(ceiling[0]) == 1.0 and ax.texts[0].get_text() == "one core"
 
 
 def test_batch_bars_label_each_variant_with_its_staleness() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ FALLBACK = Calibration(
     delivery_us=1.13,
     script_us=27.5,
     source=(
-        "committed fallback: the medians of 7 runs of measure(publishes=3000, subscribers=8) "
+        "committed fallback: the medians of 7 runs of measure(publishes=3000, subscribers=8, "
+        "rounds=1) "
         "on a private redis-server 7.0.15, 2-core development machine (run to run: publish "
         "6.9-20 us, delivery 0.49-1.27 us, script 21-40 us)"
     ),
@@ -125,27 +127,39 @@ def _idle(client: redis.Redis, rounds: int = 5) -> float:
     return min(_cpu_of(client, lambda: None, 0.0) for _ in range(rounds))
 
 
-def measure(client: redis.Redis, *, publishes: int = 300, subscribers: int = 4) -> Calibration:
-    """Measure a live server: ``publishes`` PUBLISHes to 0 and to ``subscribers`` listeners,
-    then as many cachelab writes; each cost from ``INFO cpu`` (nothing is flushed).
+def measure(
+    client: redis.Redis, *, publishes: int = 300, subscribers: int = 8, rounds: int = 3
+) -> Calibration:
+    """Measure a live server from ``INFO cpu``: ``publishes`` PUBLISHes to no listener and to
+    ``subscribers`` listeners, then as many cachelab writes; each the median of ``rounds``.
 
-    The three runs share nothing with other keys: a random channel and namespace, whose
-    keys are deleted afterwards. Other clients' traffic on the server inflates the figures.
+    The runs touch nothing else: a random channel and namespace, whose keys are deleted
+    afterwards (nothing is flushed). Other clients' traffic on the server inflates the
+    figures; a noisy server can make a difference come out 0 (it is never negative).
     """
-    if type(publishes) is not int or publishes < 1:
-        raise ValueError(f"publishes must be a positive int, not {publishes!r}")
-    if type(subscribers) is not int or subscribers < 1:
-        raise ValueError(f"subscribers must be a positive int, not {subscribers!r}")
+    for name, value in (("publishes", publishes), ("subscribers", subscribers),
+                        ("rounds", rounds)):
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be a positive int, not {value!r}")
     idle = _idle(client)
-    bare = _publish_cost(client, publishes, 0, idle)
-    fanned = _publish_cost(client, publishes, subscribers, idle)
-    delivery = max(0.0, (fanned - bare) / subscribers)
-    script = max(0.0, _script_cost(client, publishes, subscribers, idle) - fanned)
+    runs = [_round(client, publishes, subscribers, idle) for _ in range(rounds)]
+    bare, fanned, script = (statistics.median(column) for column in zip(*runs, strict=True))
     return Calibration(
-        publish_us=bare * 1e6, delivery_us=delivery * 1e6, script_us=script * 1e6,
-        source=f"live: measure(publishes={publishes}, subscribers={subscribers}) on "
-               f"{_server_name(client)}",
+        publish_us=bare * 1e6,
+        delivery_us=max(0.0, (fanned - bare) / subscribers) * 1e6,
+        script_us=max(0.0, script - fanned) * 1e6,
+        source=f"live: measure(publishes={publishes}, subscribers={subscribers}, "
+               f"rounds={rounds}) on {_server_name(client)}",
     )
+
+
+def _round(
+    client: redis.Redis, publishes: int, subscribers: int, idle: float
+) -> tuple[float, float, float]:
+    """Server seconds per bare PUBLISH, per PUBLISH to the listeners, per cachelab write."""
+    return (_publish_cost(client, publishes, 0, idle),
+            _publish_cost(client, publishes, subscribers, idle),
+            _script_cost(client, publishes, subscribers, idle))
 
 
 def _server_name(client: redis.Redis) -> str:
