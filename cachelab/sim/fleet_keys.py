@@ -46,8 +46,8 @@ def crc16(data: bytes) -> int:
 
 
 def stripe_tag(namespace: str, stripe: int) -> str:
-    """The hash tag of one stripe of a namespace (its keys and channel share it)."""
-    return f"{namespace}:{stripe}"
+    """The hash tag of one stripe: its namespace, ``ns#s``, as ``cachelab.stripes`` names it."""
+    return f"{namespace}#{stripe}"
 
 
 def shard_of_stripe(stripe: int, shards: int, placement: str, namespace: str = "cachelab") -> int:
@@ -59,7 +59,7 @@ def shard_of_stripe(stripe: int, shards: int, placement: str, namespace: str = "
 
 
 def stripe_of_key(key: int, stripes: int) -> int:
-    """The stripe of key ``k{key}``: a stable hash of its name."""
+    """The stripe of key ``k{key}``: CRC-32 of its name, as ``cachelab.stripes.stripe_of``."""
     return zlib.crc32(f"k{key}".encode()) % stripes
 
 
