@@ -39,7 +39,7 @@ def run(path: Path, **env: str) -> Any:
 
 def test_there_are_notebooks() -> None:
     assert [p.name for p in NOTEBOOKS][:1] == ["00-quickstart.ipynb"]
-    assert len(NOTEBOOKS) == 10
+    assert len(NOTEBOOKS) == 11
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

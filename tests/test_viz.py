@@ -36,6 +36,7 @@ from cachelab.viz import (
     store_load,
     variant_bars,
 )
+from cachelab.viz.scaling import batch_bars, scaling_lines
 from cachelab.viz.timeline import explain, stops
 
 
@@ -235,3 +236,18 @@ def test_bursts_count_each_window_after_a_write() -> None:
     assert [p.get_height() for p in bars(ax)] == [3, 2, 1, 1]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["t = 0.1 s", "t = 0.3 s"]
     assert ax.get_yscale() == "log" and ax.get_ylabel() == "database reads in 20 ms"
+
+
+def test_scaling_lines_are_log_log_with_a_ceiling() -> None:
+    ax = scaling_lines({"broadcast": [(1000, 1.2), (10, 0.01)], "tracking": [(10, 0.001)]},
+                       xlabel="nodes", ylabel="CPU", limit=1.0)
+    assert xs(ax.get_lines()[0]) == [10, 1000]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    ceiling = np.asarray(ax.get_lines()[-1].get_ydata())
+    assert float(ceiling[0]) == 1.0 and ax.texts[0].get_text() == "one core"
+
+
+def test_batch_bars_label_each_variant_with_its_staleness() -> None:
+    ax = batch_bars({"none": (1000.0, 0.002), "100 or 10 s": (10.0, 9.5)})
+    assert [p.get_width() for p in bars(ax)] == [1000.0, 10.0]
+    assert [t.get_text() for t in ax.texts] == ["p99 0.002 s", "p99 9.5 s"]

@@ -273,4 +273,4 @@ else:
 #
 # </details>
 #
-# Back to the start: [00 · quickstart](00-quickstart.ipynb).
+# Next: [10 · scaling out](10-scaling-out.ipynb); or back to the start: [00 · quickstart](00-quickstart.ipynb).
