@@ -195,6 +195,9 @@ class NodeCore:
             self._finish(flight)
         else:
             self.settle(flight)
+            # Refused (a newer version overtook the reply): still, this write completed, and
+            # a read after it must never see an older version (read your writes).
+            self.local.invalidate(flight.key, stamp.seq)
 
     def write_failed(self, flight: Flight, error: BaseException) -> None:
         """A write ended in an error, yet may have run: trust nothing of its key."""

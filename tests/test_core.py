@@ -254,3 +254,17 @@ def test_pubsub_strategies_never_hold_or_restore() -> None:
     blip(node, Meta(INC, 10))
     assert node.coherent and node.counts["repair_checks"] == 0
     assert node.repair_batch(256) is not None  # a reconnect on pub/sub means repair
+
+
+@pytest.mark.parametrize("strategy", ["invalidate", "update"])
+def test_a_write_whose_fill_is_overtaken_leaves_nothing_older_to_read(strategy: str) -> None:
+    node = core(strategy)
+    fill(node, "k", "v10", 10)
+    first = node.open("k", False, owner=1)  # two threads of this node write k together
+    second = node.open("k", False, owner=2)
+    assert not node.handle(msg(11, op="set", src="me#1"))  # the first write's message
+    assert not node.handle(msg(12, op="set", src="me#1"))  # the second's, before any reply
+    node.wrote(first, "v11", Stamp(11, INC))  # tainted by 12: refused, yet it completed
+    assert node.lookup("k") is None  # not v10: a read after our write never sees older
+    node.wrote(second, "v12", Stamp(12, INC))
+    assert node.lookup("k") == ("v12", 12)
