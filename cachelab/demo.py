@@ -37,7 +37,7 @@ COLUMNS = (
     "invalidations",
     "reconnects",
     "repairs",
-    f"{WATCHED} (version)",
+    f"{WATCHED} @ version",
 )
 UP_AND_CLEAR = "\x1b[{n}F\x1b[J"
 """ANSI: cursor up ``n`` lines to their start, then clear to the end of the screen."""
@@ -84,7 +84,7 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
     cells = [COLUMNS, *rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     ]
 
@@ -94,7 +94,7 @@ def row(node: NodeLink) -> list[str]:
     stats = node.call({"cmd": "stats"})
     s = stats["stats"]
     held = node.call({"cmd": "snapshot", "keys": [WATCHED]})["entries"].get(WATCHED)
-    watched = "-" if held is None else f"{held[0]} (v{held[1]})"
+    watched = "-" if held is None else f"{held[0]} @ {held[1]}"
     return [
         node.name,
         "yes" if stats["coherent"] else "NO",
@@ -111,11 +111,11 @@ def step(nodes: Sequence[NodeLink], number: int) -> str:
     """One step of work: a node writes the watched key and another; everyone reads both."""
     writer = nodes[number % len(nodes)]
     other = f"k{number % 5}"
-    writer.call({"cmd": "set", "key": WATCHED, "value": f"v{number}"})
+    writer.call({"cmd": "set", "key": WATCHED, "value": f"s{number}"})
     writer.call({"cmd": "set", "key": other, "value": number})
     for node in nodes:
         node.call({"cmd": "read", "keys": [WATCHED, *(f"k{i}" for i in range(5))]})
-    return f"{writer.name} wrote {WATCHED}=v{number}"
+    return f"{writer.name} wrote {WATCHED}=s{number}"
 
 
 def run_demo(config: DemoConfig, out: TextIO) -> int:

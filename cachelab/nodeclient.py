@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import selectors
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 import redis
@@ -115,6 +117,7 @@ class NodeProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             start_new_session=True,
+            env=child_environment(),
         )
         self._sock: socket.socket | None = None
         self._reader: IO[bytes] | None = None
@@ -192,6 +195,14 @@ class NodeProcess:
                 with contextlib.suppress(OSError):
                     closable.close()
         self._reader = self._sock = None
+
+
+def child_environment() -> dict[str, str]:
+    """Our environment, with this cachelab's folder first on PYTHONPATH: the child runs the
+    same code as we do, wherever it is started from."""
+    here = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return os.environ | {"PYTHONPATH": path}
 
 
 def command(url: str, options: dict[str, Any]) -> list[str]:
