@@ -11,8 +11,8 @@
   ``pause``, heartbeats go unanswered, and the runner must resume it (it does, in
   ``finally``).
 
-Each fault is injected once right after the workload starts, then every ``every``
-seconds, the faults spread evenly over the period.
+Every fault is injected once as the workload starts (so even a short run sees each),
+then every ``every`` seconds, the faults spread evenly over the period.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def parse_faults(text: str) -> tuple[str, ...]:
 
 @dataclass
 class Schedule:
-    """When each fault is due: at ``start`` + its slot, then every ``every`` seconds."""
+    """When each fault is due: at once, then at ``start`` + its slot + every ``every`` s."""
 
     faults: Sequence[str]
     every: float
@@ -97,6 +97,7 @@ class Schedule:
             name
             for i, name in enumerate(self.faults)
             if now >= self.start + i * slot + self.injected.get(name, 0) * self.every
+            or name not in self.injected
         ]
 
     def inject(self, name: str, target: Target) -> None:

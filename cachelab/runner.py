@@ -257,12 +257,12 @@ def _drive(
     show = config.progress and sys.stderr.isatty()
     with tqdm(total=config.ops, unit="op", disable=not show, file=sys.stderr) as bar:
         while True:
+            _inject(schedule, target, time.monotonic())
             states = [node.call({"cmd": "progress"}) for node in nodes]
             done = sum(state["done"] for state in states)
             bar.update(done - bar.n)
             if all(state["finished"] for state in states):
                 break
-            _inject(schedule, target, time.monotonic())
             time.sleep(POLL)
     return time.monotonic() - start, done, sum(s["errors"] for s in states), schedule.injected
 
