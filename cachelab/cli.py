@@ -12,13 +12,15 @@ run`` runs many node processes under faults and checks their merged history
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -335,6 +337,21 @@ def _demo_parser(commands: Any) -> argparse.ArgumentParser:
     return demo  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM as Ctrl-C while the command runs: it unwinds and ends every process it
+    started. The previous handler comes back afterwards."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _fail(command: str, message: object, code: int = 2) -> int:
     """A one-line error on stderr, and the exit code."""
     print(f"cachelab {command}: error: {message}", file=sys.stderr)
@@ -390,7 +407,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     try:
-        result = run(config)
+        with _sigterm_interrupts():
+            result = run(config)
     except (RunError, BackendUnavailable) as exc:
         return _fail("run", exc)
     except NodeError as exc:
@@ -426,7 +444,8 @@ def _demo(args: argparse.Namespace) -> int:
         strategy=args.strategy,
     )
     try:
-        return run_demo(config, sys.stdout)
+        with _sigterm_interrupts():
+            return run_demo(config, sys.stdout)
     except BackendUnavailable as exc:
         return _fail("demo", exc)
     except NodeError as exc:

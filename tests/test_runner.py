@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +18,12 @@ from cachelab.check import check
 from cachelab.history import Op
 from cachelab.servers import ServerProcess
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def children() -> set[int]:
     """The pids of this process's live children (from /proc: Linux only)."""
-    me, found = str(os.getpid()), set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError):
-            continue
-        if ppid == me and state != "Z":
-            found.add(int(stat.parent.name))
-    return found
+    return children_of(os.getpid())
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -109,3 +107,43 @@ def test_sigstop_needs_a_private_server(
     args = ["run", "--url", redis_server.url, "--faults", "sigstop", "--quiet"]
     assert cli.main(args) == 2
     assert "sigstop needs a private server" in capsys.readouterr().err
+
+
+def children_of(pid: int) -> set[int]:
+    """The pids of ``pid``'s live children (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if ppid == str(pid) and state != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.real_redis
+def test_sigterm_ends_the_run_and_every_node_process(redis_server: ServerProcess) -> None:
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "cachelab", "run", "--procs", "2", "--ops", "50000000",
+         "--url", redis_server.url, "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(nodes := children_of(runner.pid)) < 2:  # both nodes up (and working)
+            assert time.monotonic() < deadline and runner.poll() is None, "no nodes started"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(30) == 130
+        assert runner.stderr is not None
+        err = runner.stderr.read().decode()
+        assert "interrupted" in err and "Traceback" not in err
+        assert not any(Path(f"/proc/{pid}").exists() for pid in nodes)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        if runner.stderr is not None:
+            runner.stderr.close()
