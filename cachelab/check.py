@@ -27,6 +27,11 @@ Definitions (every comparison of times is strict, as in linearizability checkers
   (reads with ``hit=False`` and all writes) by their start time in fixed windows
   ``[i * store_window, (i + 1) * store_window)``; the peak rate is the peak count / window.
 * Staleness percentiles are nearest-rank over the stale reads, 0.0 when there are none.
+* **Clock uncertainty** (``offset``, seconds, default 0): when the ops come from clocks
+  that may disagree by up to ``offset`` (processes on several machines), a write precedes
+  a read on another node only when ``W.end + offset < R.start``, and a read counts against
+  a write's reflection only from ``W.end + M + offset``. Same-node comparisons (monotonic
+  reads, read-your-writes) share one clock and ignore it. At 0 every rule above is exact.
 
 Published anchors, each with its source, are in ``ANCHORS``. (An earlier version cited
 "four 9s of invalidations within 1 s" for memcache; no source for it was found, so it is
@@ -200,13 +205,18 @@ def check(
     messages: int | None = None,
     nodes: int | None = None,
     edges: Sequence[float] = STALENESS_EDGES,
+    offset: float = 0.0,
 ) -> Report:
-    """Measure a history (any order); ``nodes`` defaults to the distinct nodes seen."""
-    ops = _validated(history, windows, store_window)
+    """Measure a history (any order); ``nodes`` defaults to the distinct nodes seen.
+
+    ``offset`` is the clock uncertainty in seconds (see the module's notes): a write
+    counts as completed before a read only when ``W.end + offset < R.start``.
+    """
+    ops = _validated(history, windows, store_window, offset)
     reads = [op for op in ops if op.op == READ]
     writes = [op for op in ops if op.op in WRITE_OPS]
     by_key, by_node_key = _split(ops, _BY_KEY), _split(ops, _BY_NODE_KEY)
-    staleness = sorted(s for _, s in _stale_reads(by_key))
+    staleness = sorted(s for _, s in _stale_reads(by_key, offset))
     fraction = len(staleness) / len(reads) if reads else 0.0
     hits = sum(op.hit for op in reads)
     peak = _peak_store_ops(ops, store_window)
@@ -219,7 +229,7 @@ def check(
         **_staleness_percentiles(staleness),
         staleness_edges=tuple(edges),
         staleness_counts=histogram(staleness, edges),
-        reflected=_shares(_reflection_lags(by_key), windows),
+        reflected=_shares(_reflection_lags(by_key, offset), windows),
         monotonic_read_violations=_monotonic_read_violations(by_node_key),
         read_your_writes_violations=_read_your_writes_violations(by_node_key),
         hits=hits,
@@ -233,9 +243,9 @@ def check(
     )
 
 
-def stale_reads(history: Iterable[Op]) -> list[tuple[Op, float]]:
-    """Every stale read with its staleness, grouped by key."""
-    return _stale_reads(_split(history, _BY_KEY))
+def stale_reads(history: Iterable[Op], offset: float = 0.0) -> list[tuple[Op, float]]:
+    """Every stale read with its staleness, grouped by key (``offset``: clock uncertainty)."""
+    return _stale_reads(_split(history, _BY_KEY), _offset(offset))
 
 
 def monotonic_read_violations(history: Iterable[Op]) -> int:
@@ -295,9 +305,11 @@ def _split(history: Iterable[Op], by: Callable[[Op], Any]) -> tuple[Groups, Grou
     return reads, writes
 
 
-def _stale_reads(by_key: tuple[Groups, Groups]) -> list[tuple[Op, float]]:
+def _stale_reads(by_key: tuple[Groups, Groups], offset: float = 0.0) -> list[tuple[Op, float]]:
     reads, writes = by_key
-    return [found for k, rs in reads.items() if k in writes for found in _older(rs, writes[k])]
+    return [
+        found for k, rs in reads.items() if k in writes for found in _older(rs, writes[k], offset)
+    ]
 
 
 def _monotonic_read_violations(by_node_key: tuple[Groups, Groups]) -> int:
@@ -309,9 +321,9 @@ def _read_your_writes_violations(by_node_key: tuple[Groups, Groups]) -> int:
     return sum(len(_older(rs, writes[nk])) for nk, rs in reads.items() if nk in writes)
 
 
-def _reflection_lags(by_key: tuple[Groups, Groups]) -> list[tuple[Op, float]]:
+def _reflection_lags(by_key: tuple[Groups, Groups], offset: float = 0.0) -> list[tuple[Op, float]]:
     reads, writes = by_key
-    return [lag for k, ws in writes.items() for lag in _lags(ws, reads.get(k, []))]
+    return [lag for k, ws in writes.items() for lag in _lags(ws, reads.get(k, []), offset)]
 
 
 def _shares(
@@ -321,33 +333,39 @@ def _shares(
     return tuple((m, bisect_left(ordered, m) / len(ordered) if ordered else 1.0) for m in windows)
 
 
-def _older(reads: list[Op], ops: list[Op]) -> list[tuple[Op, float]]:
-    """Reads older than an op that ended before they started, with R.start - first newer end."""
+def _older(reads: list[Op], ops: list[Op], offset: float = 0.0) -> list[tuple[Op, float]]:
+    """Reads older than an op that ended (by more than ``offset``) before they started, with
+    R.start - first newer end."""
     ordered = sorted(ops, key=attrgetter("end"))
-    ends = [op.end for op in ordered]
+    ends = [op.end + offset for op in ordered] if offset else [op.end for op in ordered]
     newest = list(accumulate((op.version for op in ordered), max))
     found = []
     for read in reads:
         i = bisect_left(ends, read.start)
         if i and newest[i - 1] > read.version:
-            found.append((read, read.start - ends[bisect_right(newest, read.version)]))
+            first = ordered[bisect_right(newest, read.version)]
+            found.append((read, read.start - first.end))
     return found
 
 
-def _lags(writes: list[Op], reads: list[Op]) -> list[tuple[Op, float]]:
-    """Each write's lag: latest start of a read of an older version, minus the write's end."""
+def _lags(writes: list[Op], reads: list[Op], offset: float = 0.0) -> list[tuple[Op, float]]:
+    """Each write's lag: latest start of a read of an older version, minus the write's end
+    (and minus ``offset``, the clock uncertainty)."""
     ordered = sorted(reads, key=attrgetter("version"))
     versions = [op.version for op in ordered]
     latest = list(accumulate((op.start for op in ordered), max))
     lags = []
     for write in writes:
         i = bisect_left(versions, write.version)
-        lags.append((write, max(0.0, latest[i - 1] - write.end) if i else 0.0))
+        lags.append((write, max(0.0, latest[i - 1] - write.end - offset) if i else 0.0))
     return lags
 
 
-def _validated(history: Iterable[Op], windows: Sequence[float], store_window: float) -> list[Op]:
+def _validated(
+    history: Iterable[Op], windows: Sequence[float], store_window: float, offset: float = 0.0
+) -> list[Op]:
     """The history as a list, after checking ops and parameters."""
+    _offset(offset)
     ops = list(history)
     unknown = {op.op for op in ops} - WRITE_OPS - {READ}
     if unknown:
@@ -355,6 +373,15 @@ def _validated(history: Iterable[Op], windows: Sequence[float], store_window: fl
     if any(m <= 0 for m in windows) or store_window <= 0:
         raise ValueError("windows and store_window must be > 0 seconds")
     return ops
+
+
+def _offset(offset: float) -> float:
+    """A checked clock uncertainty: a finite number of seconds, >= 0."""
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+        raise TypeError(f"offset must be a number of seconds, not {type(offset).__name__}")
+    if not 0 <= offset < math.inf:
+        raise ValueError(f"offset (clock uncertainty) must be finite seconds >= 0, not {offset}")
+    return float(offset)
 
 
 def _staleness_percentiles(ordered: Sequence[float]) -> dict[str, float]:
