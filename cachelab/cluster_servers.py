@@ -371,9 +371,15 @@ class ClusterProcess:
         node.restart()
         self._wait(lambda: _is_replica(self._view(node)), f"{node!r} to rejoin as a replica")
 
-    def migrate_slot(self, slot: int, target: ServerProcess) -> None:
+    def migrate_slot(
+        self, slot: int, target: ServerProcess, *, during: Callable[[], None] | None = None
+    ) -> None:
         """Move hash ``slot`` and its keys from its owner to master ``target``, the way
-        ``redis-cli --cluster reshard`` does, safe while clients write; return once all agree."""
+        ``redis-cli --cluster reshard`` does, safe while clients write; return once all agree.
+
+        ``during`` runs once mid-move, after the first batch of keys went over (clients then
+        see ASK redirections): a test drives its writes into that phase without luck.
+        """
         source = self.owner(slot)
         self._require_role(target, master=True)
         if source is target:
@@ -381,23 +387,31 @@ class ClusterProcess:
         src_id, dst_id = self.node_id(source), self.node_id(target)
         self._query(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         self._query(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        self._move_keys(slot, source, target)
+        self._move_keys(slot, source, target, during or (lambda: None))
         # Target first: were the source told first, a client sent on by it could be
         # redirected back by a target that does not yet know it owns the slot.
         for master in [target, source, *[m for m in self.masters() if m not in (source, target)]]:
             self._query(master, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         self._wait(lambda: self._owns(target, slot), f"{target!r} to own slot {slot}")
 
-    def _move_keys(self, slot: int, source: ServerProcess, target: ServerProcess) -> None:
+    def _move_keys(
+        self, slot: int, source: ServerProcess, target: ServerProcess, during: Callable[[], None]
+    ) -> None:
         """MIGRATE the slot's keys in batches until the source has none left."""
-        while True:
-            keys = self._query(source, "CLUSTER", "GETKEYSINSLOT", slot, _MIGRATE_BATCH)
-            if not keys:
-                return
+        self._migrate_batch(slot, source, target)
+        during()  # after the first batch, even when that one moved them all (or none)
+        while self._migrate_batch(slot, source, target):
+            pass
+
+    def _migrate_batch(self, slot: int, source: ServerProcess, target: ServerProcess) -> int:
+        """MIGRATE up to one batch of the slot's keys; how many there were."""
+        keys = self._query(source, "CLUSTER", "GETKEYSINSLOT", slot, _MIGRATE_BATCH)
+        if keys:
             self._query(
                 source, "MIGRATE", target.host, target.port, "", 0, _MIGRATE_TIMEOUT_MS,
                 "KEYS", *keys,
             )  # fmt: skip
+        return len(keys)
 
     # -- waiting ------------------------------------------------------------------------
 
