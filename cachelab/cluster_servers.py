@@ -581,15 +581,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM ends the run like Ctrl-C, so the ``with`` block kills the nodes."""
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT ends the run, so the ``with`` block kills the nodes.
+
+    SIGINT too: a shell starts a background job with SIGINT ignored, and Python then never
+    raises KeyboardInterrupt; the nodes, in sessions of their own, would outlive us.
+    """
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Start a cluster, print its seeds and URL, and keep it up until Ctrl-C or SIGTERM."""
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         with ClusterProcess(
             args.kind, masters=args.masters, replicas_per_master=args.replicas,

@@ -374,14 +374,18 @@ def test_cluster_nodes_lines_parse_with_bus_ports_hostnames_and_migrations() -> 
 # -- python -m cachelab.cluster_servers ------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", REAL_PARAMS)
-def test_the_command_prints_seeds_of_a_working_cluster_and_stops_it_on_sigterm(
-    kind: Kind,
+@pytest.mark.parametrize(
+    ("kind", "signum"),
+    [
+        pytest.param("redis", signal.SIGTERM, marks=pytest.mark.real_redis),
+        pytest.param("valkey", signal.SIGINT, marks=pytest.mark.real_redis),  # Ctrl-C
+    ],
+)
+def test_the_command_prints_seeds_of_a_working_cluster_and_a_signal_stops_it(
+    kind: Kind, signum: signal.Signals
 ) -> None:
     require_cluster(kind)
-    command = [sys.executable, "-m", "cachelab.cluster_servers", "--kind", kind]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = python(["-m", "cachelab.cluster_servers", "--kind", kind])
     seeds: list[str] = []
     try:
         seeds = read_seeds(proc)
@@ -389,11 +393,45 @@ def test_the_command_prints_seeds_of_a_working_cluster_and_stops_it_on_sigterm(
         with redis.RedisCluster.from_url(f"redis://{seeds[0]}") as client:
             client.set("k", "v")
             assert client.get("k") == b"v"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         assert proc.wait(30) == 0
         assert not any(answers(seed) for seed in seeds)  # every node went with it
     finally:
         stop(proc, seeds)
+
+
+CRASH = """
+from cachelab.cluster_servers import ClusterProcess
+cluster = ClusterProcess("redis").start()
+cluster.nodes[-1].kill()  # a dead node's directory must go too
+print("seeds", *cluster.seeds)
+print("dirs", *[node.dir for node in cluster.nodes], flush=True)
+raise RuntimeError("a test crashed without closing its cluster")
+"""
+
+
+@pytest.mark.real_redis
+def test_a_script_that_crashes_leaves_no_node_running_and_no_directory() -> None:
+    require_cluster("redis")
+    proc = python(["-c", CRASH])
+    seeds: list[str] = []
+    try:
+        seeds = read_seeds(proc)
+        assert proc.stdout is not None
+        dirs = proc.stdout.readline().split()[1:]
+        assert proc.wait(30) == 1  # the exception's exit status
+        assert len(dirs) == 6 and not any(Path(d).exists() for d in dirs)
+        assert not any(answers(seed) for seed in seeds)
+    finally:
+        stop(proc, seeds)
+
+
+def python(args: list[str]) -> subprocess.Popen[str]:
+    """This interpreter on ``args``, importing this checkout's cachelab; stdout piped."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
 
 
 def read_seeds(proc: subprocess.Popen[str]) -> list[str]:
