@@ -358,7 +358,7 @@ def require_cluster(kind: Kind) -> None:
         pytest.skip(reason)
 
 
-def _fresh_cluster(kind: Kind) -> Iterator[ClusterProcess]:
+def fresh_cluster(kind: Kind) -> Iterator[ClusterProcess]:
     """A private cluster of ``kind`` for one test: 3 masters, 3 replicas, node timeout 1 s."""
     require_cluster(kind)
     with ClusterProcess(kind) as cluster:
@@ -368,19 +368,19 @@ def _fresh_cluster(kind: Kind) -> Iterator[ClusterProcess]:
 @pytest.fixture
 def redis_cluster() -> Iterator[ClusterProcess]:
     """A fresh redis-server cluster that this test alone may fail over, kill and reshard."""
-    yield from _fresh_cluster("redis")
+    yield from fresh_cluster("redis")
 
 
 @pytest.fixture
 def valkey_cluster() -> Iterator[ClusterProcess]:
     """A fresh valkey-server cluster that this test alone may fail over, kill and reshard."""
-    yield from _fresh_cluster("valkey")
+    yield from fresh_cluster("valkey")
 
 
 @pytest.fixture(params=REAL_PARAMS)
 def real_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterProcess]:
     """A fresh cluster of each real kind (about 2 s to start here), for this test alone."""
-    yield from _fresh_cluster(request.param)
+    yield from fresh_cluster(request.param)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

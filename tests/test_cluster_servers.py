@@ -34,7 +34,7 @@ from cachelab.cluster_servers import (
     require_cluster_mode,
 )
 from cachelab.servers import Kind, ServerProcess
-from tests.conftest import REAL_PARAMS, _fresh_cluster, require_cluster
+from tests.conftest import REAL_PARAMS, fresh_cluster, require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "{t}:ch"  # the hash tag {t} puts the channel in the slot of every "{t}:..." key
@@ -91,7 +91,7 @@ def replica_conn(node: ServerProcess) -> redis.Redis:
 @pytest.fixture(scope="module", params=REAL_PARAMS)
 def shared_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterProcess]:
     """One cluster per kind for the tests that leave its topology alone (2 s saved each)."""
-    yield from _fresh_cluster(request.param)
+    yield from fresh_cluster(request.param)
 
 
 # -- forming ---------------------------------------------------------------------------
