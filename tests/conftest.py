@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 
 from cachelab import AsyncCacheNode, CacheNode
+from cachelab.cluster_servers import ClusterProcess, cli_binary
 from cachelab.core import Flight
 from cachelab.servers import KINDS, Kind, ServerProcess, binary
 from cachelab.stats import NodeStats
@@ -345,6 +346,41 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     alive = [t.name for t in threading.enumerate() if t.name.startswith("cachelab")]
     assert not alive, f"threads still running after the test: {alive}"
+
+
+def require_cluster(kind: Kind) -> None:
+    """``require_server``, and the cli that creates a cluster (skip, or under CI fail)."""
+    require_server(kind)
+    if cli_binary(kind) is None:
+        reason = f"no redis-cli to create a {kind} cluster with (apt-get install redis-tools)"
+        if IN_CI:
+            pytest.fail(reason + " (and CI=true makes it mandatory)")
+        pytest.skip(reason)
+
+
+def fresh_cluster(kind: Kind) -> Iterator[ClusterProcess]:
+    """A private cluster of ``kind`` for one test: 3 masters, 3 replicas, node timeout 1 s."""
+    require_cluster(kind)
+    with ClusterProcess(kind) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[ClusterProcess]:
+    """A fresh redis-server cluster that this test alone may fail over, kill and reshard."""
+    yield from fresh_cluster("redis")
+
+
+@pytest.fixture
+def valkey_cluster() -> Iterator[ClusterProcess]:
+    """A fresh valkey-server cluster that this test alone may fail over, kill and reshard."""
+    yield from fresh_cluster("valkey")
+
+
+@pytest.fixture(params=REAL_PARAMS)
+def real_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterProcess]:
+    """A fresh cluster of each real kind (about 2 s to start here), for this test alone."""
+    yield from fresh_cluster(request.param)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
