@@ -244,8 +244,12 @@ def _node_parser(commands: Any) -> argparse.ArgumentParser:
     )
     node.add_argument("--port", type=count, default=0, help="0 (default): a free port")
     node.add_argument(
-        "--stripes", type=positive, default=1, help="CacheNode(stripes=N), passed only when N != 1"
+        "--stripes",
+        type=positive,
+        default=None,
+        help="stripes of the namespace (default: 1, or 16 on a Redis Cluster)",
     )
+    node.add_argument("--cluster", action="store_true", help="--url is a node of a Redis Cluster")
     node.add_argument(
         "--heartbeat",
         type=positive_seconds,
@@ -301,7 +305,18 @@ def _run_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="clock uncertainty between nodes (see clocks below; default 0)",
     )
-    run.add_argument("--stripes", type=positive, default=1, help="CacheNode(stripes=N)")
+    run.add_argument(
+        "--stripes",
+        type=positive,
+        default=None,
+        help="stripes of the namespace (default: 1, or 16 on a Redis Cluster)",
+    )
+    run.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a Redis Cluster: --url names one of its nodes; without --url, a private "
+        "one (3 masters, 3 replicas) is started and stopped",
+    )
     run.add_argument("--settle-timeout", type=positive_seconds, default=20.0)
     run.add_argument("--json", action="store_true", help="print the report and stats as JSON")
     run.add_argument(
@@ -365,12 +380,13 @@ def _node(args: argparse.Namespace) -> int:
     from cachelab.nodeproc import serve_node
 
     try:
-        client = connect(args.url)
+        client = connect(args.url, cluster=True) if args.cluster else connect(args.url)
     except (BackendUnavailable, ValueError) as exc:
         return _fail("node", exc)
     try:
+        stripes = args.stripes or (16 if args.cluster else 1)
         options = node_options(
-            args.name, args.namespace, args.strategy, args.stripes, args.heartbeat
+            args.name, args.namespace, args.strategy, stripes, args.heartbeat, args.cluster
         )
         node, recorder = build_node(client, options)
     except (NodeError, ValueError, TypeError) as exc:
@@ -402,7 +418,8 @@ def _run(args: argparse.Namespace) -> int:
         fault_every=args.fault_every,
         seed=args.seed,
         clock_offset=args.clock_offset,
-        stripes=args.stripes,
+        stripes=args.stripes or (16 if args.cluster else 1),
+        cluster=args.cluster,
         settle_timeout=args.settle_timeout,
         progress=not args.quiet,
     )

@@ -34,15 +34,20 @@ class Recorder:
     """Collects operations from many nodes and threads (a CacheNode ``recorder=``).
 
     Versions restart at 1 when the store's counter resets (a new incarnation). So that
-    versions still compare across a reset, the recorder numbers incarnations in the
-    order it first hears of them and records ``number << 64 | seq``: the first
-    incarnation's versions are the sequence numbers themselves.
+    versions still compare across a reset, the recorder numbers each key's incarnations
+    in the order it first hears of them and records ``number << 64 | seq``: the first
+    incarnation's versions are the sequence numbers themselves. Per key, because the
+    checker compares versions of one key only, and a striped namespace has an
+    incarnation per stripe: numbered for the whole namespace, they would depend on the
+    order each process first met its stripes, and histories of several processes would
+    no longer merge.
     """
 
     def __init__(self) -> None:
         self._ops: list[Op] = []
         self._lock = threading.Lock()
-        self._incarnations: dict[str, int] = {}
+        self._incarnations: dict[tuple[str, str], int] = {}
+        self._counts: dict[str, int] = {}
 
     def __call__(
         self,
@@ -56,10 +61,18 @@ class Recorder:
         inc: str = "",
     ) -> None:
         with self._lock:
-            number = self._incarnations.setdefault(inc, len(self._incarnations)) if inc else 0
+            number = self._number(key, inc) if inc else 0
             self._ops.append(
                 Op(node, op, key, start, end, number << INCARNATION_SHIFT | version, hit)
             )
+
+    def _number(self, key: str, inc: str) -> int:
+        """The number of ``key``'s incarnation ``inc``: 0, 1, ... as first heard."""
+        number = self._incarnations.get((key, inc))
+        if number is None:
+            number = self._incarnations[key, inc] = self._counts.get(key, 0)
+            self._counts[key] = number + 1
+        return number
 
     def __len__(self) -> int:
         return len(self._ops)

@@ -32,24 +32,33 @@ PAUSE_MS = 200
 
 @dataclass(frozen=True)
 class Target:
-    """What a fault acts on: an admin client, and the server process if we started it."""
+    """What a fault acts on: an admin client, the server process if we started it, and
+    admin clients of the other servers (a Redis Cluster's other masters)."""
 
     admin: redis.Redis
     server: ServerProcess | None = None
+    others: tuple[redis.Redis, ...] = ()
+
+    @property
+    def admins(self) -> tuple[redis.Redis, ...]:
+        """An admin client of every server."""
+        return (self.admin, *self.others)
 
 
 def kill_pubsub(target: Target) -> None:
     """Kill every pub/sub connection, and every stream reader (named cachelab-stream-*)."""
-    target.admin.client_kill_filter(_type="pubsub")
-    for client in target.admin.client_list():
-        if client.get("name", "").startswith("cachelab-stream-"):
-            with contextlib.suppress(redis.ResponseError):  # it may be gone already
-                target.admin.client_kill_filter(_id=client["id"])
+    for admin in target.admins:
+        admin.client_kill_filter(_type="pubsub")
+        for client in admin.client_list():
+            if client.get("name", "").startswith("cachelab-stream-"):
+                with contextlib.suppress(redis.ResponseError):  # it may be gone already
+                    admin.client_kill_filter(_id=client["id"])
 
 
 def pause(target: Target) -> None:
-    """``CLIENT PAUSE PAUSE_MS ALL``: the server resumes on its own."""
-    target.admin.client_pause(PAUSE_MS, all=True)
+    """``CLIENT PAUSE PAUSE_MS ALL`` on every server: each resumes on its own."""
+    for admin in target.admins:
+        admin.client_pause(PAUSE_MS, all=True)
 
 
 def sigstop(target: Target) -> None:

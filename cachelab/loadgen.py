@@ -20,6 +20,7 @@ import redis
 
 from cachelab.node import CacheNode
 from cachelab.sim.workloads import zipf_picker
+from cachelab.stripes import StripedNode
 
 MAX_VALUE_SIZE = 1 << 20
 """The largest value a workload writes (the update strategy's message limit)."""
@@ -87,7 +88,7 @@ def _check_share(what: str, value: Any, high: float | None) -> None:
 class LoadRun:
     """``workload`` running on ``node``: ``start()``, then ``progress()``; ``close()`` joins."""
 
-    def __init__(self, node: CacheNode, workload: Workload) -> None:
+    def __init__(self, node: CacheNode | StripedNode, workload: Workload) -> None:
         self.node = node
         self.workload = workload
         self._done = [0] * workload.threads  # one slot per thread: no lock on the hot path

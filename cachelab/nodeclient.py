@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import redis
+from redis.cluster import RedisCluster
 
-from cachelab.backends import connect
+from cachelab.backends import Client, connect
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
 from cachelab.nodeproc import BANNER, HOST, NodeHandler, Reply
+from cachelab.stripes import StripedNode
 
 START_TIMEOUT = 20.0
 """Seconds a node process may take to print its banner (importing cachelab included)."""
@@ -52,27 +53,31 @@ class NodeLink(Protocol):
 
 
 def node_options(
-    name: str, namespace: str, strategy: str, stripes: int = 1, heartbeat: float | None = None
+    name: str,
+    namespace: str,
+    strategy: str,
+    stripes: int = 1,
+    heartbeat: float | None = None,
+    cluster: bool = False,
 ) -> dict[str, Any]:
-    """CacheNode's keyword arguments for these options (``stripes`` only when not 1, so a
-    CacheNode without that parameter still serves the default)."""
+    """A node's keyword arguments for these options; ``cluster``: a Redis Cluster's node."""
     options: dict[str, Any] = {"name": name, "namespace": namespace, "strategy": strategy}
-    if stripes != 1:
+    if stripes != 1 or cluster:
         options["stripes"] = stripes
+    if cluster:
+        options["cluster"] = True
     if heartbeat is not None:
         options["heartbeat"] = heartbeat
     return options
 
 
-def build_node(client: redis.Redis, options: dict[str, Any]) -> tuple[CacheNode, Recorder]:
-    """A recording CacheNode with ``options``; a clear error for an option it lacks."""
+def build_node(client: Client, options: dict[str, Any]) -> tuple[CacheNode | StripedNode, Recorder]:
+    """A recording node with ``options``: striped when it has stripes or a cluster."""
     recorder = Recorder()
-    try:
-        return CacheNode(client, recorder=recorder, **options), recorder
-    except TypeError as exc:
-        if "stripes" in options and "stripes" in str(exc):
-            raise NodeError("this cachelab's CacheNode has no stripes= option yet") from None
-        raise
+    given = {key: value for key, value in options.items() if key != "cluster"}
+    if "stripes" in given or isinstance(client, RedisCluster):
+        return StripedNode(client, recorder=recorder, **given), recorder
+    return CacheNode(client, recorder=recorder, **given), recorder
 
 
 class LocalNode:
@@ -80,7 +85,9 @@ class LocalNode:
 
     def __init__(self, url: str | None, options: dict[str, Any]) -> None:
         self.name: str = options["name"]
-        self.client = connect(url)
+        self.client: Client = (
+            connect(url, cluster=True) if options.get("cluster") and url else connect(url)
+        )
         try:
             node, recorder = build_node(self.client, options)
         except BaseException:
@@ -228,6 +235,8 @@ def command(url: str, options: dict[str, Any]) -> list[str]:
     ]
     if options.get("heartbeat") is not None:
         args += ["--heartbeat", repr(options["heartbeat"])]
+    if options.get("cluster"):
+        args.append("--cluster")
     return args
 
 

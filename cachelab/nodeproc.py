@@ -37,6 +37,7 @@ from typing import Any
 from cachelab.history import Recorder
 from cachelab.loadgen import LoadRun, Workload
 from cachelab.node import CacheNode
+from cachelab.stripes import StripedNode
 
 BANNER = "cachelab-node listening on"
 """The first line a node process prints: ``cachelab-node listening on 127.0.0.1:PORT``."""
@@ -55,7 +56,7 @@ class NodeHandler:
     """The line protocol over one node and its recorder; no sockets, no threads of its own
     but a workload's."""
 
-    def __init__(self, node: CacheNode, recorder: Recorder | None) -> None:
+    def __init__(self, node: CacheNode | StripedNode, recorder: Recorder | None) -> None:
         self.node = node
         self.recorder = recorder
         self.quit = threading.Event()
@@ -277,7 +278,9 @@ class LineServer:
             conn.close()
 
 
-def serve_node(node: CacheNode, recorder: Recorder | None, port: int, watch_stdin: bool) -> int:
+def serve_node(
+    node: CacheNode | StripedNode, recorder: Recorder | None, port: int, watch_stdin: bool
+) -> int:
     """The node process's main: print the banner, serve until quit or SIGTERM, close."""
     handler = NodeHandler(node, recorder)
     try:

@@ -35,11 +35,13 @@ from cachelab import servers
 from cachelab.backends import connect, redact
 from cachelab.check import Report, check, stale_reads
 from cachelab.cluster import node_names
+from cachelab.cluster_servers import ClusterProcess
 from cachelab.coherence import STRATEGIES, strategy_for
 from cachelab.history import Op
 from cachelab.livefaults import NEEDS_PRIVATE_SERVER, Schedule, Target
 from cachelab.loadgen import Workload, split
 from cachelab.nodeclient import LocalNode, NodeLink, node_options, start_processes
+from cachelab.servers import ServerError
 
 RUN_STRATEGIES = tuple(name for name in STRATEGIES if name != "tracking")
 """The strategies a run can check: ``tracking`` has no versions for the checker to compare."""
@@ -70,11 +72,12 @@ class RunConfig:
     stripes: int = 1
     settle_timeout: float = 20.0
     progress: bool = True
+    cluster: bool = False
 
     @property
     def shared_server(self) -> bool:
-        """Whether this run needs a server other processes reach (several, or faults)."""
-        return self.procs > 1 or bool(self.faults)
+        """Whether this run needs a server other processes reach (several, faults, a cluster)."""
+        return self.procs > 1 or bool(self.faults) or self.cluster
 
     def workload(self, share: int, index: int) -> Workload:
         """Node ``index``'s workload of ``share`` ops."""
@@ -193,6 +196,8 @@ def _backend(
     config: RunConfig, stack: contextlib.ExitStack
 ) -> tuple[str | None, servers.ServerProcess | None, str]:
     """The URL to use (None: embedded), the private server if we start one, and a label."""
+    if config.cluster:
+        return _cluster_backend(config, stack)
     if config.url is not None:
         connect(config.url).close()  # fails now, clearly, on a bad or unreachable URL
         return config.url, None, redact(config.url)
@@ -207,6 +212,19 @@ def _backend(
     return server.url, server, f"a private redis-server {servers.version('redis')} ({server.url})"
 
 
+def _cluster_backend(config: RunConfig, stack: contextlib.ExitStack) -> tuple[str, None, str]:
+    """A Redis Cluster: at ``--url``, or a private one (3 masters, 3 replicas) we start."""
+    if config.url is not None:
+        connect(config.url, cluster=True).close()  # fails now, clearly
+        return config.url, None, f"the Redis Cluster at {redact(config.url)}"
+    try:
+        cluster = stack.enter_context(ClusterProcess("redis"))
+    except ServerError as exc:
+        raise RunError(f"--cluster without --url starts a private cluster, and: {exc}") from None
+    seeds = " ".join(cluster.seeds)
+    return cluster.url, None, f"a private Redis Cluster, 3 masters and 3 replicas ({seeds})"
+
+
 def _check_faults(config: RunConfig, server: servers.ServerProcess | None) -> None:
     """Refuse a fault this server cannot take."""
     private_only = NEEDS_PRIVATE_SERVER.intersection(config.faults)
@@ -219,7 +237,7 @@ def _start_nodes(
 ) -> list[NodeLink]:
     """Every node, closed by ``stack`` on the way out."""
     options = [
-        node_options(name, namespace, config.strategy, config.stripes)
+        node_options(name, namespace, config.strategy, config.stripes, cluster=config.cluster)
         for name in node_names(config.procs)
     ]
     local = url is None  # the embedded fakeredis: one node, in this process
@@ -240,6 +258,12 @@ def _fault_target(
     """An admin client for the faults, if any (closed by ``stack``)."""
     if not config.faults or url is None:
         return None
+    if config.cluster:
+        cluster = connect(url, cluster=True)
+        stack.callback(cluster.close)
+        primaries = cluster.get_primaries()  # type: ignore[no-untyped-call]
+        masters = tuple(node.redis_connection for node in primaries)
+        return Target(masters[0], None, masters[1:])
     admin = connect(url)
     stack.callback(admin.close)
     return Target(admin, server)

@@ -22,7 +22,7 @@ from cachelab.check import (
     reflection_lags,
     stale_reads,
 )
-from cachelab.history import Op
+from cachelab.history import INCARNATION_SHIFT, Op, Recorder
 
 
 def read(node: str, key: str, start: float, end: float, version: int, hit: bool = False) -> Op:
@@ -422,3 +422,15 @@ def test_fast_checker_matches_brute_force(history: list[Op]) -> None:
     lags = [brute_lag(history, op) for op in history if op.op != "read"]
     for m, share in report.reflected:
         assert share == (sum(lag < m for lag in lags) / len(lags) if lags else 1.0)
+
+
+def test_incarnations_are_numbered_per_key_so_processes_agree() -> None:
+    first, second = Recorder(), Recorder()  # two processes: they meet the stripes in turn
+    first("a", "read", "x", 0.0, 1.0, 5, False, "inc-of-x")
+    first("a", "read", "y", 0.0, 1.0, 7, False, "inc-of-y")
+    second("b", "read", "y", 0.0, 1.0, 7, False, "inc-of-y")
+    second("b", "read", "x", 0.0, 1.0, 5, False, "inc-of-x")
+    assert [op.version for op in first.history] == [5, 7]
+    assert [op.version for op in second.history] == [7, 5]
+    first("a", "read", "x", 2.0, 3.0, 1, False, "inc-after-a-reset")
+    assert first.history[-1].version == 1 << INCARNATION_SHIFT | 1

@@ -17,6 +17,7 @@ from cachelab import cli, servers
 from cachelab.check import check
 from cachelab.history import Op
 from cachelab.servers import ServerProcess
+from tests.conftest import require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,3 +148,19 @@ def test_sigterm_ends_the_run_and_every_node_process(redis_server: ServerProcess
             runner.wait()
         if runner.stderr is not None:
             runner.stderr.close()
+
+
+@pytest.mark.real_redis
+def test_a_run_on_a_private_redis_cluster_merges_striped_histories(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    require_cluster("redis")
+    args = ["--cluster", "--stripes", "4", "--procs", "2", "--threads", "2", "--ops", "2000"]
+    out = run_json(capsys, *args, "--faults", "kill-pubsub", "--keys", "20")
+    report, run, nodes = out["report"], out["run"], out["nodes"]
+    assert "private Redis Cluster" in run["server"] and run["faults"]["kill-pubsub"] >= 1
+    for node in nodes.values():  # the pub/sub connections on every master were killed
+        assert node["stats"]["reconnects"] >= 1 and node["coherent"] is True
+    # a striped namespace has an incarnation per stripe; versions still merge across processes
+    assert report["read_your_writes_violations"] == 0
+    assert run["settled"] is True and run["stale_after_settle"] == 0
