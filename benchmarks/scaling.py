@@ -344,29 +344,61 @@ def _notes(doc: dict[str, Any]) -> list[str]:
     """The calibration and the definitions under the table."""
     fit = doc["calibration"]
     rows = doc["rows"]
-    missing = sum(r["missing"] for r in rows)
-    beats = sum(r["heartbeats"] for r in rows if r["kind"] == "cachelab")
     idle = max(r["idle_cpu_s"] / r["elapsed_s"] for r in rows) * 100
     return [
         f"**Calibration** (docs/scaling.json, for the fleet simulator): server CPU per PUBLISH "
         f"{fit['publish_us']:.1f} µs, per delivery to one subscriber {fit['delivery_us']:.2f} µs, "
         f"and cachelab's write script {fit['script_us']:.1f} µs over a plain PUBLISH; "
         f"{fit['how']}. Residual: {fit['residual_rms_ms']:.1f} ms of CPU (rms over the rows), "
-        f"{fit['residual_share']:.0%} of the mean row.",
+        f"{fit['residual_share']:.0%} of the mean row. At {doc['rate']:g} writes/s the server "
+        "sleeps between writes, so the cost per PUBLISH includes waking its event loop.",
         "",
         "**Propagation** is the latest time any of the N processes applied a write (cachelab: "
         "its node's `applied` event; raw: the message read) minus the time the writer started "
-        "it, on CLOCK_MONOTONIC, which every process of the machine shares. **Deliveries** are "
-        "publishes x N; the server agreed (PUBSUB NUMSUB = N, and INFO commandstats counted "
-        "every write's PUBLISH, script ones included). **CPU** is `used_cpu_sys + used_cpu_user` "
-        "over the window, less the idle rate measured just before it over as long (at most "
-        f"{idle:.1f} % of a core): that subtracts the server's cron and the nodes' heartbeats "
-        f"({beats} in all the cachelab windows, one a second per node, not counted as "
-        f"deliveries). Writes missing at a process: {missing}.",
+        "it, on CLOCK_MONOTONIC, which every process of the machine shares. "
+        + _deliveries_note(rows),
         "",
-        "Everything (the server, the writer, N subscriber processes) shares the cores, so at "
-        "large N the delays are mostly a wait for a core, for both kinds alike.",
+        "**CPU** is `used_cpu_sys + used_cpu_user` of INFO over the window, less the idle rate "
+        f"measured just before it over as long (at most {idle:.1f} % of a core): that subtracts "
+        "the server's cron and the nodes' heartbeats (one a second per node, each delivered to "
+        "that node alone; counted apart, not as deliveries).",
+        "",
+        _load_note(rows, doc["rate"]),
     ]
+
+
+def _deliveries_note(rows: list[dict[str, Any]]) -> str:
+    """What the server's own counts said of the deliveries, and what was missing."""
+    numsub = all(r["subscribers"] == r["procs"] for r in rows)
+    publishes = all(r["heartbeats"] == 0 for r in rows if r["kind"] == "raw") and all(
+        r["heartbeats"] >= 0 for r in rows
+    )
+    beats = sum(r["heartbeats"] for r in rows if r["kind"] == "cachelab")
+    missing = sum(r["missing"] for r in rows)
+    return (
+        "**Deliveries** are publishes x N. "
+        f"PUBSUB NUMSUB {'was N in every row' if numsub else 'DIFFERED from N (see the JSON)'}; "
+        "INFO commandstats (PUBLISH inside scripts included) counted "
+        f"{'exactly the writes in every raw row' if publishes else 'OTHER publishes than ours'}, "
+        f"and the writes plus {beats} heartbeats in the cachelab rows. "
+        f"Writes that did not reach every process: {missing}."
+    )
+
+
+def _load_note(rows: list[dict[str, Any]], rate: float) -> str:
+    """Where the machine could not keep up with the offered load."""
+    behind = sorted({r["procs"] for r in rows if r["deliveries_per_s"] < 0.97 * rate * r["procs"]})
+    where = (
+        f"At N = {', '.join(map(str, behind))} deliveries fell behind the offered rate: "
+        "the processes' backlog outlasted the writes. "
+        if behind
+        else "Every row delivered at the offered rate. "
+    )
+    return (
+        where + "Everything (the server, the writer, N subscriber processes) shares the "
+        "machine's cores, so at large N the delays are mostly a wait for a core, for both kinds "
+        "alike; and each figure comes from one run, so the p99s move by a few ms from run to run."
+    )
 
 
 # -- the command -------------------------------------------------------------------------

@@ -190,6 +190,9 @@ def test_the_documents_hold_every_row_and_a_fit(runs: list[Run]) -> None:
     assert set(doc["calibration"]) >= {"publish_us", "delivery_us", "script_us", "how"}
     text = markdown(doc, 1.0)
     assert "| 1 |" in text and "| 2 |" in text
+    assert "PUBSUB NUMSUB was N in every row" in text
+    assert "exactly the writes in every raw row" in text
+    assert "Writes that did not reach every process: 0." in text
 
 
 @pytest.mark.real_redis
