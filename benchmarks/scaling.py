@@ -28,6 +28,8 @@ process of the machine, so a member's arrival minus the writer's start is a dela
   writes (the processes connected, nodes heartbeating) gives the idle rate; ``idle_cpu_s`` is
   that rate times the measured window, and ``cpu_ms_per_10k`` is (cpu_s - idle_cpu_s) per
   10,000 deliveries: heartbeats and the server's cron are subtracted, not counted.
+- **subscriber CPU**: each process's ``time.process_time()`` just before the first write and
+  once it has every write, summed over the processes, per delivery (``client_us_per_delivery``).
 - **calibration**: a least-squares fit, over every row, of the net CPU on publishes,
   deliveries and cachelab's publishes (the write script's extra over a plain PUBLISH).
 
@@ -112,6 +114,7 @@ class Run:
     after: Counters
     idle_cpu_per_s: float
     subscribers: int
+    client_cpu: float  # CPU seconds the subscriber processes used over the writes, together
 
 
 # -- measuring ---------------------------------------------------------------------------
@@ -131,14 +134,14 @@ def measure(
         subscribers = _subscribers(client, heard_on, procs)
         idle = _idle_cpu_per_s(client, writes / rate)
         write, starts = _writer(stack, client, kind, target, size)
+        used = sum(member.expect(0, 0.0)[1] for member in group)
         before = Counters.read(client)
         _paced(writes, rate, write)
-        for member in group:
-            member.expect(writes)
+        used = sum(member.expect(writes)[1] for member in group) - used
         after = Counters.read(client)
         arrivals = [member.stop() for member in group]
     client.close()
-    return Run(kind, procs, starts, arrivals, before, after, idle, subscribers)
+    return Run(kind, procs, starts, arrivals, before, after, idle, subscribers, used)
 
 
 @contextmanager
@@ -256,6 +259,8 @@ def row(run: Run) -> dict[str, Any]:
         "heartbeats": run.after.publishes - run.before.publishes - publishes,
         "subscribers": run.subscribers,
         "missing": sum(i not in arrivals for arrivals in run.arrivals for i in run.starts),
+        "client_cpu_s": run.client_cpu,
+        "client_us_per_delivery": run.client_cpu / deliveries * 1e6,
         "out_bytes_per_delivery": (run.after.out_bytes - run.before.out_bytes) / deliveries,
         "elapsed_s": elapsed,
     }
@@ -325,8 +330,9 @@ def markdown(doc: dict[str, Any], seconds: float) -> str:
         f"for each N and kind; {seconds:.0f} s in all.{_load(doc)}",
         "",
         "| N | cachelab p50 / p99 ms | raw p50 / p99 ms | ratio p50 / p99 "
-        "| deliveries/s cachelab / raw | CPU ms per 10k deliveries cachelab / raw |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| deliveries/s cachelab / raw | CPU ms per 10k deliveries cachelab / raw "
+        "| subscriber CPU µs per message cachelab / raw |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [_table_row(n, by[n, "cachelab"], by[n, "raw"]) for n in procs]
     lines += ["", *_notes(doc)]
@@ -348,7 +354,8 @@ def _table_row(n: int, ours: dict[str, Any], raw: dict[str, Any]) -> str:
         f"| {n} | {ours['p50_ms']:.2f} / {ours['p99_ms']:.2f} | {raw['p50_ms']:.2f} / "
         f"{raw['p99_ms']:.2f} | {ratio} | {ours['deliveries_per_s']:,.0f} / "
         f"{raw['deliveries_per_s']:,.0f} | {ours['cpu_ms_per_10k']:.1f} / "
-        f"{raw['cpu_ms_per_10k']:.1f} |"
+        f"{raw['cpu_ms_per_10k']:.1f} | {ours['client_us_per_delivery']:.0f} / "
+        f"{raw['client_us_per_delivery']:.0f} |"
     )
 
 
@@ -373,7 +380,10 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         "**CPU** is `used_cpu_sys + used_cpu_user` of INFO over the window, less the idle rate "
         f"measured just before it over as long (at most {idle:.1f} % of a core): that subtracts "
         "the server's cron and the nodes' heartbeats (one a second per node, each delivered to "
-        "that node alone; counted apart, not as deliveries).",
+        "that node alone; counted apart, not as deliveries). **Subscriber CPU** is the CPU "
+        "time the N processes used from the first write until they had every write, per "
+        "message each received: the client's side of a delivery (redis-py's parse, and for "
+        "cachelab the decode, checks and apply; heartbeats included).",
         "",
         _load_note(rows, doc["rate"]),
     ]

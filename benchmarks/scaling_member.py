@@ -5,7 +5,8 @@ The child (``python -m benchmarks.scaling_member KIND URL TARGET``) holds one su
 stamps each ``"applied"`` message by its version; or ``raw``, a plain redis-py PubSub on
 channel TARGET stamping each message by the write number it carries. It speaks JSON lines
 (never pickle): it prints ``{"ready": true}`` once subscribed; ``{"expect": n, "timeout": s}``
-on stdin waits until n writes arrived (or s seconds passed) and answers ``{"have": m}``;
+on stdin waits until n writes arrived (or s seconds passed) and answers ``{"have": m, "cpu":
+c}``, c the process's CPU seconds so far;
 ``{"stop": true}``, or the end of stdin, closes the subscriber and answers
 ``{"arrivals": [[id, t], ...]}``.
 
@@ -111,7 +112,8 @@ def serve(kind: str, url: str, target: str) -> None:
             request = json.loads(line)
             if "expect" not in request:
                 break
-            _say({"have": _wait_for(arrivals, int(request["expect"]), float(request["timeout"]))})
+            have = _wait_for(arrivals, int(request["expect"]), float(request["timeout"]))
+            _say({"have": have, "cpu": time.process_time()})
     finally:
         subscriber.close()
     _say({"arrivals": sorted(arrivals.items())})
@@ -151,9 +153,11 @@ class Member:
         if not self._ask(None, timeout).get("ready"):
             raise RuntimeError("a member did not say it was ready")
 
-    def expect(self, count: int, timeout: float = 60.0) -> int:
-        """Wait until ``count`` writes reached the process; how many did."""
-        return int(self._ask({"expect": count, "timeout": timeout}, timeout + 10.0)["have"])
+    def expect(self, count: int, timeout: float = 60.0) -> tuple[int, float]:
+        """Wait until ``count`` writes reached the process; how many did, and the CPU seconds
+        the process has used so far (its own work per message, the subscriber's side)."""
+        answer = self._ask({"expect": count, "timeout": timeout}, timeout + 10.0)
+        return int(answer["have"]), float(answer["cpu"])
 
     def stop(self, timeout: float = 30.0) -> Arrivals:
         """Close the subscriber; the time each write reached it, by id."""

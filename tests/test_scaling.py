@@ -159,6 +159,7 @@ def test_rows_have_the_schema_and_count_deliveries(runs: list[Run]) -> None:
         assert figures["subscribers"] == run.procs  # the server's PUBSUB NUMSUB agrees
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
         assert figures["cpu_s"] > 0
+        assert figures["client_cpu_s"] > 0  # the subscribers' own work, measured in each
 
 
 @pytest.mark.real_redis
