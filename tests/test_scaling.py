@@ -11,6 +11,7 @@ import pytest
 from benchmarks.fitting import least_squares, residual_rms, solve
 from benchmarks.scaling import (
     Run,
+    _alternating,
     _positive_ints,
     calibrate,
     document,
@@ -145,13 +146,13 @@ def test_every_write_reached_every_process(runs: list[Run]) -> None:
         assert len(run.starts) == WRITES
         for arrivals in run.arrivals:
             assert set(arrivals) == set(run.starts), (run.kind, run.procs)
-        assert row(run)["missing"] == 0
+        assert row([run])["missing"] == 0
 
 
 @pytest.mark.real_redis
 def test_rows_have_the_schema_and_count_deliveries(runs: list[Run]) -> None:
     for run in runs:
-        figures = row(run)
+        figures = row([run])
         for name, kind in SCHEMA.items():
             assert isinstance(figures[name], kind), (name, figures[name])
         assert figures["publishes"] == WRITES
@@ -167,7 +168,7 @@ def test_the_server_counted_every_publish(runs: list[Run]) -> None:
     # Raw writers publish nothing else; cachelab windows add only heartbeats (one a second
     # per node, and these windows are a twentieth of a second).
     for run in runs:
-        heartbeats = row(run)["heartbeats"]
+        heartbeats = row([run])["heartbeats"]
         assert heartbeats == 0 if run.kind == "raw" else 0 <= heartbeats <= 2 * run.procs
 
 
@@ -180,7 +181,7 @@ def test_propagation_is_measured_from_each_writes_start(runs: list[Run]) -> None
 
 @pytest.mark.real_redis
 def test_the_documents_hold_every_row_and_a_fit(runs: list[Run]) -> None:
-    doc = json.loads(json.dumps(document([row(run) for run in runs], WRITES, 1000.0, (0.5, 1.5))))
+    doc = json.loads(json.dumps(document([row([run]) for run in runs], WRITES, 1000.0, (0.5, 1.5))))
     assert doc["server"].startswith("redis ")
     assert {(r["procs"], r["kind"]) for r in doc["rows"]} == {
         (1, "cachelab"),
@@ -195,6 +196,21 @@ def test_the_documents_hold_every_row_and_a_fit(runs: list[Run]) -> None:
     assert "exactly the writes in every raw row" in text
     assert "Writes that did not reach every process: 0." in text
     assert "Load average (1 min): 0.5 before, 1.5 after." in text
+
+
+@pytest.mark.real_redis
+def test_a_row_pools_runs_of_one_kind_and_n(runs: list[Run]) -> None:
+    pooled = row([runs[0], runs[0]])
+    assert pooled["runs"] == 2
+    assert pooled["publishes"] == 2 * WRITES
+    assert pooled["deliveries"] == 2 * WRITES * runs[0].procs
+    assert pooled["cpu_s"] == pytest.approx(2 * row([runs[0]])["cpu_s"])
+    with pytest.raises(ValueError, match="one kind and one N"):
+        row([runs[0], runs[1]])
+
+
+def test_repeated_runs_alternate_which_kind_goes_first() -> None:
+    assert _alternating(3) == ["cachelab", "raw", "raw", "cachelab", "cachelab", "raw"]
 
 
 @pytest.mark.real_redis
