@@ -291,6 +291,8 @@ def row(runs: Sequence[Run]) -> dict[str, Any]:
         "out_bytes_per_delivery": sum(run.out_bytes for run in runs) / deliveries,
         "elapsed_s": sum(run.elapsed for run in runs),
         "runs": len(runs),
+        "p50_each_ms": [percentile(_delays(run), 50) * 1e3 for run in runs],
+        "p99_each_ms": [percentile(_delays(run), 99) * 1e3 for run in runs],
     }
 
 
@@ -449,7 +451,21 @@ def _load_note(rows: list[dict[str, Any]], rate: float) -> str:
     return (
         where + "Everything (the server, the writer, N subscriber processes) shares the "
         "machine's cores, so at large N the delays are mostly a wait for a core, for both kinds "
-        "alike; and the p99s, even pooled, move by a few ms from one `make scaling` to the next."
+        "alike. " + _spread_note(rows)
+    )
+
+
+def _spread_note(rows: list[dict[str, Any]]) -> str:
+    """How far the runs pooled in one row disagreed on their p99 (p99_each_ms in the JSON)."""
+    spreads = [(max(r["p99_each_ms"]) / min(r["p99_each_ms"]), r) for r in rows if r["runs"] > 1]
+    if not spreads:
+        return "Each row is one run: rerun to see how far its p99 moves."
+    ratio, worst = max(spreads, key=lambda pair: pair[0])
+    each = " and ".join(f"{v:.1f}" for v in worst["p99_each_ms"])
+    return (
+        f"The runs of a row disagree on p99 by up to {ratio:.1f}x ({worst['kind']} at "
+        f"N = {worst['procs']}: {each} ms): the p50s are the figures to trust on a shared "
+        "machine, the p99s show what a busy one does to the tail."
     )
 
 

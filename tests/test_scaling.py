@@ -13,6 +13,7 @@ from benchmarks.scaling import (
     Run,
     _alternating,
     _positive_ints,
+    _spread_note,
     calibrate,
     document,
     markdown,
@@ -207,6 +208,14 @@ def test_a_row_pools_runs_of_one_kind_and_n(runs: list[Run]) -> None:
     assert pooled["cpu_s"] == pytest.approx(2 * row([runs[0]])["cpu_s"])
     with pytest.raises(ValueError, match="one kind and one N"):
         row([runs[0], runs[1]])
+
+
+def test_the_notes_name_the_row_whose_runs_disagree_most() -> None:
+    rows = [
+        {"runs": 2, "p99_each_ms": [1.0, 3.0], "kind": "raw", "procs": 4},
+        {"runs": 2, "p99_each_ms": [2.0, 2.5], "kind": "cachelab", "procs": 1},
+    ]
+    assert "up to 3.0x (raw at N = 4: 1.0 and 3.0 ms)" in _spread_note(rows)
 
 
 def test_repeated_runs_alternate_which_kind_goes_first() -> None:
