@@ -34,7 +34,8 @@ process of the machine, so a member's arrival minus the writer's start is a dela
   deliveries and cachelab's publishes (the write script's extra over a plain PUBLISH).
 
 Everything shares two cores with the server: at 16 processes the delays are mostly waiting
-for a core. ``make scaling`` runs the defaults (about two minutes).
+for a core. ``make scaling`` runs the defaults: two runs of each N and kind, about four
+minutes on two cores.
 """
 
 from __future__ import annotations
@@ -534,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=_positive(int), default=2, help="runs per N and kind")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where the two files go")
     args = parser.parse_args(argv)
+    if len(set(args.procs)) < 2:
+        parser.error("--procs needs two values at least: the calibration tells N apart")
     begin, load = time.monotonic(), os.getloadavg()[0]
     rows = run_all(
         args.procs,

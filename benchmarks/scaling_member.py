@@ -146,6 +146,8 @@ class Member:
             stdout=subprocess.PIPE,
             cwd=_ROOT,
             env=env,
+            # Its own session: a Ctrl-C reaches the parent alone, which ends it by closing stdin.
+            start_new_session=True,
         )
 
     def ready(self, timeout: float = 60.0) -> None:

@@ -16,6 +16,7 @@ from benchmarks.scaling import (
     _spread_note,
     calibrate,
     document,
+    main,
     markdown,
     measure,
     members,
@@ -118,6 +119,12 @@ def test_a_raw_payload_has_the_size_asked_and_its_number() -> None:
         text = payload(i, 120)
         assert len(text) == 120
         assert json.loads(text)["i"] == i
+
+
+def test_one_n_cannot_be_calibrated(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--procs", "4,4"])
+    assert "--procs needs two values" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["0,1", "a", "1,,2"])
