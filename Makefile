@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test site lint typecheck bench faults clean
+.PHONY: lab test site lint typecheck bench faults scaling clean
 
 $(STAMP): pyproject.toml cachelab/jupyter_config/jupyter_nbconvert_config.json
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 # Every fault, every strategy, on redis-server and Valkey; rewrites docs/faults.md (minutes).
 faults: $(STAMP)
 	$(BIN)/python -m benchmarks.faults
+
+# Propagation and server CPU at 1 to 16 subscriber processes, cachelab against a raw PUBLISH;
+# rewrites docs/scaling.md and docs/scaling.json, the fleet simulator's calibration (minutes).
+scaling: $(STAMP)
+	$(BIN)/python -m benchmarks.scaling
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site
