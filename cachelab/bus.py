@@ -30,9 +30,16 @@ from cachelab.stats import LagStats
 
 log = logging.getLogger(__name__)
 
-# The server could not serve us (gone, stalled, out of memory, loading): the subscription is
-# as good as lost. The node stops trusting its cache and the bus resubscribes; no traceback.
-_SERVER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
+# The server could not serve us (gone, stalled, out of memory, loading; on a Redis Cluster, a
+# slot no node serves yet): the subscription is as good as lost. The node stops trusting its
+# cache and the bus resubscribes; no traceback.
+_SERVER_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ResponseError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
 
 
 class Listener(Protocol):

@@ -111,6 +111,7 @@ class StripedNode(NodeFace):
     ) -> None:
         count = default_stripes(r) if stripes is None else validate.count("stripes", stripes)
         _check(namespace, count, strategy)
+        _check_shared(count, options)
         validate.count("max_entries", max_entries)
         if count > 1:
             claim_stripes(r, namespace, count)
@@ -136,7 +137,11 @@ class StripedNode(NodeFace):
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key`` (see ``CacheNode.get``)."""
-        return self.nodes[stripe_of(key, self.stripes)].get(key, default)
+        try:
+            node = self.nodes[zlib.crc32(key.encode("utf-8")) % self.stripes]
+        except (AttributeError, UnicodeEncodeError):  # not a str key: say so as a node does
+            node = self.node_of(key)
+        return node.get(key, default)
 
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
         """Return the cached value, else Redis's, else ``loader()``'s."""
@@ -265,6 +270,15 @@ def _merged(lags: list[LagStats]) -> LagStats:
     """Several heartbeats' round trips as one."""
     recent = tuple(t for lag in lags for t in lag.recent)[-64:]
     return LagStats(sum(lag.count for lag in lags), sum(lag.total for lag in lags), recent)
+
+
+def _check_shared(stripes: int, options: dict[str, Any]) -> None:
+    """Refuse an object that one node alone can use (each stripe is a node of its own)."""
+    if stripes > 1 and options.get("bus") is not None:
+        raise ValueError("bus= serves one node; a striped node subscribes once per stripe")
+    verify = options.get("verify")
+    if stripes > 1 and verify is not None and not isinstance(verify, float | int):
+        raise ValueError("verify= must be a fraction on a striped node: each stripe samples")
 
 
 def _check(namespace: str, stripes: int, strategy: str | Strategy) -> None:

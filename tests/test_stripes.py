@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from cachelab import CacheNode, Cluster, StripedNode, StripeMismatch, messages
+from cachelab.sampler import Sampler
 from cachelab.store import RedisStore
 from cachelab.stripes import stripe_namespace, stripe_of
 
@@ -123,3 +124,30 @@ def test_one_stripe_is_a_plain_node_namespace_on_one_server(client: redis.Redis)
         while not plain.synced(nonce) and time.monotonic() < deadline:
             time.sleep(0.005)
         assert plain.get("k") == 2
+
+
+def test_objects_one_node_alone_can_use_are_refused(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="bus= serves one node"):
+        StripedNode(client, "a", "t", stripes=2, bus=object())
+    with pytest.raises(ValueError, match="verify= must be a fraction"):
+        StripedNode(client, "a", "t", stripes=2, verify=Sampler(0.5))
+
+
+def test_a_bad_key_says_what_is_wrong_as_a_plain_node_does(client: redis.Redis) -> None:
+    with StripedNode(client, "a", "t", stripes=2) as node, CacheNode(client, "b", "u") as plain:
+        for key in (123, "\ud800"):
+            with pytest.raises((TypeError, ValueError)) as striped_error:
+                node.get(key)  # type: ignore[arg-type]
+            with pytest.raises((TypeError, ValueError)) as plain_error:
+                plain.get(key)  # type: ignore[arg-type]
+            assert str(striped_error.value) == str(plain_error.value)
+
+
+def test_with_a_verify_fraction_each_stripe_samples_its_own_hits(client: redis.Redis) -> None:
+    with StripedNode(client, "a", "t", stripes=2, verify=1.0) as node:
+        keys = KEYS[:10]
+        for key in keys:
+            node.set(key, 1)
+            node.get(key)
+        assert all(n.sampler is not None for n in node.nodes)
+        assert node.stats.sampled == len(keys)
