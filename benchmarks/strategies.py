@@ -27,7 +27,7 @@ import cachetools
 import redis
 
 from benchmarks.core_costs import best
-from cachelab import CacheNode, TrackingNode
+from cachelab import CacheNode, StripedNode, TrackingNode
 from cachelab.check import Report, check
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE, encode_value
@@ -58,10 +58,16 @@ def hit_costs(client: redis.Redis, strategies: Sequence[str], keys: int = 1000) 
 
 
 @contextmanager
-def _node(client: redis.Redis, strategy: str, **options: Any) -> Iterator[CacheNode]:
-    """One node of ``strategy`` ("tracking-bcast" is tracking with BCAST)."""
+def _node(client: redis.Redis, strategy: str, **options: Any) -> Iterator[CacheNode | StripedNode]:
+    """One node of ``strategy`` ("tracking-bcast" is tracking with BCAST, "invalidate-x16"
+    invalidate over 16 stripes)."""
+    node: CacheNode | StripedNode
     if strategy.startswith("tracking"):
-        node: CacheNode = TrackingNode(client, bcast=strategy.endswith("bcast"), **options)
+        node = TrackingNode(client, bcast=strategy.endswith("bcast"), **options)
+    elif strategy.endswith("-x16"):
+        namespace = f"bench-{secrets.token_hex(3)}"
+        name = strategy.removesuffix("-x16")
+        node = StripedNode(client, namespace=namespace, strategy=name, stripes=16, **options)
     else:
         namespace = f"bench-{secrets.token_hex(3)}"
         node = CacheNode(client, namespace=namespace, strategy=strategy, **options)
@@ -244,7 +250,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with ServerProcess(args.kind) as server:
         client = server.client()
-        strategies = ("none", "invalidate", "update", "stream", "tracking", "tracking-bcast")
+        strategies = (
+            "none",
+            "invalidate",
+            "invalidate-x16",
+            "update",
+            "stream",
+            "tracking",
+            "tracking-bcast",
+        )
         _print_hits(hit_costs(client, strategies))
         _print_staleness(client)
         _print_messages(client)
@@ -292,6 +306,7 @@ def _print_messages(client: redis.Redis) -> None:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
+
 
 if __name__ == "__main__":
     main()

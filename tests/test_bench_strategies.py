@@ -9,8 +9,8 @@ from benchmarks.strategies import hit_costs, messages_per_write, staleness
 
 
 def test_hit_costs_cover_each_strategy_and_the_baseline(real_client: redis.Redis) -> None:
-    costs = hit_costs(real_client, ("invalidate", "tracking"), keys=20)
-    assert set(costs) == {"invalidate", "tracking", "cachetools"}
+    costs = hit_costs(real_client, ("invalidate", "invalidate-x16", "tracking"), keys=20)
+    assert set(costs) == {"invalidate", "invalidate-x16", "tracking", "cachetools"}
     assert all(cost > 0 for cost in costs.values())
 
 
