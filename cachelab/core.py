@@ -159,10 +159,12 @@ class NodeCore:
         self.counts["writes"] += 1
         return True
 
-    def settle(self, flight: Flight) -> None:
-        """Phase 3, the fill guard: fill unless overtaken, then release the ticket."""
+    def settle(self, flight: Flight) -> bool:
+        """Phase 3, the fill guard: fill unless overtaken, then release the ticket; True if
+        it filled."""
         if flight.done:
-            return
+            return False
+        filled = False
         if flight.value is ABSENT and not self.switches.negative_cache:
             pass
         elif not self.coherent:
@@ -174,7 +176,9 @@ class NodeCore:
             self._emit("fill_rejected", flight.key, flight.version)
         else:
             self._emit("fill", flight.key, flight.version)
+            filled = True
         self._finish(flight)
+        return filled
 
     def failed(self, flight: Flight, error: BaseException) -> None:
         """A load failed: release the ticket; whoever waits on it gets ``error``."""
@@ -193,8 +197,7 @@ class NodeCore:
         if value is NO_VALUE or (value is ABSENT and not self.switches.negative_cache):
             self.local.invalidate(flight.key, stamp.seq)
             self._finish(flight)
-        else:
-            self.settle(flight)
+        elif not self.settle(flight):
             # Refused (a newer version overtook the reply): still, this write completed, and
             # a read after it must never see an older version (read your writes).
             self.local.invalidate(flight.key, stamp.seq)
