@@ -20,7 +20,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check cachelab tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2  # two workers: most tests wait on servers, kernels and sockets
 
 # Every notebook executed into site/ (offline HTML, about two minutes); open site/index.html.
 site: $(STAMP)
