@@ -18,9 +18,9 @@ gives another count, or none, is refused (``store.StripeMismatch``).
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
+from zlib import crc32
 
 import redis
 from redis.cluster import RedisCluster
@@ -60,7 +60,7 @@ return 1
 
 def stripe_of(key: str, stripes: int) -> int:
     """The stripe of ``key``: CRC-32 of its UTF-8 bytes, modulo ``stripes``."""
-    return zlib.crc32(key.encode("utf-8")) % stripes
+    return crc32(key.encode("utf-8")) % stripes
 
 
 def stripe_namespace(namespace: str, stripe: int, stripes: int) -> str:
@@ -127,6 +127,8 @@ class StripedNode(NodeFace):
             raise
         self.strategy = self.nodes[0].strategy
         self.id = self.nodes[0].id
+        self._gets = [node.get for node in self.nodes]
+        self._stripe = StripeIndex(count, max(10_000, 4 * max_entries))
 
     def node_of(self, key: str) -> CacheNode:
         """The stripe's node that holds ``key``."""
@@ -138,10 +140,10 @@ class StripedNode(NodeFace):
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key`` (see ``CacheNode.get``)."""
         try:
-            node = self.nodes[zlib.crc32(key.encode("utf-8")) % self.stripes]
-        except (AttributeError, UnicodeEncodeError):  # not a str key: say so as a node does
-            node = self.node_of(key)
-        return node.get(key, default)
+            get = self._gets[self._stripe[key]]  # the hit path: one dict lookup more
+        except (AttributeError, TypeError, UnicodeEncodeError):  # not a str key: as a node says
+            get = self.node_of(key).get
+        return get(key, default)
 
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
         """Return the cached value, else Redis's, else ``loader()``'s."""
@@ -255,6 +257,22 @@ class StripedNode(NodeFace):
     def __repr__(self) -> str:
         strategy = self.nodes[0].strategy.name if self.nodes else "?"
         return f"<StripedNode {self.name!r} ns={self.namespace!r} {strategy} x{self.stripes}>"
+
+
+class StripeIndex(dict[str, int]):
+    """``key -> stripe``, remembered: a hit costs a dict lookup instead of encoding the key
+    and its CRC-32 (most of a striped hit's extra cost); forgotten whole at ``bound`` keys."""
+
+    def __init__(self, stripes: int, bound: int) -> None:
+        super().__init__()
+        self.stripes = stripes
+        self.bound = bound
+
+    def __missing__(self, key: str) -> int:
+        if len(self) >= self.bound:
+            self.clear()
+        stripe = self[key] = crc32(key.encode("utf-8")) % self.stripes
+        return stripe
 
 
 def sum_stats(parts: Any) -> NodeStats:

@@ -12,7 +12,7 @@ import redis
 from cachelab import CacheNode, Cluster, StripedNode, StripeMismatch, messages
 from cachelab.sampler import Sampler
 from cachelab.store import RedisStore
-from cachelab.stripes import stripe_namespace, stripe_of
+from cachelab.stripes import StripeIndex, stripe_namespace, stripe_of
 
 KEYS = [f"k{i}" for i in range(40)]
 
@@ -151,3 +151,10 @@ def test_with_a_verify_fraction_each_stripe_samples_its_own_hits(client: redis.R
             node.get(key)
         assert all(n.sampler is not None for n in node.nodes)
         assert node.stats.sampled == len(keys)
+
+
+def test_the_remembered_stripes_stay_bounded_and_right() -> None:
+    index = StripeIndex(16, bound=3)
+    for key in KEYS:
+        assert index[key] == stripe_of(key, 16)
+        assert len(index) <= 3
