@@ -29,6 +29,7 @@ from cachelab.backends import BackendUnavailable
 from cachelab.jupyter_config import PATH as JUPYTER_CONFIG
 from cachelab.livefaults import FAULTS, parse_faults
 from cachelab.runner import RUN_STRATEGIES
+from cachelab.stripes import CLUSTER_STRIPES
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 QUIET_SETTINGS = {
@@ -384,7 +385,7 @@ def _node(args: argparse.Namespace) -> int:
     except (BackendUnavailable, ValueError) as exc:
         return _fail("node", exc)
     try:
-        stripes = args.stripes or (16 if args.cluster else 1)
+        stripes = args.stripes or (CLUSTER_STRIPES if args.cluster else 1)
         options = node_options(
             args.name, args.namespace, args.strategy, stripes, args.heartbeat, args.cluster
         )
@@ -418,7 +419,7 @@ def _run(args: argparse.Namespace) -> int:
         fault_every=args.fault_every,
         seed=args.seed,
         clock_offset=args.clock_offset,
-        stripes=args.stripes or (16 if args.cluster else 1),
+        stripes=args.stripes or (CLUSTER_STRIPES if args.cluster else 1),
         cluster=args.cluster,
         settle_timeout=args.settle_timeout,
         progress=not args.quiet,

@@ -45,10 +45,15 @@ T = TypeVar("T")
 def require_server(kind: Kind) -> None:
     """Skip (or, under CI, fail) when the binary for ``kind`` is not installed."""
     if binary(kind) is None:
-        reason = f"no {kind} server binary: the real-{kind} half of the suite needs {_WHERE[kind]}"
-        if IN_CI:
-            pytest.fail(reason + " (and CI=true makes it mandatory)")
-        pytest.skip(reason)
+        needs = _WHERE[kind]
+        skip_or_fail(f"no {kind} server binary: the real-{kind} half of the suite needs {needs}")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``, or under CI=true fail with it: the real-server half is mandatory."""
+    if IN_CI:
+        pytest.fail(reason + " (and CI=true makes it mandatory)")
+    pytest.skip(reason)
 
 
 def _session_server(kind: Kind) -> Iterator[ServerProcess]:
@@ -352,10 +357,7 @@ def require_cluster(kind: Kind) -> None:
     """``require_server``, and the cli that creates a cluster (skip, or under CI fail)."""
     require_server(kind)
     if cli_binary(kind) is None:
-        reason = f"no redis-cli to create a {kind} cluster with (apt-get install redis-tools)"
-        if IN_CI:
-            pytest.fail(reason + " (and CI=true makes it mandatory)")
-        pytest.skip(reason)
+        skip_or_fail(f"no redis-cli to create a {kind} cluster with (apt-get install redis-tools)")
 
 
 def fresh_cluster(kind: Kind) -> Iterator[ClusterProcess]:
