@@ -455,7 +455,7 @@ class RedisStore(ScriptCalls):
         except redis.exceptions.NoScriptError:  # a restarted server forgot its scripts
             out = self._scripts["write"](keys=call.keys, args=call.args)
         except redis.exceptions.ResponseError as exc:
-            raise _mismatch(exc, self.namespace) from None
+            raise script_error(exc, self.namespace) from None
         return self.stamp(out, call)
 
     def write_command(self, op: str, key: str, encoded: str, head: str | None) -> tuple[Any, ...]:
@@ -493,7 +493,7 @@ class RedisStore(ScriptCalls):
         try:
             return self._scripts[call.script](keys=call.keys, args=call.args)
         except redis.exceptions.ResponseError as exc:
-            raise _mismatch(exc, self.namespace) from None
+            raise script_error(exc, self.namespace) from None
 
 
 class AsyncRedisStore(ScriptCalls):
@@ -546,32 +546,39 @@ class AsyncRedisStore(ScriptCalls):
         try:
             return await self._scripts[call.script](keys=call.keys, args=call.args)
         except redis.exceptions.ResponseError as exc:
-            raise _mismatch(exc, self.namespace) from None
+            raise script_error(exc, self.namespace) from None
 
 
-def _mismatch(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
-    """An authentication (transport) mismatch as AuthenticationMismatch (TransportMismatch);
-    anything else unchanged."""
+def script_error(exc: redis.exceptions.ResponseError, namespace: str) -> Exception:
+    """A script's refusal as the mismatch it names (AuthenticationMismatch,
+    TransportMismatch, StripeMismatch); anything else unchanged."""
     text = str(exc)
-    if "cachelab-transport: " in text:
-        why = text.split("cachelab-transport: ", 1)[1].split("\n", 1)[0].strip()
+    why = _why(text, "cachelab-transport: ")
+    if why is not None:
         return TransportMismatch(
             f"namespace {namespace!r}: {why}; every node of a namespace needs the same "
             "transport (strategy 'stream' and its stream_maxlen, or pub/sub)"
         )
-    if "cachelab-stripes: " in text:
-        why = text.split("cachelab-stripes: ", 1)[1].split("\n", 1)[0].strip()
+    why = _why(text, "cachelab-stripes: ")
+    if why is not None:
         return StripeMismatch(
             f"namespace {namespace!r}: {why}; every node of a namespace needs the same stripes"
         )
-    if "cachelab-auth: " not in text:
+    why = _why(text, "cachelab-auth: ")
+    if why is None:
         return exc
-    why = text.split("cachelab-auth: ", 1)[1].split("\n", 1)[0].strip()
     hint = {
         "the namespace is authenticated": "give this node the secret",
         "the namespace is not authenticated": "give no secret, or use a new namespace",
     }.get(why, "every node of a namespace needs the same secret")
     return AuthenticationMismatch(f"namespace {namespace!r}: {why}; {hint}")
+
+
+def _why(text: str, prefix: str) -> str | None:
+    """What a script's error says after ``prefix`` (to the end of its line), if it says it."""
+    if prefix not in text:
+        return None
+    return text.split(prefix, 1)[1].split("\n", 1)[0].strip()
 
 
 def _text(raw: bytes | str) -> str:

@@ -32,7 +32,7 @@ from cachelab.core import Flight, Switches
 from cachelab.node import CacheNode
 from cachelab.shell import NodeFace
 from cachelab.stats import LagStats, NodeStats
-from cachelab.store import StripeMismatch
+from cachelab.store import script_error
 
 __all__ = ["MAX_STRIPES", "StripedNode", "claim_stripes", "default_stripes", "stripe_of"]
 
@@ -47,8 +47,8 @@ _CLAIM = """
 local m = redis.call('HMGET', KEYS[1], 'inc', 'striped')
 if m[2] then
   if m[2] ~= ARGV[1] then
-    local why = 'cachelab-stripes: the namespace is striped over ' .. m[2] .. ' stripes'
-    return redis.error_reply(why)
+    local why = 'the namespace is striped over ' .. m[2] .. ' stripes, not ' .. ARGV[1]
+    return redis.error_reply('cachelab-stripes: ' .. why)
   end
   return 1
 end
@@ -78,14 +78,7 @@ def claim_stripes(r: Client, namespace: str, stripes: int) -> None:
     try:
         r.eval(_CLAIM, 1, "{" + namespace + "}:meta", str(stripes))
     except redis.ResponseError as exc:
-        text = str(exc)
-        if "cachelab-stripes: " not in text:
-            raise
-        why = text.split("cachelab-stripes: ", 1)[1].split("\n", 1)[0].strip()
-        raise StripeMismatch(
-            f"namespace {namespace!r}: {why}, not {stripes}; every node of a namespace "
-            "needs the same stripes"
-        ) from None
+        raise script_error(exc, namespace) from None
 
 
 class StripedNode(NodeFace):
