@@ -10,7 +10,7 @@ from typing import Any
 from cachelab.backends import Client, connect
 from cachelab.history import Op, Recorder
 from cachelab.node import CacheNode
-from cachelab.stripes import StripedNode, default_stripes
+from cachelab.stripes import StripedNode, default_stripes, make_node
 
 
 def node_names(n: int) -> list[str]:
@@ -61,18 +61,9 @@ class Cluster:
 
     def _node(self, name: str, strategy: str, options: dict[str, Any]) -> CacheNode | StripedNode:
         """Start one member node."""
-        if self.stripes != 1:
-            return StripedNode(
-                self.redis,
-                name,
-                self.namespace,
-                strategy,
-                stripes=self.stripes,
-                recorder=self.recorder,
-                **options,
-            )
-        return CacheNode(
+        return make_node(
             self.redis,
+            stripes=self.stripes,
             name=name,
             namespace=self.namespace,
             strategy=strategy,

@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from redis.cluster import RedisCluster
-
 from cachelab.backends import Client, connect
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
 from cachelab.nodeproc import BANNER, HOST, NodeHandler, Reply
-from cachelab.stripes import StripedNode
+from cachelab.stripes import StripedNode, make_node
 
 START_TIMEOUT = 20.0
 """Seconds a node process may take to print its banner (importing cachelab included)."""
@@ -72,12 +70,10 @@ def node_options(
 
 
 def build_node(client: Client, options: dict[str, Any]) -> tuple[CacheNode | StripedNode, Recorder]:
-    """A recording node with ``options``: striped when it has stripes or a cluster."""
+    """A recording node with ``options``: striped when it has stripes (see ``make_node``)."""
     recorder = Recorder()
     given = {key: value for key, value in options.items() if key != "cluster"}
-    if "stripes" in given or isinstance(client, RedisCluster):
-        return StripedNode(client, recorder=recorder, **given), recorder
-    return CacheNode(client, recorder=recorder, **given), recorder
+    return make_node(client, recorder=recorder, **given), recorder
 
 
 class LocalNode:

@@ -34,7 +34,17 @@ from cachelab.shell import NodeFace
 from cachelab.stats import LagStats, NodeStats
 from cachelab.store import script_error
 
-__all__ = ["MAX_STRIPES", "StripedNode", "claim_stripes", "default_stripes", "stripe_of"]
+__all__ = [
+    "CLUSTER_STRIPES",
+    "MAX_STRIPES",
+    "StripeIndex",
+    "StripedNode",
+    "claim_stripes",
+    "default_stripes",
+    "make_node",
+    "stripe_namespace",
+    "stripe_of",
+]
 
 MAX_STRIPES = 1024
 CLUSTER_STRIPES = 16
@@ -79,6 +89,15 @@ def claim_stripes(r: Client, namespace: str, stripes: int) -> None:
         r.eval(_CLAIM, 1, "{" + namespace + "}:meta", str(stripes))
     except redis.ResponseError as exc:
         raise script_error(exc, namespace) from None
+
+
+def make_node(r: Client, *, stripes: int | None = None, **options: Any) -> CacheNode | StripedNode:
+    """A node of ``options`` over ``stripes`` stripes (by default ``default_stripes(r)``):
+    a plain CacheNode for one stripe, else a StripedNode."""
+    count = default_stripes(r) if stripes is None else stripes
+    if count == 1:
+        return CacheNode(r, **options)
+    return StripedNode(r, stripes=count, **options)
 
 
 class StripedNode(NodeFace):
