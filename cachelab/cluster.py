@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cachelab.backends import Client, connect
@@ -86,20 +87,16 @@ class Cluster:
 
     def settle(self, timeout: float = 5.0) -> bool:
         """True once every node has handled every message published before the call."""
-        if not self.nodes:
+        nodes = self.nodes
+        if not nodes:
             return True
-        deadline = time.monotonic() + timeout
-        while True:
-            nonce = secrets.token_hex(8)
-            for node in self.nodes if self.nodes[0].strategy.own_marker else self.nodes[:1]:
+        senders = nodes if nodes[0].strategy.own_marker else nodes[:1]
+
+        def publish(nonce: str) -> None:
+            for node in senders:
                 node.publish_sync(nonce)
-            resend = min(deadline, time.monotonic() + 0.25)
-            while time.monotonic() < resend:
-                if all(node.synced(nonce) for node in self.nodes):
-                    return True
-                time.sleep(0.002)
-            if time.monotonic() >= deadline:
-                return False
+
+        return settle_markers(publish, lambda nonce: all(n.synced(nonce) for n in nodes), timeout)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Every node's counters, by node name."""
@@ -119,6 +116,30 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def settle_markers(
+    publish: Callable[[str], None],
+    synced: Callable[[str], bool],
+    timeout: float,
+    *,
+    resend: float = 0.25,
+    poll: float = 0.002,
+) -> bool:
+    """The settle loop: ``publish`` a fresh sync marker and poll ``synced`` until it holds,
+    publishing a new one every ``resend`` seconds (one sent while a subscription is down
+    reaches nobody); False once ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nonce = secrets.token_hex(8)
+        publish(nonce)
+        until = min(deadline, time.monotonic() + resend)
+        while time.monotonic() < until:
+            if synced(nonce):
+                return True
+            time.sleep(poll)
+        if time.monotonic() >= deadline:
+            return False
 
 
 def _connect(url: str | list[str] | None) -> Client:

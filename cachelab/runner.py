@@ -34,7 +34,7 @@ from tqdm import tqdm
 from cachelab import servers
 from cachelab.backends import connect, redact
 from cachelab.check import Report, check, stale_reads
-from cachelab.cluster import node_names
+from cachelab.cluster import node_names, settle_markers
 from cachelab.cluster_servers import ClusterProcess
 from cachelab.coherence import STRATEGIES, strategy_for
 from cachelab.history import Op
@@ -301,18 +301,16 @@ def _inject(schedule: Schedule, target: Target | None, now: float) -> None:
 def settle(nodes: list[NodeLink], own_marker: bool, timeout: float) -> bool:
     """``Cluster.settle`` across processes: a sync marker, resent every quarter second (one
     published while a subscription is down reaches nobody), until every node has it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        nonce = secrets.token_hex(8)
-        for node in nodes if own_marker else nodes[:1]:
+    senders = nodes if own_marker else nodes[:1]
+
+    def publish(nonce: str) -> None:
+        for node in senders:
             node.call({"cmd": "sync", "nonce": nonce, "publish": True})
-        resend = min(deadline, time.monotonic() + 0.25)
-        while time.monotonic() < resend:
-            if all(node.call({"cmd": "sync", "nonce": nonce})["synced"] for node in nodes):
-                return True
-            time.sleep(0.005)
-        if time.monotonic() >= deadline:
-            return False
+
+    def synced(nonce: str) -> bool:
+        return all(node.call({"cmd": "sync", "nonce": nonce})["synced"] for node in nodes)
+
+    return settle_markers(publish, synced, timeout, poll=0.005)
 
 
 def collect(nodes: list[NodeLink], since: dict[str, int] | None = None) -> dict[str, list[Op]]:

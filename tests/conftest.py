@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -24,6 +22,7 @@ import redis
 import redis.asyncio
 
 from cachelab import AsyncCacheNode, CacheNode
+from cachelab.cluster import settle_markers
 from cachelab.cluster_servers import ClusterProcess, cli_binary
 from cachelab.core import Flight
 from cachelab.servers import KINDS, Kind, ServerProcess, binary
@@ -276,16 +275,9 @@ FLAVOURS = ["sync", "async"]
 def settle_nodes(nodes: list[AnyNode] | tuple[AnyNode, ...], timeout: float = 10.0) -> bool:
     """``Cluster.settle`` for nodes of either flavour: a sync marker, resent every quarter
     second (one published while a subscription is down reaches nobody) until all have it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        nonce = secrets.token_hex(8)
-        nodes[0].publish_sync(nonce)
-        resend = min(deadline, time.monotonic() + 0.25)
-        while time.monotonic() < resend:
-            if all(node.synced(nonce) for node in nodes):
-                return True
-            threading.Event().wait(0.002)
-    return False
+    return settle_markers(
+        nodes[0].publish_sync, lambda nonce: all(n.synced(nonce) for n in nodes), timeout
+    )
 
 
 def _any_nodes(

@@ -20,7 +20,7 @@ import redis
 
 from cachelab.backends import connect
 from cachelab.bus import Listener, RedisBus
-from cachelab.cluster import node_names
+from cachelab.cluster import node_names, settle_markers
 from cachelab.messages import MARKERS, InvalidMessage, channel, decode
 from cachelab.node import CacheNode
 from cachelab.store import RedisStore
@@ -243,18 +243,12 @@ class LiveCluster:
         live = [n for n in self.nodes if not self.gates[n.name].cut]
         if not live:
             return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            nonce = secrets.token_hex(8)
-            live[0].publish_sync(nonce)
-            resend = min(
-                deadline, time.monotonic() + 0.25 + max(g.delay for g in self.gates.values())
-            )
-            while time.monotonic() < resend:
-                if all(n.synced(nonce) for n in live):
-                    return True
-                time.sleep(0.002)
-        return False
+        resend = 0.25 + max(g.delay for g in self.gates.values())  # a marker's own delay too
+
+        def synced(nonce: str) -> bool:
+            return all(n.synced(nonce) for n in live)
+
+        return settle_markers(live[0].publish_sync, synced, timeout, resend=resend)
 
     @property
     def trace(self) -> list[Event]:
