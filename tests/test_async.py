@@ -79,6 +79,7 @@ async def held(
     """Node "a", whose store reads of "k" (set to "v" by another node) wait for the event."""
     async with node(r, "w", strategy="none") as w, node(r, "a") as a:
         await w.set("k", "v")
+        assert await settle([a])  # w's message reached a: it cannot taint a's loads later
         reads, release = held_reads(a)
         yield a, reads, release
 
