@@ -14,7 +14,7 @@ import redis
 from cachelab.sim.fleet import Fleet
 from cachelab.sim.fleet_calibration import FALLBACK, Calibration, default, measure
 from cachelab.sim.fleet_interest import binomial, hit_rate
-from cachelab.sim.fleet_keys import Popularity, crc16, shard_of_keys, shard_shares
+from cachelab.sim.fleet_keys import Popularity, shard_of_keys, shard_shares, stripe_slot
 from cachelab.sim.fleet_load import Batch, Batcher, Shard, weighted_percentile
 from cachelab.sim.fleet_saturation import cost_per_write, saturation
 from cachelab.sim.network import Network
@@ -211,9 +211,9 @@ def test_bad_run_length_and_calibration_raise() -> None:
 # -- the pieces ----------------------------------------------------------------------
 
 
-def test_crc16_places_keys_as_redis_cluster_does() -> None:
-    assert crc16(b"foo") % 16384 == 12182  # CLUSTER KEYSLOT foo
-    assert crc16(b"123456789") == 0x31C3  # the XMODEM check value
+def test_stripes_land_on_the_slots_redis_cluster_gives_their_tags() -> None:
+    # CLUSTER KEYSLOT {cachelab#0}, {cachelab#1}, {cachelab#2} and {cachelab#15}
+    assert [stripe_slot(s) for s in (0, 1, 2, 15)] == [15809, 11744, 7555, 8881]
 
 
 def test_every_key_has_one_shard_and_shares_follow_popularity() -> None:

@@ -12,9 +12,12 @@ the slots split in equal ranges over the shards; a few stripes may land unevenly
 from __future__ import annotations
 
 import random
-import zlib
 from bisect import bisect
 from itertools import accumulate
+
+from redis.crc import key_slot
+
+from cachelab.stripes import stripe_of
 
 PLACEMENTS = ("slots", "round_robin")
 SLOTS = 16384
@@ -35,38 +38,22 @@ class Popularity:
         return min(bisect(self._cumulative, rng.random()), self._last)
 
 
-def crc16(data: bytes) -> int:
-    """CRC16-XMODEM, the checksum Redis Cluster takes of a key's hash tag."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
-    return crc
-
-
-def stripe_tag(namespace: str, stripe: int) -> str:
-    """The hash tag of one stripe: its namespace, ``ns#s``, as ``cachelab.stripes`` names it."""
-    return f"{namespace}#{stripe}"
+def stripe_slot(stripe: int, namespace: str = "cachelab") -> int:
+    """The hash slot of one stripe's tag, ``{ns#s}`` (redis-py's CRC16, as Redis Cluster's)."""
+    return int(key_slot(("{" + f"{namespace}#{stripe}" + "}").encode()))
 
 
 def shard_of_stripe(stripe: int, shards: int, placement: str, namespace: str = "cachelab") -> int:
     """The shard that serves stripe ``stripe``."""
     if placement == "round_robin":
         return stripe % shards
-    slot = crc16(stripe_tag(namespace, stripe).encode()) % SLOTS
-    return slot * shards // SLOTS
-
-
-def stripe_of_key(key: int, stripes: int) -> int:
-    """The stripe of key ``k{key}``: CRC-32 of its name, as ``cachelab.stripes.stripe_of``."""
-    return zlib.crc32(f"k{key}".encode()) % stripes
+    return stripe_slot(stripe, namespace) * shards // SLOTS
 
 
 def shard_of_keys(keys: int, stripes: int, shards: int, placement: str) -> list[int]:
     """For each key, the shard its writes and messages go to."""
     home = [shard_of_stripe(s, shards, placement) for s in range(stripes)]
-    return [home[stripe_of_key(k, stripes)] for k in range(keys)]
+    return [home[stripe_of(f"k{k}", stripes)] for k in range(keys)]
 
 
 def shard_shares(popularity: Popularity, shard_of: list[int], shards: int) -> list[float]:
