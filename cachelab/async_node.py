@@ -68,7 +68,6 @@ from cachelab.store import AsyncRedisStore, Meta
 __all__ = ["ASYNC_STRATEGIES", "AsyncCacheNode", "settle"]
 
 ASYNC_STRATEGIES = ("none", "invalidate", "update")
-_MAX_NAMESPACE = 64
 
 
 class AsyncCacheNode(NodeFace):
@@ -115,7 +114,7 @@ class AsyncCacheNode(NodeFace):
                 f"not {type(r).__name__}; a sync client goes with CacheNode"
             )
         validate.name("name", name, 100)
-        validate.name("namespace", namespace, _MAX_NAMESPACE)
+        validate.name("namespace", namespace, validate.MAX_NAMESPACE)
         self.strategy = strategy_for(strategy)
         if self.strategy.name not in ASYNC_STRATEGIES:
             raise ValueError(

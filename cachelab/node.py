@@ -66,8 +66,6 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_MAX_NAMESPACE = 64
-
 
 class CacheNode(NodeFace):
     """A near cache of one namespace's Redis keys, kept coherent by versioned messages.
@@ -133,7 +131,7 @@ class CacheNode(NodeFace):
         stream_maxlen: int | None = None,
     ) -> None:
         validate.name("name", name, 100)
-        validate.name("namespace", namespace, _MAX_NAMESPACE)
+        validate.name("namespace", namespace, validate.MAX_NAMESPACE)
         switches = switches_of(fill_guard, gap_detection, reconnect_flush, negative_cache, repair)
         self.name = name
         self.namespace = namespace
@@ -174,15 +172,14 @@ class CacheNode(NodeFace):
         if not self.strategy.subscribes:
             return None
         if bus is None:
+            name = f"cachelab-bus-{self.name}"
             if isinstance(r, RedisCluster):
-                name = f"cachelab-bus-{self.name}"
                 bus = ShardedBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
             elif not isinstance(r, redis.Redis):
                 raise TypeError("a bus is required when the store is not a Redis client")
             elif isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
                 bus = StreamBus(r, self._store, name=f"cachelab-stream-{self.name}")
             else:
-                name = f"cachelab-bus-{self.name}"
                 bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
         bus.start(self)
         return bus

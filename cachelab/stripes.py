@@ -50,7 +50,7 @@ MAX_STRIPES = 1024
 CLUSTER_STRIPES = 16
 """The stripe count on a Redis Cluster when none is given: fixed, never read off the
 topology, since every node of a namespace must agree on it for good."""
-_MAX_NAMESPACE = 59  # room for "#1023" within a node's 64-character namespace
+_MAX_NAMESPACE = validate.MAX_NAMESPACE - len(f"#{MAX_STRIPES - 1}")  # a stripe's is longer
 
 # KEYS: {ns}:meta. ARGV: the stripe count. The namespace is claimed once, for good.
 _CLAIM = """

@@ -20,6 +20,10 @@ def key(value: Any) -> None:
         _encodable("key", value)
 
 
+MAX_NAMESPACE = 64
+"""The longest namespace a node takes, in characters."""
+
+
 def name(what: str, value: Any, limit: int) -> None:
     """Names and namespaces: short, printable, and free of Redis hash-tag braces."""
     if type(value) is not str:
