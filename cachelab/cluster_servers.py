@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -37,6 +36,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from cachelab.cluster_nodes import NodeView, is_replica, owns_slots, parse_nodes
 from cachelab.servers import KINDS, Kind, ServerError, ServerProcess, binary, free_port, version
 
 SLOTS = 16384
@@ -51,59 +51,6 @@ class ClusterUnavailable(ServerError):
 
 class ClusterTimeout(ServerError):
     """The cluster did not reach the state asked for in time (its nodes' views are attached)."""
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """One line of ``CLUSTER NODES``: a node as one member of the cluster sees it."""
-
-    node_id: str
-    port: int
-    flags: frozenset[str]
-    master_id: str | None
-    slots: tuple[tuple[int, int], ...]
-
-    @property
-    def is_master(self) -> bool:
-        """True for a master (failed or not)."""
-        return "master" in self.flags
-
-    @property
-    def failing(self) -> bool:
-        """True when the observer suspects (pfail) or agreed (fail) that this node is down."""
-        return bool(self.flags & {"fail", "fail?"})
-
-    def shape(self) -> tuple[str, bool, str | None, tuple[tuple[int, int], ...]]:
-        """What every node must agree on: role, master and slots (not pings or 'myself')."""
-        return (self.node_id, self.is_master, self.master_id, self.slots)
-
-
-def parse_nodes(text: str) -> dict[str, NodeView]:
-    """``CLUSTER NODES`` output as node id -> NodeView (slots being moved are left out)."""
-    views = {}
-    for line in text.splitlines():
-        if line.strip():
-            view = _parse_line(line.split())
-            views[view.node_id] = view
-    return views
-
-
-def _parse_line(fields: list[str]) -> NodeView:
-    """``<id> <ip:port@cport[,host]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...``."""
-    address = fields[1].split("@")[0]
-    ranges = []
-    for token in fields[8:]:
-        if token.startswith("["):  # "[slot->-id]" / "[slot-<-id]": a migration in progress
-            continue
-        low, _, high = token.partition("-")
-        ranges.append((int(low), int(high or low)))
-    return NodeView(
-        node_id=fields[0],
-        port=int(address.rsplit(":", 1)[1]),
-        flags=frozenset(fields[2].split(",")),
-        master_id=None if fields[3] == "-" else fields[3],
-        slots=tuple(sorted(ranges)),
-    )
 
 
 def cli_binary(kind: Kind) -> str | None:
@@ -300,12 +247,12 @@ class ClusterProcess:
     def masters(self) -> list[ServerProcess]:
         """The live masters that own slots now, in start order."""
         views = self.topology()
-        return [n for n in self._live() if _owns_slots(views.get(self.node_id(n)))]
+        return [n for n in self._live() if owns_slots(views.get(self.node_id(n)))]
 
     def replicas(self) -> list[ServerProcess]:
         """The live replicas now, in start order."""
         views = self.topology()
-        return [n for n in self._live() if _is_replica(views.get(self.node_id(n)))]
+        return [n for n in self._live() if is_replica(views.get(self.node_id(n)))]
 
     def replica_of(self, master: ServerProcess) -> ServerProcess:
         """A live replica of ``master`` now (the first in start order)."""
@@ -369,7 +316,7 @@ class ClusterProcess:
         if node.running:
             raise ServerError(f"{node!r} is running: kill it first")
         node.restart()
-        self._wait(lambda: _is_replica(self._view(node)), f"{node!r} to rejoin as a replica")
+        self._wait(lambda: is_replica(self._view(node)), f"{node!r} to rejoin as a replica")
 
     def migrate_slot(
         self, slot: int, target: ServerProcess, *, during: Callable[[], None] | None = None
@@ -457,13 +404,13 @@ class ClusterProcess:
 
     def _is_master_of_all(self, new: ServerProcess, old: ServerProcess) -> bool:
         """True once ``new`` owns slots and ``old`` (if alive) follows it."""
-        if not _owns_slots(self._view(new)):
+        if not owns_slots(self._view(new)):
             return False
         return not old.running or self._view(old).master_id == self.node_id(new)
 
     def _promoted(self, heirs: list[ServerProcess]) -> ServerProcess | None:
         """The heir that now owns slots, if one does."""
-        return next((n for n in heirs if n.running and _owns_slots(self._view(n))), None)
+        return next((n for n in heirs if n.running and owns_slots(self._view(n))), None)
 
     def _owns(self, node: ServerProcess, slot: int) -> bool:
         """True when ``node`` owns ``slot`` (``_stable`` then checks that all nodes agree)."""
@@ -478,9 +425,9 @@ class ClusterProcess:
         if node not in self._nodes or not node.running:
             raise ValueError(f"{node!r} is not a live node of {self!r}")
         view = self._view(node)
-        if master and not _owns_slots(view):
+        if master and not owns_slots(view):
             raise ValueError(f"{node!r} is not a master owning slots")
-        if not master and not _is_replica(view):
+        if not master and not is_replica(view):
             raise ValueError(f"{node!r} is not a replica")
 
     def _dump(self) -> str:
@@ -527,16 +474,6 @@ def _fields(raw: Any) -> dict[str, str]:
         return {str(k): str(v) for k, v in raw.items()}
     pairs = (line.partition(":") for line in str(raw).splitlines() if ":" in line)
     return {key.strip(): value.strip() for key, _, value in pairs}
-
-
-def _owns_slots(view: NodeView | None) -> bool:
-    """True for a live-looking master with at least one slot."""
-    return view is not None and view.is_master and bool(view.slots)
-
-
-def _is_replica(view: NodeView | None) -> bool:
-    """True for a replica that knows its master."""
-    return view is not None and not view.is_master and view.master_id is not None
 
 
 def require_cluster_mode(node: ServerProcess) -> None:

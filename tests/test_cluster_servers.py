@@ -26,11 +26,11 @@ from redis.exceptions import MovedError
 from redis.retry import Retry
 
 from cachelab import cluster_servers
+from cachelab.cluster_nodes import parse_nodes
 from cachelab.cluster_servers import (
     SLOTS,
     ClusterProcess,
     ClusterUnavailable,
-    parse_nodes,
     require_cluster_mode,
 )
 from cachelab.servers import Kind, ServerProcess
