@@ -182,8 +182,8 @@ def run(config: RunConfig) -> RunResult:
             f"{', '.join(RUN_STRATEGIES)}"
         )
     with contextlib.ExitStack() as stack:
+        _check_faults(config)  # before any server starts
         url, server, where = _backend(config, stack)
-        _check_faults(config, server)
         namespace = f"run-{secrets.token_hex(4)}"
         nodes = _start_nodes(config, url, namespace, stack)
         target = _fault_target(config, url, server, stack)
@@ -225,11 +225,12 @@ def _cluster_backend(config: RunConfig, stack: contextlib.ExitStack) -> tuple[st
     return cluster.url, None, f"a private Redis Cluster, 3 masters and 3 replicas ({seeds})"
 
 
-def _check_faults(config: RunConfig, server: servers.ServerProcess | None) -> None:
-    """Refuse a fault this server cannot take."""
+def _check_faults(config: RunConfig) -> None:
+    """Refuse a fault the run's server cannot take (one not started here as a single server)."""
     private_only = NEEDS_PRIVATE_SERVER.intersection(config.faults)
-    if private_only and server is None:
-        raise RunError(f"fault {sorted(private_only)[0]} needs a private server: drop --url")
+    if private_only and (config.url is not None or config.cluster):
+        fix = "drop --cluster" if config.cluster else "drop --url"
+        raise RunError(f"fault {sorted(private_only)[0]} needs a private server: {fix}")
 
 
 def _start_nodes(

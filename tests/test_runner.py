@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cachelab import cli, servers
+from cachelab import cli, runner, servers
 from cachelab.check import check
 from cachelab.history import Op
 from cachelab.servers import ServerProcess
@@ -108,6 +108,17 @@ def test_sigstop_needs_a_private_server(
     args = ["run", "--url", redis_server.url, "--faults", "sigstop", "--quiet"]
     assert cli.main(args) == 2
     assert "sigstop needs a private server" in capsys.readouterr().err
+
+
+def test_sigstop_is_refused_on_a_cluster_before_one_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_cluster(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cluster was started for a run that is refused")
+
+    monkeypatch.setattr(runner, "ClusterProcess", no_cluster)
+    assert cli.main(["run", "--cluster", "--faults", "sigstop", "--quiet"]) == 2
+    assert "sigstop needs a private server: drop --cluster" in capsys.readouterr().err
 
 
 def children_of(pid: int) -> set[int]:
