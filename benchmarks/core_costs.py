@@ -123,7 +123,7 @@ def _raw_listener(port: int, channel: str) -> Iterator[None]:
 @contextmanager
 def _redis_py_listener(client: redis.Redis, channel: str) -> Iterator[None]:
     """A thread reading a redis-py PubSub, as RedisBus does, doing nothing else."""
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub()
     pubsub.subscribe(channel)
     try:
         with _looping(lambda: pubsub.get_message(timeout=0.05)):

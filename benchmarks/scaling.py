@@ -248,7 +248,7 @@ def message_size(server: ServerProcess) -> int:
     like the runs' (one probe write)."""
     client = server.client()
     namespace = f"scale-{secrets.token_hex(3)}"
-    with client, client.pubsub() as probe:  # type: ignore[no-untyped-call]
+    with client, client.pubsub() as probe:
         probe.subscribe(channel(namespace))
         probe.get_message(timeout=5.0)  # the confirmation
         with CacheNode(client, name="writer", namespace=namespace, strategy="none") as node:

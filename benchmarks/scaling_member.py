@@ -58,7 +58,7 @@ class RawSubscriber:
 
     def __init__(self, url: str, channel: str, arrivals: Arrivals) -> None:
         self._client = redis.Redis.from_url(url)
-        self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub()
         self._pubsub.subscribe(channel)
         confirmed = self._pubsub.get_message(timeout=10.0)  # SUBSCRIBE's reply: now it hears
         if confirmed is None or confirmed["type"] != "subscribe":

@@ -386,7 +386,7 @@ class RedisBus(ListenerThread):
 
     def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
-        self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self.client.pubsub()
         self.subscription.restart()
         self._pubsub.subscribe(self.channel, self.beat_channel)
 

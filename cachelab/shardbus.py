@@ -40,7 +40,7 @@ class ShardedBus(RedisBus):
         self._lost_once = True
         node = self.cluster.get_node_from_key(self.channel)  # type: ignore[no-untyped-call]
         self._shard = _own_client(self.cluster.get_redis_connection(node))
-        self._pubsub = self._shard.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self._shard.pubsub()
         self.subscription.restart()
         self._pubsub.ssubscribe(self.channel, self.beat_channel)
 

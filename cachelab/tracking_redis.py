@@ -227,7 +227,7 @@ class TrackingBus(RedisBus):
         except BaseException:
             self.client.connection_pool.release(connection)
             raise
-        self._pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self.client.pubsub()
         self._pubsub.connection = connection  # ours: no silent resubscription by redis-py
         self.subscription.restart()
         assert self._tracker is not None

@@ -173,7 +173,7 @@ def _server_name(client: redis.Redis) -> str:
 def _publish_cost(client: redis.Redis, publishes: int, subscribers: int, idle: float) -> float:
     """Server CPU seconds per PUBLISH to ``subscribers`` listeners (one round trip each)."""
     channel = "cachelab-calibrate:" + secrets.token_hex(6)
-    listeners = [client.pubsub() for _ in range(subscribers)]  # type: ignore[no-untyped-call]
+    listeners = [client.pubsub() for _ in range(subscribers)]
     try:
         for listener in listeners:
             listener.subscribe(channel)
@@ -191,7 +191,7 @@ def _script_cost(client: redis.Redis, writes: int, subscribers: int, idle: float
 
     namespace = "cachelab-calibrate-" + secrets.token_hex(6)
     # the node itself is one listener
-    extra = [client.pubsub() for _ in range(subscribers - 1)]  # type: ignore[no-untyped-call]
+    extra = [client.pubsub() for _ in range(subscribers - 1)]
     node = CacheNode(client, name="calibrate", namespace=namespace, strategy="invalidate",
                      heartbeat=None)
     try:
