@@ -23,23 +23,23 @@ $(UV):
 define install_project
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	mkdir -p $(VENV)/etc/jupyter  # HTML exports in this environment play offline too
-	cp cachelab/jupyter_config/jupyter_nbconvert_config.json $(VENV)/etc/jupyter/
+	cp cachelab/lab/jupyter_config/jupyter_nbconvert_config.json $(VENV)/etc/jupyter/
 endef
 
 # A student's install: the lab extra only (added to, never pruned, so a dev venv stays whole).
-$(LAB_STAMP): requirements/lab.txt pyproject.toml cachelab/jupyter_config/jupyter_nbconvert_config.json | $(UV)
+$(LAB_STAMP): requirements/lab.txt pyproject.toml cachelab/lab/jupyter_config/jupyter_nbconvert_config.json | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements/lab.txt
 	$(install_project)
 	touch $@
 
 # The developer's install: exactly the lock, with the test and lint tooling.
-$(DEV_STAMP): requirements/dev.txt pyproject.toml cachelab/jupyter_config/jupyter_nbconvert_config.json | $(UV)
+$(DEV_STAMP): requirements/dev.txt pyproject.toml cachelab/lab/jupyter_config/jupyter_nbconvert_config.json | $(UV)
 	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
 	$(install_project)
 	touch $(LAB_STAMP) $@
 
 lab: $(LAB_STAMP)
-	$(BIN)/python -m cachelab.cli lab
+	$(BIN)/python -m cachelab lab
 
 test: $(DEV_STAMP)
 	$(BIN)/ruff check cachelab tests benchmarks examples
@@ -48,7 +48,7 @@ test: $(DEV_STAMP)
 
 # Every notebook executed into site/ (offline HTML, about two minutes); open site/index.html.
 site: $(DEV_STAMP)
-	$(BIN)/python -m cachelab.cli site --out site
+	$(BIN)/python -m cachelab site --out site
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
@@ -58,7 +58,7 @@ faults: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.faults
 
 # Propagation and server CPU at 1 to 16 subscriber processes, cachelab against a raw PUBLISH;
-# rewrites docs/scaling.md and docs/scaling.json, the fleet simulator's calibration (minutes).
+# rewrites docs/scaling.md and cachelab/sim/scaling.json, the fleet simulator's calibration (minutes).
 scaling: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.scaling
 

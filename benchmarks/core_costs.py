@@ -17,7 +17,7 @@ import cachetools
 import redis
 
 from cachelab import CacheNode
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
 
 

@@ -35,9 +35,9 @@ import cachelab
 from cachelab import CacheNode, Cluster, StripedNode, messages, validate
 from cachelab.check import check
 from cachelab.coherence import strategy_for
+from cachelab.harness.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import decode_value
-from cachelab.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.store import RedisStore
 
 KEYS = [f"k{i}" for i in range(30)]

@@ -28,8 +28,8 @@ import redis
 
 from cachelab import CacheNode, Cluster, NodeStats, StripedNode
 from cachelab.check import check, stale_reads
+from cachelab.harness.servers import ServerProcess
 from cachelab.history import Op
-from cachelab.servers import ServerProcess
 
 Node = CacheNode | StripedNode
 

@@ -1,5 +1,5 @@
 """Propagation against OS processes on a real Redis: cachelab's invalidations, and a raw
-PUBLISH measured in the same run; writes docs/scaling.md and docs/scaling.json.
+PUBLISH measured in the same run; writes docs/scaling.md and cachelab/sim/scaling.json.
 
 For each N (1, 2, 4, 8, 16 by default) and each kind, N subscriber processes
 (``benchmarks/scaling_member.py``) listen on one private redis-server, and a writer in this
@@ -59,8 +59,9 @@ import redis
 from benchmarks.fitting import least_squares, residual_rms
 from benchmarks.scaling_member import KINDS, Arrivals, Member
 from cachelab import CacheNode
+from cachelab.harness.servers import ServerProcess, version
 from cachelab.messages import channel
-from cachelab.servers import ServerProcess, version
+from cachelab.sim.fleet_calibration import SCALING_JSON
 
 PROCS = (1, 2, 4, 8, 16)
 KEYS = [f"k{i}" for i in range(100)]
@@ -264,7 +265,7 @@ def message_size(server: ServerProcess) -> int:
 
 def row(runs: Sequence[Run]) -> dict[str, Any]:
     """The figures of one N and kind, pooled over its runs, under the names
-    docs/scaling.json keeps: the delays of every run's writes, the sums of their counts."""
+    cachelab/sim/scaling.json keeps: the delays of every run's writes, the sums of their counts."""
     first = runs[0]
     if any((run.kind, run.procs) != (first.kind, first.procs) for run in runs):
         raise ValueError("a row pools runs of one kind and one N only")
@@ -332,8 +333,8 @@ def calibrate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def document(
     rows: list[dict[str, Any]], writes: int, rate: float, load: Sequence[float] = ()
 ) -> dict[str, Any]:
-    """docs/scaling.json: when, where, the rows and the calibration. ``load`` is the machine's
-    1-minute load average before and after the runs: others' work shares the cores too."""
+    """The calibration file: when, where, the rows and the calibration. ``load`` is the
+    machine's 1-minute load average before and after the runs: others' work shares the cores too."""
     return {
         "measured": datetime.date.today().isoformat(),
         "server": f"redis {version('redis')}",
@@ -398,7 +399,7 @@ def _notes(doc: dict[str, Any]) -> list[str]:
     rows = doc["rows"]
     idle = max(r["idle_cpu_s"] / r["elapsed_s"] for r in rows) * 100
     return [
-        f"**Calibration** (docs/scaling.json, for the fleet simulator): server CPU per PUBLISH "
+        f"**Calibration** (cachelab/sim/scaling.json, for the fleet model): server CPU per PUBLISH "
         f"{fit['publish_us']:.1f} µs, per delivery to one subscriber {fit['delivery_us']:.2f} µs, "
         f"and cachelab's write script {fit['script_us']:.1f} µs over a plain PUBLISH; "
         f"{fit['how']}. Residual: {fit['residual_rms_ms']:.1f} ms of CPU (rms over the rows), "
@@ -527,13 +528,15 @@ def _alternating(repeat: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Measure, print the table, write docs/scaling.md and docs/scaling.json."""
+    """Measure, print the table, write docs/scaling.md and cachelab/sim/scaling.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--procs", type=_positive_ints, default=PROCS, help="e.g. 1,2,4,8,16")
     parser.add_argument("--writes", type=_positive(int), default=2000)
     parser.add_argument("--rate", type=_positive(float), default=500.0, help="writes per second")
     parser.add_argument("--repeat", type=_positive(int), default=2, help="runs per N and kind")
-    parser.add_argument("--out", type=Path, default=Path("docs"), help="where the two files go")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where scaling.md goes")
+    parser.add_argument("--calibration", type=Path, default=SCALING_JSON,
+                        help="where scaling.json goes (the package's: the fleet model reads it)")
     args = parser.parse_args(argv)
     if len(set(args.procs)) < 2:
         parser.error("--procs needs two values at least: the calibration tells N apart")
@@ -549,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = markdown(doc, time.monotonic() - begin)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.md").write_text(text)
-    (args.out / "scaling.json").write_text(json.dumps(doc, indent=1) + "\n")
+    args.calibration.write_text(json.dumps(doc, indent=1) + "\n")
     print(text)
 
 

@@ -29,9 +29,9 @@ import redis
 from benchmarks.core_costs import best
 from cachelab import CacheNode, StripedNode, TrackingNode
 from cachelab.check import Report, check
+from cachelab.harness.servers import ServerProcess
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE, encode_value
-from cachelab.servers import ServerProcess
 from cachelab.sim.workloads import zipf_picker
 from cachelab.store import RedisStore
 

@@ -25,7 +25,7 @@ import redis
 
 from benchmarks.core_costs import interleaved
 from cachelab import CacheNode
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 
 V1 = "1e10595"  # the last commit of protocol v1
 KEYS = [f"k{i}" for i in range(1000)]

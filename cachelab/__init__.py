@@ -5,10 +5,10 @@ from cachelab.auth import AuthenticationMismatch
 from cachelab.backends import BackendUnavailable, connect
 from cachelab.cluster import Cluster
 from cachelab.coherence import STRATEGIES, Strategy
+from cachelab.contract import StripeMismatch, TransportMismatch
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
-from cachelab.store import StripeMismatch, TransportMismatch
 from cachelab.stripes import StripedNode
 from cachelab.tracking import TrackingNode
 from cachelab.tracking_redis import TrackingUnsupported

@@ -1,5 +1,5 @@
 """``python -m cachelab``: the same command as ``cachelab``."""
 
-from cachelab.cli import main
+from cachelab.harness.cli import main
 
 raise SystemExit(main())

@@ -36,6 +36,7 @@ import redis.asyncio
 from cachelab import validate
 from cachelab.async_bus import AsyncRedisBus
 from cachelab.coherence import Strategy, strategy_for
+from cachelab.contract import Meta
 from cachelab.core import Flight, NodeCore, Switches
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
 from cachelab.local import Timer
@@ -63,7 +64,7 @@ from cachelab.shell import (
     write_head,
 )
 from cachelab.stats import NodeStats
-from cachelab.store import AsyncRedisStore, Meta
+from cachelab.store import AsyncRedisStore
 
 __all__ = ["ASYNC_STRATEGIES", "AsyncCacheNode", "settle"]
 

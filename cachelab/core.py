@@ -29,11 +29,11 @@ from itertools import islice
 from typing import Any
 
 from cachelab.coherence import Strategy
+from cachelab.contract import Check, Meta, Reply, Stamp
 from cachelab.local import LocalStore
 from cachelab.messages import ABSENT, MARKERS, MAX_SEQ, NO_VALUE, Message, Unauthenticated
 from cachelab.sequence import Sequencer, Verdict
 from cachelab.stats import NodeStats
-from cachelab.store import Check, Meta, Reply, Stamp
 
 Entry = tuple[Any, int, float]
 _MAX_UNSURE = 10_000  # a write that never ran leaves its key here: keep the set bounded

@@ -27,6 +27,7 @@ from cachelab.auth import Signer
 from cachelab.backends import Client, client_secret
 from cachelab.bus import Bus, RedisBus
 from cachelab.coherence import Strategy, strategy_for
+from cachelab.contract import Meta, Stamp, Store
 from cachelab.core import Flight, NodeCore, ReentrantLoad, Switches
 from cachelab.hooks import EventHook, Hooks, Recorder, call_loader
 from cachelab.local import Timer
@@ -56,7 +57,7 @@ from cachelab.shell import (
     write_head,
 )
 from cachelab.stats import NodeStats
-from cachelab.store import Meta, RedisStore, Stamp, Store
+from cachelab.store import RedisStore
 from cachelab.streambus import StreamBus
 
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]

@@ -79,9 +79,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cachelab.contract import Check, Meta
 from cachelab.messages import ABSENT, value_digest
 from cachelab.stats import Z95, wilson
-from cachelab.store import Check, Meta
 
 __all__ = ["Digest", "Held", "Sampler", "VerifyThread", "judge", "sampler_for"]
 

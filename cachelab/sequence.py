@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from cachelab.contract import Meta
 from cachelab.messages import Message
-from cachelab.store import Meta
 
 
 class Verdict(Enum):

@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cachelab.bus import Listener, ListenerThread
-from cachelab.store import Meta, Position
+from cachelab.contract import Meta, Position
 
 log = logging.getLogger(__name__)
 

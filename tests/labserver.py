@@ -31,7 +31,7 @@ class LabServer:
         command = [
             sys.executable,
             "-m",
-            "cachelab.cli",
+            "cachelab.harness.cli",
             "lab",
             f"--notebooks={notebooks}",
             f"--port={port}",

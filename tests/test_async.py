@@ -21,8 +21,9 @@ import redis.asyncio
 
 from cachelab import AsyncCacheNode, AuthenticationMismatch, ReentrantLoad, messages
 from cachelab.async_node import settle
+from cachelab.contract import Reply, Stamp
 from cachelab.history import Recorder
-from cachelab.store import RedisStore, Reply, Stamp
+from cachelab.store import RedisStore
 from tests.conftest import LoopThread, async_twin
 
 

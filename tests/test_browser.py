@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from cachelab.lab import NOTEBOOKS
 from tests.conftest import IN_CI
 from tests.labserver import LabServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
 NOTEBOOK = "02-watching-invalidations-propagate.ipynb"
 CHROMIUM_ARGS = [
     "--headless",

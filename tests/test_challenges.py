@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cachelab.challenges import (
+from cachelab.lab.challenges import (
     CHALLENGES,
     Challenge,
     evict,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cachelab import cli
+from cachelab.harness import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

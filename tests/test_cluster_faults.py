@@ -17,8 +17,8 @@ from redis.cluster import RedisCluster
 
 import cachelab
 from cachelab import Cluster, StripedNode, messages
-from cachelab.cluster_servers import ClusterProcess, slot_of
-from cachelab.servers import ServerProcess
+from cachelab.harness.cluster_servers import ClusterProcess, slot_of
+from cachelab.harness.servers import ServerProcess
 from cachelab.stripes import stripe_namespace, stripe_of
 
 STRIPES = 8

@@ -1,4 +1,4 @@
-"""cachelab.cluster_servers on both real binaries: forming, faults, and sharded pub/sub.
+"""cachelab.harness.cluster_servers on both real binaries: forming, faults, and sharded pub/sub.
 
 A fault test gets a fresh 3+3 cluster (``real_cluster``), since it changes the topology; the
 tests that leave roles and slots alone share one per kind (``shared_cluster``).
@@ -25,15 +25,15 @@ from redis.client import PubSub
 from redis.exceptions import MovedError
 from redis.retry import Retry
 
-from cachelab import cluster_servers
-from cachelab.cluster_nodes import parse_nodes
-from cachelab.cluster_servers import (
+from cachelab.harness import cluster_servers
+from cachelab.harness.cluster_nodes import parse_nodes
+from cachelab.harness.cluster_servers import (
     SLOTS,
     ClusterProcess,
     ClusterUnavailable,
     require_cluster_mode,
 )
-from cachelab.servers import Kind, ServerProcess
+from cachelab.harness.servers import Kind, ServerProcess
 from tests.conftest import REAL_PARAMS, fresh_cluster, require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,7 +371,7 @@ def test_cluster_nodes_lines_parse_with_bus_ports_hostnames_and_migrations() -> 
     assert views["cc"].slots == ((5461, 5461), (10923, 16383))
 
 
-# -- python -m cachelab.cluster_servers ------------------------------------------------
+# -- python -m cachelab.harness.cluster_servers ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -385,7 +385,7 @@ def test_the_command_prints_seeds_of_a_working_cluster_and_a_signal_stops_it(
     kind: Kind, signum: signal.Signals
 ) -> None:
     require_cluster(kind)
-    proc = python(["-m", "cachelab.cluster_servers", "--kind", kind])
+    proc = python(["-m", "cachelab.harness.cluster_servers", "--kind", kind])
     seeds: list[str] = []
     try:
         seeds = read_seeds(proc)
@@ -401,7 +401,7 @@ def test_the_command_prints_seeds_of_a_working_cluster_and_a_signal_stops_it(
 
 
 CRASH = """
-from cachelab.cluster_servers import ClusterProcess
+from cachelab.harness.cluster_servers import ClusterProcess
 cluster = ClusterProcess("redis").start()
 cluster.nodes[-1].kill()  # a dead node's directory must go too
 print("seeds", *cluster.seeds)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from cachelab.coherence import strategy_for
+from cachelab.contract import Meta, Reply, Stamp
 from cachelab.core import NodeCore, ReentrantLoad, Switches
 from cachelab.local import LocalStore
 from cachelab.messages import Message
 from cachelab.messages import value_digest as _digest
 from cachelab.sequence import Sequencer, Verdict
-from cachelab.store import Meta, Reply, Stamp
 
 INC = "inc-1"
 

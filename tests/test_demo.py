@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from cachelab import cli
-from cachelab.demo import COLUMNS, Screen, table
+from cachelab.harness import cli
+from cachelab.harness.demo import COLUMNS, Screen, table
 
 
 def test_a_short_demo_prints_a_table_per_step_and_repairs(

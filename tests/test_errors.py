@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cachelab import CacheNode, ReentrantLoad, store
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import AnyNodeFactory, NodeFactory
 from tests.test_failures import wait_for

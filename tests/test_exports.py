@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from nbconvert import HTMLExporter
 
-from cachelab.cli import lab_environment
-from cachelab.jupyter_config import PATH, PRIORITY
+from cachelab.harness.cli import lab_environment
+from cachelab.lab import NOTEBOOKS
+from cachelab.lab.jupyter_config import PATH, PRIORITY
 from tests.labserver import LabServer, free_port
 from tests.test_browser import offline_page
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK = "02-watching-invalidations-propagate.ipynb"
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachelab import CacheNode, Cluster, messages
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import AnyNodeFactory, any_nodes, settle_nodes
 from tests.test_node import settle

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 from tests.conftest import require_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.faults import FAULTS, Result, markdown, run_cell
-from cachelab.servers import Kind
+from cachelab.harness.servers import Kind
 from tests.conftest import REAL_PARAMS, require_server
 
 BY_NAME = {fault.name: fault for fault in FAULTS}

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cachelab.cli import lab_command, sync_copies, workdir
+from cachelab.harness.cli import lab_command, sync_copies, workdir
 from tests.labserver import LabServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGED = Path("cachelab", "lab", "notebooks")  # where a checkout keeps the notebooks
 
 
 def git(repo: Path, *args: str) -> str:
@@ -44,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(repo: Path, tmp_path: Path) -> Iterator[LabServer]:
     """``cachelab lab`` over the snapshot's notebooks."""
-    lab = LabServer(repo / "notebooks", free_port(), secrets.token_hex(16), tmp_path / "lab.log")
+    lab = LabServer(repo / PACKAGED, free_port(), secrets.token_hex(16), tmp_path / "lab.log")
     try:
         lab.wait_ready()
         yield lab
@@ -74,10 +75,10 @@ def test_saving_through_the_lab_leaves_git_clean(repo: Path, server: LabServer) 
         {"type": "notebook", "format": "json", "content": with_outputs(model["content"])},
     )
     assert saved["name"] == name
-    copy = json.loads((workdir(repo / "notebooks") / "notebooks" / name).read_text())
+    copy = json.loads((workdir(repo / PACKAGED) / "notebooks" / name).read_text())
     assert "saved by the lab" in json.dumps(copy)  # the save landed in the working copy
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
-    settings = workdir(repo / "notebooks") / "settings" / "@jupyterlab" / "apputils-extension"
+    settings = workdir(repo / PACKAGED) / "settings" / "@jupyterlab" / "apputils-extension"
     assert json.loads((settings / "notification.jupyterlab-settings").read_text()) == {
         "fetchNews": "false",
         "checkForUpdates": False,

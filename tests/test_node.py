@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from cachelab import ABSENT, CacheNode, Cluster, messages
+from cachelab.contract import Reply
 from cachelab.messages import decode_value
-from cachelab.store import RedisStore, Reply
+from cachelab.store import RedisStore
 from tests.conftest import AnyNode, AnyNodeFactory, NodeFactory
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import fakeredis
 import pytest
 
+from cachelab.harness.nodeclient import NodeError, NodeProcess, command, node_options
+from cachelab.harness.nodeproc import BANNER, NodeHandler
+from cachelab.harness.servers import ServerProcess
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
-from cachelab.nodeclient import NodeError, NodeProcess, command, node_options
-from cachelab.nodeproc import BANNER, NodeHandler
-from cachelab.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
+from cachelab.lab import NOTEBOOKS as NOTEBOOK_DIR
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 120
 
 

@@ -43,7 +43,8 @@ def test_package_is_typed() -> None:
 
 
 def test_lab_command_targets_the_notebooks() -> None:
-    from cachelab.cli import NOTEBOOKS, lab_command
+    from cachelab.harness.cli import lab_command
+    from cachelab.lab import NOTEBOOKS
 
     command = lab_command(NOTEBOOKS, 8899, open_browser=False)
     assert command[1] == "lab"

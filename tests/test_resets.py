@@ -8,7 +8,7 @@ import redis
 
 from cachelab import Cluster
 from cachelab.check import check
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
 from tests.test_node import settle

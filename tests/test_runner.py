@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from cachelab import cli, runner, servers
 from cachelab.check import check
+from cachelab.harness import cli, runner, servers
+from cachelab.harness.servers import ServerProcess
 from cachelab.history import Op
-from cachelab.servers import ServerProcess
 from tests.conftest import require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent

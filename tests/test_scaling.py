@@ -26,7 +26,7 @@ from benchmarks.scaling import (
     row,
 )
 from benchmarks.scaling_member import KINDS
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 
 SCHEMA = {
     "procs": int,

@@ -1,4 +1,4 @@
-"""cachelab.servers on both real binaries: start, persistence across SIGKILL, pause, eviction."""
+"""The harness's servers on both real binaries: start, SIGKILL and persistence, pause, eviction."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cachelab import servers
-from cachelab.servers import Kind, ServerError, ServerProcess, running_servers
+from cachelab.harness import servers
+from cachelab.harness.servers import Kind, ServerError, ServerProcess, running_servers
 from tests.conftest import REAL_PARAMS, require_server
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import fakeredis
 import pytest
 
+from cachelab.contract import Reply
 from cachelab.messages import message_head, message_prefix
 from cachelab.sim.store import MemoryStore
-from cachelab.store import RedisStore, Reply
+from cachelab.store import RedisStore
 
 KEYS = ["k0", "k1", "k2"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cachelab.site import build_site
+from cachelab.lab import NOTEBOOKS
+from cachelab.lab.site import build_site
 from tests.test_browser import offline_page
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PAGES = ("00", "02", "04")  # the quickstart, the panels, the side-by-side viewer
 
 

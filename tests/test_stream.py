@@ -12,7 +12,8 @@ import redis
 
 from cachelab import ABSENT, CacheNode, Cluster, StripedNode, messages
 from cachelab.auth import Signer
-from cachelab.store import RedisStore, TransportMismatch
+from cachelab.contract import TransportMismatch
+from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
 from tests.test_node import settle
 

@@ -18,9 +18,9 @@ import redis
 import cachelab
 from cachelab import CacheNode, Cluster, TrackingNode, TrackingUnsupported
 from cachelab.check import check
+from cachelab.harness.servers import ServerProcess
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE
-from cachelab.servers import ServerProcess
 from cachelab.tracking_redis import INVALIDATE_CHANNEL, resp2_client
 from tests.conftest import require_server
 from tests.test_failures import wait_for

@@ -15,6 +15,7 @@ import redis
 
 from cachelab import CacheNode, Cluster, TrackingNode
 from cachelab.check import stale_reads
+from cachelab.contract import Check, Meta
 from cachelab.history import READ
 from cachelab.messages import ABSENT, encode_value, value_digest
 from cachelab.sampler import Sampler, VerifyThread, judge
@@ -22,7 +23,7 @@ from cachelab.sim import Network, Simulation
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.workloads import zipf
 from cachelab.stats import NodeStats, wilson
-from cachelab.store import Check, Meta, RedisStore
+from cachelab.store import RedisStore
 from tests.conftest import NodeFactory
 from tests.test_failures import wait_for
 from tests.test_node import settle

@@ -17,8 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from cachelab.history import Op
-from cachelab.sim import KINDS as SIM_KINDS
-from cachelab.viz import (
+from cachelab.lab.viz import (
     KINDS,
     Event,
     burst_counts,
@@ -36,8 +35,9 @@ from cachelab.viz import (
     store_load,
     variant_bars,
 )
-from cachelab.viz.scaling import batch_bars, scaling_lines
-from cachelab.viz.timeline import explain, stops
+from cachelab.lab.viz.scaling import batch_bars, scaling_lines
+from cachelab.lab.viz.timeline import explain, stops
+from cachelab.sim import KINDS as SIM_KINDS
 
 
 @pytest.fixture(autouse=True)

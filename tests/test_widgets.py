@@ -11,11 +11,11 @@ import redis
 
 matplotlib.use("Agg")
 
+from cachelab.lab.viz import ControlPanel, Event, TraceViewer, side_by_side, sim_panel
+from cachelab.lab.viz.live import LiveCluster
+from cachelab.lab.viz.panel import LIVE_STRATEGIES, SAFEGUARDS
+from cachelab.lab.viz.simulated import SimCluster
 from cachelab.sim.scenarios import CATALOGUE
-from cachelab.viz import ControlPanel, Event, TraceViewer, side_by_side, sim_panel
-from cachelab.viz.live import LiveCluster
-from cachelab.viz.panel import LIVE_STRATEGIES, SAFEGUARDS
-from cachelab.viz.simulated import SimCluster
 
 PanelFactory = Callable[..., ControlPanel]
 

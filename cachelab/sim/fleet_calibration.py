@@ -3,7 +3,7 @@
 A ``Calibration`` holds four costs in microseconds of server CPU: a PUBLISH (or any one
 command's dispatch), each delivery of a message to one subscriber, the extra of
 cachelab's write script over a bare PUBLISH, and each tracking invalidation sent to one
-client. ``Calibration.load`` reads them from ``docs/scaling.json`` (written by the
+client. ``Calibration.load`` reads them from ``cachelab/sim/scaling.json`` (written by the
 scaling benchmark); ``measure`` takes them live from a server, from ``INFO cpu``;
 ``FALLBACK`` is a committed measurement, for when neither is at hand.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-SCALING_JSON = Path(__file__).resolve().parents[2] / "docs" / "scaling.json"
+SCALING_JSON = Path(__file__).resolve().parent / "scaling.json"
 """Where the scaling benchmark writes its measurements (in a source checkout)."""
 
 _COSTS = ("publish_us", "delivery_us", "script_us", "tracking_us")
@@ -96,7 +96,7 @@ FALLBACK = Calibration(
 
 
 def default(path: str | Path = SCALING_JSON) -> Calibration:
-    """``docs/scaling.json`` when it exists, else ``FALLBACK``."""
+    """``cachelab/sim/scaling.json`` when it exists, else ``FALLBACK``."""
     return Calibration.load(path) if Path(path).exists() else FALLBACK
 
 

@@ -25,9 +25,9 @@ from itertools import islice
 
 from cachelab import validate
 from cachelab.auth import Signer
+from cachelab.contract import Check, Meta, Reply, Stamp
 from cachelab.local import Timer
 from cachelab.messages import finish, message_tail
-from cachelab.store import Check, Meta, Reply, Stamp
 
 WriteHook = Callable[[str, str, int], None]
 """Called as ``on_write(op, key, seq)`` after a write is applied, before it is published."""

@@ -34,8 +34,8 @@ SEED = 7
 # %%
 import os
 
+from cachelab.lab.viz import TraceViewer, live_panel, sim_panel
 from cachelab.sim import Network, Partition, Request, Simulation
-from cachelab.viz import TraceViewer, live_panel, sim_panel
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 print("real nodes on:", "your Redis" if REDIS_URL else "the embedded fakeredis")

@@ -34,9 +34,9 @@ import os
 
 import matplotlib.pyplot as plt
 
+from cachelab.lab.viz import hit_rate_against, hit_rate_over_time, messages_per_write
 from cachelab.sim import Simulation
 from cachelab.sim.workloads import zipf
-from cachelab.viz import hit_rate_against, hit_rate_over_time, messages_per_write
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 

@@ -18,8 +18,8 @@ SCENARIO = "stale_set"  # the one animated in slow motion; any key of the table 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from cachelab.lab.viz import side_by_side, variant_bars
 from cachelab.sim.scenarios import CATALOGUE
-from cachelab.viz import side_by_side, variant_bars
 
 rows = ["| key | scenario | metric |", "|---|---|---|"]
 rows += [f"| `{name}` | {s.title} | {s.metric.replace('_', ' ')} |" for name, s in CATALOGUE.items()]

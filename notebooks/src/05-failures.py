@@ -24,9 +24,9 @@ import os
 import matplotlib.pyplot as plt
 
 from cachelab.check import stale_reads
+from cachelab.lab.viz import hit_rate_over_time, staleness_histogram, store_load
 from cachelab.sim import Fault, Network, Partition, Simulation
 from cachelab.sim.workloads import zipf
-from cachelab.viz import hit_rate_over_time, staleness_histogram, store_load
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 B = 1  # node b, the victim
@@ -281,7 +281,7 @@ plt.show()
 # repairing: `k` changed, so it is dropped; `other` did not, so it stays cached.
 
 # %%
-from cachelab.viz.live import LiveCluster
+from cachelab.lab.viz.live import LiveCluster
 
 with LiveCluster(3, url=REDIS_URL) as live:
     live.write("a", "k", "v1")

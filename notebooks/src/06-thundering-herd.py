@@ -32,9 +32,9 @@ import os
 
 import matplotlib.pyplot as plt
 
+from cachelab.lab.viz import bursts, store_load
 from cachelab.sim import Network, Simulation
 from cachelab.sim.workloads import every, hot_key, merge
-from cachelab.viz import bursts, store_load
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 

@@ -32,14 +32,14 @@ import matplotlib.pyplot as plt
 
 from cachelab.check import check, stale_reads
 from cachelab.history import Op
-from cachelab.sim import Network, Simulation
-from cachelab.sim.workloads import zipf
-from cachelab.viz import (
+from cachelab.lab.viz import (
     consistency_within,
     nines_chart,
     staleness_against_network,
     staleness_histogram,
 )
+from cachelab.sim import Network, Simulation
+from cachelab.sim.workloads import zipf
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 WINDOWS = [10 ** (e / 4) for e in range(-16, 5)]  # 100 us .. 10 s, four per decade

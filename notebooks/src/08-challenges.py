@@ -30,7 +30,7 @@
 SHRINK = True  # shrink a failing run to a short counterexample (a few hundred runs at most)
 
 # %%
-from cachelab.challenges import CHALLENGES
+from cachelab.lab.challenges import CHALLENGES
 
 for challenge in CHALLENGES.values():
     print(f"{challenge.title}: {len(challenge.checks)} checks ({challenge.name})")

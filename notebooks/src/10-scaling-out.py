@@ -35,10 +35,10 @@ import time
 
 import matplotlib.pyplot as plt
 
+from cachelab.lab.viz.scaling import batch_bars, scaling_lines
 from cachelab.sim.fleet import Fleet
-from cachelab.sim.fleet_calibration import SCALING_JSON, Calibration, default, measure
+from cachelab.sim.fleet_calibration import SCALING_JSON, default, measure
 from cachelab.sim.fleet_saturation import cost_per_write, saturation_table
-from cachelab.viz.scaling import batch_bars, scaling_lines
 
 REDIS_URL = REDIS_URL or os.environ.get("REDIS_URL")
 MODES = {
@@ -56,7 +56,7 @@ MODES = {
 # costs a delivery). With `REDIS_URL` set, the cell measures your server live (`INFO cpu`
 # around 300 `PUBLISH`es to none and to 8 subscribers, and as many cachelab writes; the
 # median of three rounds).
-# Otherwise it reads `docs/scaling.json`, written by the scaling benchmark, or, when that
+# Otherwise it reads `cachelab/sim/scaling.json`, written by the scaling benchmark, or, when that
 # file is absent, the fallback committed with the code. It prints which.
 
 # %%
@@ -67,7 +67,7 @@ if REDIS_URL:
         CAL = measure(server, publishes=300, subscribers=8, rounds=3)
 else:
     CAL = default()
-    print("docs/scaling.json", "found" if SCALING_JSON.exists() else "absent", f"({SCALING_JSON})")
+    print("cachelab/sim/scaling.json", "found" if SCALING_JSON.exists() else "absent", f"({SCALING_JSON})")
 print("calibration:", CAL.describe())
 print(f"a broadcast write to 1,000 nodes: {cost_per_write(CAL, 'broadcast', 1000) * 1e6:,.0f} us "
       f"of server CPU, of which {1000 * CAL.delivery_us:,.0f} us are the deliveries")

@@ -1,4 +1,4 @@
-"""Build notebooks/NN-*.ipynb from the percent-format sources beside this file.
+"""Build cachelab/lab/notebooks/NN-*.ipynb (package data) from the percent-format sources beside this file.
 
 Usage: .venv/bin/python notebooks/src/build.py  (rewrites every notebook it has a source for)
 
@@ -18,6 +18,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
+NOTEBOOKS = HERE.parents[1] / "cachelab" / "lab" / "notebooks"
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
 
@@ -59,7 +60,7 @@ def build(path: Path) -> Path:
         cell.id = f"{path.stem[:2]}-{i:02d}"  # stable ids keep the diffs small
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    target = HERE.parent / (path.stem + ".ipynb")
+    target = NOTEBOOKS / (path.stem + ".ipynb")
     nbformat.write(nb, target)
     return target
 

@@ -21,10 +21,10 @@ import redis
 from cachelab.backends import connect
 from cachelab.bus import Listener, RedisBus
 from cachelab.cluster import node_names, settle_markers
+from cachelab.lab.viz.timeline import Event
 from cachelab.messages import MARKERS, InvalidMessage, channel, decode
 from cachelab.node import CacheNode
 from cachelab.store import RedisStore
-from cachelab.viz.timeline import Event
 
 
 class Gate:

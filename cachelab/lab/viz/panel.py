@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import ipywidgets as widgets
 
+from cachelab.lab.viz.timeline import Event, pane
+from cachelab.lab.viz.viewer import TraceViewer
 from cachelab.stats import NodeStats
-from cachelab.viz.timeline import Event, pane
-from cachelab.viz.viewer import TraceViewer
 
 # The panel gates each pub/sub message on its way to each node. Server-assisted "tracking"
 # has no such messages to gate (and fakeredis cannot track): notebook 09 shows it instead.
@@ -444,7 +444,7 @@ def _cell(key: str, value: Any, version: int, latest: int) -> str:
 
 def _live_factory(url: str | None = None) -> Factory:
     """Build LiveClusters (imported late: it starts threads and connects to Redis)."""
-    from cachelab.viz.live import LiveCluster
+    from cachelab.lab.viz.live import LiveCluster
 
     def factory(**options: Any) -> PanelBackend:
         return LiveCluster(url=url, **options)
@@ -459,7 +459,7 @@ def live_panel(url: str | None = None, **options: Any) -> ControlPanel:
 
 def sim_panel(seed: int = 0, **options: Any) -> ControlPanel:
     """A panel over the simulator: virtual time, replayed after every action."""
-    from cachelab.viz.simulated import SimCluster
+    from cachelab.lab.viz.simulated import SimCluster
 
     def factory(**settings: Any) -> PanelBackend:
         return SimCluster(seed=seed, **settings)

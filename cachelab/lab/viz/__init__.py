@@ -1,13 +1,13 @@
-"""cachelab.viz: plots, the trace viewer and ipywidgets panels for the lab notebooks.
+"""cachelab.lab.viz: plots, the trace viewer and ipywidgets panels for the lab notebooks.
 
 Plots need matplotlib; the viewer and the panel need ipywidgets and anywidget too
 (``pip install cachelab[lab]``).
 """
 
-from cachelab.viz.compare import side_by_side, verdict
-from cachelab.viz.kinds import KINDS, Kind, kind_of
-from cachelab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
-from cachelab.viz.plots import (
+from cachelab.lab.viz.compare import side_by_side, verdict
+from cachelab.lab.viz.kinds import KINDS, Kind, kind_of
+from cachelab.lab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
+from cachelab.lab.viz.plots import (
     burst_counts,
     bursts,
     consistency_within,
@@ -22,8 +22,8 @@ from cachelab.viz.plots import (
     store_load,
     variant_bars,
 )
-from cachelab.viz.timeline import Event, pane
-from cachelab.viz.viewer import TraceViewer
+from cachelab.lab.viz.timeline import Event, pane
+from cachelab.lab.viz.viewer import TraceViewer
 
 __all__ = [
     "KINDS",

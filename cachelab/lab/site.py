@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
-from cachelab.jupyter_config import PRIORITY
+from cachelab.lab.jupyter_config import PRIORITY
 
 TEMPLATES = Path(__file__).resolve().parent / "site_template"
 _LINK = re.compile(r'href="(\d\d-[\w.-]+)\.ipynb"')

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from matplotlib.axes import Axes
 
-from cachelab.viz.plots import Series, _axes, _lines
+from cachelab.lab.viz.plots import Series, _axes, _lines
 
 
 def scaling_lines(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cachelab.lab.viz.timeline import pane
+from cachelab.lab.viz.viewer import TraceViewer
 from cachelab.sim.result import SimResult
 from cachelab.sim.scenarios import Scenario, Variant
-from cachelab.viz.timeline import pane
-from cachelab.viz.viewer import TraceViewer
 
 
 def verdict(scenario: Scenario, variant: Variant, result: SimResult) -> tuple[str, bool | None]:

@@ -11,7 +11,7 @@ the server. The commands:
 - ``snapshot`` [``keys``] -> ``entries``: key -> [value, version] of trusted local entries
 - ``sync`` ``nonce`` [``publish``]: publish a sync marker if asked; -> ``synced``, whether
   this node has handled every message published before that marker (``CacheNode.synced``)
-- ``run`` ``workload`` (``cachelab.loadgen.Workload``'s fields) starts it on threads;
+- ``run`` ``workload`` (``cachelab.harness.loadgen.Workload``'s fields) starts it on threads;
   ``progress`` -> ``done``, ``errors``, ``total``, ``finished``
 - ``history`` [``since``] -> ``ops``: recorded ops from index ``since`` on, each
   ``[node, op, key, start, end, version, hit]`` with ``time.monotonic()`` times
@@ -34,8 +34,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cachelab.harness.loadgen import LoadRun, Workload
 from cachelab.history import Recorder
-from cachelab.loadgen import LoadRun, Workload
 from cachelab.node import CacheNode
 from cachelab.stripes import StripedNode
 

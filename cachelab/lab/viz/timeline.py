@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachelab.viz.kinds import kind_of, outcome
+from cachelab.lab.viz.kinds import kind_of, outcome
 
 REDIS = "redis"
 """The name of the box every message passes through."""

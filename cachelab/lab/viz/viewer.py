@@ -18,7 +18,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from cachelab.viz.timeline import pane, stops
+from cachelab.lab.viz.timeline import pane, stops
 
 STATIC = Path(__file__).resolve().parent / "static"
 _ESM = (STATIC / "viewer.js").read_text(encoding="utf-8")

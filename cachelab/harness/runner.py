@@ -31,17 +31,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cachelab import servers
 from cachelab.backends import connect, redact
 from cachelab.check import Report, check, stale_reads
 from cachelab.cluster import node_names, settle_markers
-from cachelab.cluster_servers import ClusterProcess
 from cachelab.coherence import STRATEGIES, strategy_for
+from cachelab.harness import servers
+from cachelab.harness.cluster_servers import ClusterProcess
+from cachelab.harness.livefaults import NEEDS_PRIVATE_SERVER, Schedule, Target
+from cachelab.harness.loadgen import Workload, split
+from cachelab.harness.nodeclient import LocalNode, NodeLink, node_options, start_processes
+from cachelab.harness.servers import ServerError
 from cachelab.history import Op
-from cachelab.livefaults import NEEDS_PRIVATE_SERVER, Schedule, Target
-from cachelab.loadgen import Workload, split
-from cachelab.nodeclient import LocalNode, NodeLink, node_options, start_processes
-from cachelab.servers import ServerError
 
 RUN_STRATEGIES = tuple(name for name in STRATEGIES if name != "tracking")
 """The strategies a run can check: ``tracking`` has no versions for the checker to compare."""

@@ -1,7 +1,7 @@
 """A private Redis Cluster of server processes: tests and fault runs of a striped namespace.
 
 A :class:`ClusterProcess` starts ``masters * (1 + replicas_per_master)`` ``redis-server`` or
-``valkey-server`` processes in cluster mode (each a :class:`~cachelab.servers.ServerProcess`
+``valkey-server`` processes in cluster mode (each a :class:`~cachelab.harness.servers.ServerProcess`
 on a free loopback port, in a temp dir of its own), joins them with ``redis-cli --cluster
 create`` and injects the faults a striped near cache must survive: a manual failover, a
 master's crash (automatic failover), its restart as a replica, and a hash slot migrated from
@@ -10,7 +10,7 @@ one master to another while clients write. Every fault returns only once the clu
 
 Topology is never cached: roles and slot owners are read live from ``CLUSTER NODES``.
 
-``python -m cachelab.cluster_servers --kind valkey`` starts one and prints its seeds until
+``python -m cachelab.harness.cluster_servers --kind valkey`` starts one and prints its seeds until
 Ctrl-C.
 """
 
@@ -36,8 +36,16 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from cachelab.cluster_nodes import NodeView, is_replica, owns_slots, parse_nodes
-from cachelab.servers import KINDS, Kind, ServerError, ServerProcess, binary, free_port, version
+from cachelab.harness.cluster_nodes import NodeView, is_replica, owns_slots, parse_nodes
+from cachelab.harness.servers import (
+    KINDS,
+    Kind,
+    ServerError,
+    ServerProcess,
+    binary,
+    free_port,
+    version,
+)
 
 SLOTS = 16384
 _CLI: dict[Kind, str] = {"redis": "redis-cli", "valkey": "valkey-cli"}
@@ -502,13 +510,13 @@ def _check_shape(kind: str, masters: int, replicas: int, timeout_ms: int) -> Non
         raise ValueError(f"node_timeout_ms must be an int of at least 100, not {timeout_ms!r}")
 
 
-# -- python -m cachelab.cluster_servers ---------------------------------------------------
+# -- python -m cachelab.harness.cluster_servers ---------------------------------------------------
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line of ``python -m cachelab.cluster_servers``."""
+    """The command line of ``python -m cachelab.harness.cluster_servers``."""
     parser = argparse.ArgumentParser(
-        prog="python -m cachelab.cluster_servers",
+        prog="python -m cachelab.harness.cluster_servers",
         description="Start a private local Redis Cluster and print its seeds until Ctrl-C.",
     )
     parser.add_argument("--kind", choices=KINDS, default="redis")

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cachelab.backends import Client, connect
+from cachelab.harness.nodeproc import BANNER, HOST, NodeHandler, Reply
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
-from cachelab.nodeproc import BANNER, HOST, NodeHandler, Reply
 from cachelab.stripes import StripedNode, make_node
 
 START_TIMEOUT = 20.0

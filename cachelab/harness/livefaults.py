@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from cachelab.servers import ServerProcess
+from cachelab.harness.servers import ServerProcess
 
 PAUSE_MS = 200
 """How long ``pause`` and ``sigstop`` stall the server, in milliseconds."""

@@ -4,9 +4,10 @@ JupyterLab saves outputs into the notebooks it serves, so it never serves the
 tracked ones: ``lab`` copies them into ``.lab/notebooks`` (gitignored) and serves
 that folder, with JupyterLab's news prompt and update check switched off.
 ``cachelab site`` executes every notebook into a static HTML site that works offline.
-``cachelab node`` serves one node over a line protocol (``cachelab.nodeproc``), ``cachelab
+``cachelab node`` serves one node over a line protocol (``cachelab.harness.nodeproc``), ``cachelab
 run`` runs many node processes under faults and checks their merged history
-(``cachelab.runner``), and ``cachelab demo`` shows nodes repairing live (``cachelab.demo``).
+(``cachelab.harness.runner``), and ``cachelab demo`` shows nodes repairing live
+(``cachelab.harness.demo``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cachelab.backends import BackendUnavailable
-from cachelab.jupyter_config import PATH as JUPYTER_CONFIG
-from cachelab.livefaults import FAULTS, parse_faults
-from cachelab.runner import RUN_STRATEGIES
+from cachelab.harness.livefaults import FAULTS, parse_faults
+from cachelab.harness.runner import RUN_STRATEGIES
+from cachelab.lab import NOTEBOOKS
+from cachelab.lab.jupyter_config import PATH as JUPYTER_CONFIG
 from cachelab.stripes import CLUSTER_STRIPES
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 QUIET_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
@@ -143,7 +144,7 @@ def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _site(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Build the static site."""
-    from cachelab.site import build_site
+    from cachelab.lab.site import build_site
 
     index = build_site(args.notebooks, args.out, timeout=args.timeout, only=args.only)
     print(f"cachelab site: open {index}")
@@ -226,7 +227,7 @@ def _node_parser(commands: Any) -> argparse.ArgumentParser:
         "node",
         help="serve one CacheNode over a JSON line protocol on 127.0.0.1",
         description="Run one CacheNode in this process and serve the JSON line protocol of "
-        "cachelab.nodeproc on 127.0.0.1. The first line printed is "
+        "cachelab.harness.nodeproc on 127.0.0.1. The first line printed is "
         "'cachelab-node listening on 127.0.0.1:PORT'. 'quit' or SIGTERM ends it.",
     )
     node.add_argument(
@@ -377,8 +378,8 @@ def _fail(command: str, message: object, code: int = 2) -> int:
 def _node(args: argparse.Namespace) -> int:
     """``cachelab node``."""
     from cachelab.backends import connect
-    from cachelab.nodeclient import NodeError, build_node, node_options
-    from cachelab.nodeproc import serve_node
+    from cachelab.harness.nodeclient import NodeError, build_node, node_options
+    from cachelab.harness.nodeproc import serve_node
 
     try:
         client = connect(args.url, cluster=True) if args.cluster else connect(args.url)
@@ -403,8 +404,8 @@ def _node(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """``cachelab run``."""
-    from cachelab.nodeclient import NodeError
-    from cachelab.runner import RunConfig, RunError, run
+    from cachelab.harness.nodeclient import NodeError
+    from cachelab.harness.runner import RunConfig, RunError, run
 
     config = RunConfig(
         procs=args.procs,
@@ -450,8 +451,8 @@ def _write_history(path: Path, history: Sequence[Any]) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     """``cachelab demo``."""
-    from cachelab.demo import DemoConfig, run_demo
-    from cachelab.nodeclient import NodeError
+    from cachelab.harness.demo import DemoConfig, run_demo
+    from cachelab.harness.nodeclient import NodeError
 
     config = DemoConfig(
         url=args.url,

@@ -7,7 +7,7 @@ peer's message. ``store`` is the node's LocalStore (``invalidate``, ``update``,
 ``value``), ``memo`` a dict private to that node for the run. Return True when the
 message changed something, False when it was ignored.
 
-    from cachelab.challenges import CHALLENGES
+    from cachelab.lab.challenges import CHALLENGES
     grade = CHALLENGES["tell_the_peers"].grade(my_apply)
     grade.passed, grade            # a table per check; grade.viewer() animates the
                                    # shortest failing trace the grader could find
@@ -145,8 +145,8 @@ class Grade:
         """The shortest failing run the grader found, in the trace viewer (None if passed)."""
         if self.counterexample is None:
             return None
-        from cachelab.viz.timeline import pane
-        from cachelab.viz.viewer import TraceViewer
+        from cachelab.lab.viz.timeline import pane
+        from cachelab.lab.viz.viewer import TraceViewer
 
         result = self.counterexample
         failed = next(o for o in self.outcomes if not o.passed)

@@ -22,9 +22,9 @@ from typing import TextIO
 from cachelab.backends import connect, redact
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
-from cachelab.livefaults import Target, kill_pubsub
-from cachelab.nodeclient import LocalNode, NodeLink, node_options, start_processes
-from cachelab.runner import settle
+from cachelab.harness.livefaults import Target, kill_pubsub
+from cachelab.harness.nodeclient import LocalNode, NodeLink, node_options, start_processes
+from cachelab.harness.runner import settle
 
 WATCHED = "hot"
 """The key whose value and version each node holds is shown."""
