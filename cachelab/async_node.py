@@ -115,7 +115,7 @@ class AsyncCacheNode(NodeFace):
                 f"not {type(r).__name__}; a sync client goes with CacheNode"
             )
         validate.name("name", name, 100)
-        validate.name("namespace", namespace, validate.MAX_NAMESPACE)
+        namespace = validate.namespace(namespace)
         self.strategy = strategy_for(strategy)
         if self.strategy.name not in ASYNC_STRATEGIES:
             raise ValueError(

@@ -132,7 +132,7 @@ class CacheNode(NodeFace):
         stream_maxlen: int | None = None,
     ) -> None:
         validate.name("name", name, 100)
-        validate.name("namespace", namespace, validate.MAX_NAMESPACE)
+        namespace = validate.namespace(namespace)
         switches = switches_of(fill_guard, gap_detection, reconnect_flush, negative_cache, repair)
         self.name = name
         self.namespace = namespace

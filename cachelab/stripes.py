@@ -75,7 +75,7 @@ def stripe_of(key: str, stripes: int) -> int:
 
 def stripe_namespace(namespace: str, stripe: int, stripes: int) -> str:
     """The namespace of one stripe (the namespace itself when there is one stripe)."""
-    return namespace if stripes == 1 else f"{namespace}#{stripe}"
+    return namespace if stripes == 1 else validate.StripeNamespace(f"{namespace}#{stripe}")
 
 
 def default_stripes(r: object) -> int:
@@ -313,7 +313,7 @@ def _check_shared(stripes: int, options: dict[str, Any]) -> None:
 
 def _check(namespace: str, stripes: int, strategy: str | Strategy) -> None:
     """Refuse what cannot stripe, saying why."""
-    validate.name("namespace", namespace, _MAX_NAMESPACE)
+    validate.namespace(namespace, _MAX_NAMESPACE)
     if not 1 <= stripes <= MAX_STRIPES:
         raise ValueError(f"stripes must be 1 to {MAX_STRIPES}, not {stripes}")
     name = strategy_for(strategy).name

@@ -26,11 +26,27 @@ MAX_NAMESPACE = 64
 
 def name(what: str, value: Any, limit: int) -> None:
     """Names and namespaces: short, printable, and free of Redis hash-tag braces."""
-    if type(value) is not str:
+    if type(value) is not str and type(value) is not StripeNamespace:
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     if not 0 < len(value) <= limit or not value.isprintable() or "{" in value or "}" in value:
         raise ValueError(f"{what} must be 1 to {limit} printable characters without braces")
     _encodable(what, value)
+
+
+class StripeNamespace(str):
+    """A stripe's namespace, ``ns#i``: made by ``cachelab.stripes`` alone, never typed in."""
+
+
+def namespace(value: Any, limit: int = MAX_NAMESPACE) -> str:
+    """A namespace: a name without ``#``, which is kept for stripes, so that no plain
+    namespace can be a stripe of a striped one (``users#3`` is stripe 3 of ``users``)."""
+    name("namespace", value, limit)
+    if "#" in value and type(value) is not StripeNamespace:
+        raise ValueError(
+            f"namespace must not contain '#' ({value!r}): a name 'ns#i' is stripe i of the "
+            "striped namespace 'ns' (cachelab.StripedNode)"
+        )
+    return str(value)
 
 
 def _encodable(what: str, value: str) -> None:

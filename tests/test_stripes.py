@@ -6,10 +6,11 @@ import threading
 import time
 import zlib
 
+import fakeredis
 import pytest
 import redis
 
-from cachelab import CacheNode, Cluster, StripedNode, StripeMismatch, messages
+from cachelab import AsyncCacheNode, CacheNode, Cluster, StripedNode, StripeMismatch, messages
 from cachelab.sampler import Sampler
 from cachelab.store import RedisStore
 from cachelab.stripes import StripeIndex, stripe_namespace, stripe_of
@@ -158,3 +159,25 @@ def test_the_remembered_stripes_stay_bounded_and_right() -> None:
     for key in KEYS:
         assert index[key] == stripe_of(key, 16)
         assert len(index) <= 3
+
+
+@pytest.mark.parametrize("namespace", ["users#3", "#", "a#b"])
+def test_a_plain_namespace_with_a_hash_is_refused_since_it_would_be_a_stripe(
+    namespace: str,
+) -> None:
+    r = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    with pytest.raises(ValueError, match="stripe i of the striped namespace"):
+        CacheNode(r, "a", namespace)
+    with pytest.raises(ValueError, match="stripe i of the striped namespace"):
+        AsyncCacheNode(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), "a", namespace)
+    with pytest.raises(ValueError, match="stripe i of the striped namespace"):
+        StripedNode(r, "a", namespace, stripes=4)
+    assert r.keys("*") == []  # refused before anything was written
+
+
+def test_a_striped_namespace_still_makes_its_stripes_and_keeps_them_its_own() -> None:
+    r = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    with StripedNode(r, "a", "users", stripes=4) as node:
+        assert [n.namespace for n in node.nodes] == [f"users#{s}" for s in range(4)]
+        node.set("k", 1)
+        assert node.get("k") == 1
