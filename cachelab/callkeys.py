@@ -69,6 +69,8 @@ class CallKey:
         self._names = tuple(p.name for p in params)
         self._plain = _plain_fields(spec) if isinstance(spec, str) else None
         self._prefix = f"{getattr(func, '__module__', None) or '?'}.{name}"
+        if spec is None:
+            _unique_name(func, name)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The key of one call, checked by cachelab's key rules."""
@@ -163,6 +165,21 @@ class CallKey:
                 f"as 'user:{{0}}' or a callable returning str): cachelab never hashes objects"
             )
         return json.dumps(value, ensure_ascii=False)
+
+
+def _unique_name(func: Callable[..., Any], name: str) -> None:
+    """A default key is the function's name: refuse it where that name is not the function's
+    alone, since two functions would then serve each other's results."""
+    code = getattr(func, "__code__", None)
+    captured = [v for v in getattr(code, "co_freevars", ()) if v != "__class__"]  # super()
+    if getattr(func, "__name__", "") == "<lambda>":
+        why = "a lambda has no name of its own (every lambda of a module would share keys)"
+    elif captured:
+        why = (f"it closes over {', '.join(captured)}: every copy made by its enclosing "
+               "function would share its keys, whatever they captured")
+    else:
+        return
+    raise ValueError(f"{name} needs key=: {why}")
 
 
 def _plain_fields(spec: str) -> tuple[int | str, ...] | None:

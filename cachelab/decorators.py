@@ -20,7 +20,8 @@ entry from Redis and every node.
   (``self`` included for a method); it must return a ``str``.
 - neither: ``module.qualname(args)``, each argument as JSON, only when every argument is a
   ``str``, ``int``, ``float``, ``bool`` or ``None``; anything else raises ``TypeError``
-  asking for ``key=``.
+  asking for ``key=``. A lambda, or a function that closes over variables (each copy its
+  factory makes shares one name), has no name of its own: it needs ``key=``.
 
 Every key is checked by cachelab's key rules (1 to 4096 characters, UTF-8 encodable).
 
@@ -130,8 +131,8 @@ class _Engine:
         self.func = func
         self.name = getattr(func, "__qualname__", repr(func))
         self.asynchronous = _check_kinds(node, func, self.name, asynchronous)
-        self.key = CallKey(func, self.name, key, method)
         self.ttl = validate.seconds("ttl", ttl, optional=True)
+        self.key = CallKey(func, self.name, key, method)
         self._clock = clock
         self._counts = threading.Lock()
         self.hits = 0
