@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import fakeredis
 import pytest
 
 from cachelab.harness.nodeclient import NodeError, NodeProcess, command, node_options
-from cachelab.harness.nodeproc import BANNER, NodeHandler
+from cachelab.harness.nodeproc import BANNER, HOST, MAX_LINE, LineServer, NodeHandler
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
@@ -221,3 +222,38 @@ def test_a_node_on_an_unreachable_url_exits_2_with_one_line() -> None:
     assert done.returncode == 2
     assert "cannot reach Redis" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def line_server(handler: NodeHandler) -> Iterator[socket.socket]:
+    """A connection to a LineServer serving ``handler`` on a thread of this process."""
+    server = LineServer(handler)
+    thread = threading.Thread(target=server.serve, name="test-line-server")
+    thread.start()
+    try:
+        with socket.create_connection((HOST, server.port), timeout=10) as conn:
+            yield conn
+    finally:
+        server.stop()
+        thread.join()
+
+
+def test_an_over_long_line_is_dropped_whole_and_its_tail_never_runs(
+    handler: NodeHandler, line_server: socket.socket
+) -> None:
+    smuggled = json.dumps({"cmd": "set", "key": "smuggled", "value": 1}).encode()
+    line_server.sendall(b"A" * (MAX_LINE + 1) + smuggled + b"\n")
+    line_server.sendall(json.dumps({"cmd": "get", "key": "smuggled"}).encode() + b"\n")
+    with line_server.makefile("rb") as replies:
+        assert "longer than" in json.loads(replies.readline())["error"]
+        assert json.loads(replies.readline()) == {"ok": True, "value": None}  # in step
+    assert ask(handler, {"cmd": "stats"})["stats"]["writes"] == 0
+
+
+@pytest.mark.real_redis
+def test_the_client_refuses_a_request_over_the_line_limit_and_stays_in_step(
+    node_process: NodeProcess,
+) -> None:
+    with pytest.raises(NodeError, match="over the node's line limit"):
+        node_process.call({"cmd": "set", "key": "k", "value": "v" * MAX_LINE})
+    assert node_process.call({"cmd": "get", "key": "k"}) == {"ok": True, "value": None}

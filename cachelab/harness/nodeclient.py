@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cachelab.backends import Client, connect
-from cachelab.harness.nodeproc import BANNER, HOST, NodeHandler, Reply
+from cachelab.harness.nodeproc import BANNER, HOST, MAX_LINE, NodeHandler, Reply
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
 from cachelab.stripes import StripedNode, make_node
@@ -141,8 +141,12 @@ class NodeProcess:
         """One request, one reply line."""
         if self._sock is None or self._reader is None:
             raise NodeError(f"node {self.name} is not connected")
+        data = json.dumps(request).encode() + b"\n"
+        if len(data) > MAX_LINE:  # the node would refuse it; never send what it cannot take
+            raise NodeError(f"a {request.get('cmd')!r} request of {len(data)} bytes is over "
+                            f"the node's line limit of {MAX_LINE} bytes")
         try:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            self._sock.sendall(data)
             line = self._reader.readline()
         except OSError as exc:
             raise NodeError(f"node {self.name} is unreachable: {exc}{self._tail()}") from None

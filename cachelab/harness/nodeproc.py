@@ -31,8 +31,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from cachelab.harness.loadgen import LoadRun, Workload
 from cachelab.history import Recorder
@@ -255,15 +255,15 @@ class LineServer:
     def _serve_conn(self, conn: socket.socket) -> None:
         """Answer each line of one connection until it closes, or ``quit``."""
         with contextlib.suppress(OSError), conn.makefile("rb") as reader:
-            for line in iter(lambda: reader.readline(MAX_LINE + 1), b""):
+            for line in _lines(reader):
                 reply = self._reply(line)
                 conn.sendall(reply.encode() + b"\n")
                 if self.handler.quit.is_set():
                     return
 
-    def _reply(self, line: bytes) -> str:
+    def _reply(self, line: bytes | None) -> str:
         """The reply to one raw line (too long a line is refused, not parsed)."""
-        if len(line) > MAX_LINE:
+        if line is None:
             return _dump({"error": f"line longer than {MAX_LINE} bytes"})
         return self.handler.handle_line(line)
 
@@ -276,6 +276,18 @@ class LineServer:
         for conn, thread in self._conns:
             thread.join()
             conn.close()
+
+
+def _lines(reader: IO[bytes]) -> Iterator[bytes | None]:
+    """Each line of ``reader``, or None for one over ``MAX_LINE``, which is read to its end
+    and dropped whole: its tail must never run as a request of its own."""
+    while line := reader.readline(MAX_LINE + 1):
+        if len(line) <= MAX_LINE:
+            yield line
+            continue
+        while not line.endswith(b"\n") and (line := reader.readline(1 << 16)):
+            pass
+        yield None
 
 
 def serve_node(
