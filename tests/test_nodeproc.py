@@ -90,7 +90,7 @@ def test_run_records_every_op_and_reports_progress(handler: NodeHandler) -> None
     ops = ask(handler, {"cmd": "history"})["ops"]
     assert len(ops) == 300
     assert {op[1] for op in ops} == {"read", "write"} and {op[0] for op in ops} == {"a"}
-    assert all(len(op) == 7 and op[3] <= op[4] for op in ops)
+    assert all(len(op) == 8 and op[3] <= op[4] and op[7] for op in ops)  # inc: merged later
     assert len(ask(handler, {"cmd": "history", "since": 290})["ops"]) == 10
 
 

@@ -102,12 +102,28 @@ def test_several_processes_without_a_server_say_what_they_need(
 
 
 @pytest.mark.real_redis
-def test_sigstop_needs_a_private_server(
-    redis_server: ServerProcess, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("fault", ["sigstop", "flushall"])
+def test_a_fault_on_the_server_itself_needs_a_private_server(
+    redis_server: ServerProcess, capsys: pytest.CaptureFixture[str], fault: str
 ) -> None:
-    args = ["run", "--url", redis_server.url, "--faults", "sigstop", "--quiet"]
+    redis_server.client().set("theirs", 1)
+    args = ["run", "--url", redis_server.url, "--faults", fault, "--quiet"]
     assert cli.main(args) == 2
-    assert "sigstop needs a private server" in capsys.readouterr().err
+    assert f"{fault} needs a private server" in capsys.readouterr().err
+    assert redis_server.client().get("theirs") == b"1"  # nothing of theirs was touched
+
+
+@pytest.mark.real_redis
+def test_after_flushall_the_merged_history_finds_nothing_stale_after_settle(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each process numbered the new incarnation in its own order; merged, they agree."""
+    args = ["--procs", "3", "--threads", "2", "--ops", "3000", "--keys", "20"]
+    out = run_json(capsys, *args, "--faults", "flushall", "--fault-every", "0.2")
+    run, nodes = out["run"], out["nodes"]
+    assert run["faults"]["flushall"] >= 1 and run["settled"] is True
+    assert all(node["stats"]["resets"] >= 1 and node["coherent"] for node in nodes.values())
+    assert run["stale_after_settle"] == 0 and run["after_reads"] == 3 * 20
 
 
 def test_sigstop_is_refused_on_a_cluster_before_one_starts(

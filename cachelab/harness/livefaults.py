@@ -10,6 +10,9 @@
   possible through a URL): the process freezes as in a VM pause or a long fork; unlike
   ``pause``, heartbeats go unanswered, and the runner must resume it (it does, in
   ``finally``).
+- ``flushall``: ``FLUSHALL`` of a private server the runner started (through a URL it
+  would wipe someone's data): the counter starts again under a new incarnation, which
+  every node must notice and repair from.
 
 Every fault is injected once as the workload starts (so even a short run sees each),
 then every ``every`` seconds, the faults spread evenly over the period.
@@ -72,13 +75,22 @@ def sigstop(target: Target) -> None:
         target.server.resume()
 
 
+def flushall(target: Target) -> None:
+    """Empty every (private) server: the namespace starts again as a new incarnation."""
+    if target.server is None:
+        raise ValueError("flushall needs a private server (no --url)")
+    for admin in target.admins:
+        admin.flushall()
+
+
 FAULTS: dict[str, Callable[[Target], None]] = {
     "kill-pubsub": kill_pubsub,
     "pause": pause,
     "sigstop": sigstop,
+    "flushall": flushall,
 }
 """Every fault by the name ``--faults`` takes."""
-NEEDS_PRIVATE_SERVER = frozenset({"sigstop"})
+NEEDS_PRIVATE_SERVER = frozenset({"sigstop", "flushall"})
 
 
 def parse_faults(text: str) -> tuple[str, ...]:

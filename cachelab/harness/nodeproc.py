@@ -14,7 +14,7 @@ the server. The commands:
 - ``run`` ``workload`` (``cachelab.harness.loadgen.Workload``'s fields) starts it on threads;
   ``progress`` -> ``done``, ``errors``, ``total``, ``finished``
 - ``history`` [``since``] -> ``ops``: recorded ops from index ``since`` on, each
-  ``[node, op, key, start, end, version, hit]`` with ``time.monotonic()`` times
+  ``[node, op, key, start, end, version, hit, inc]`` with ``time.monotonic()`` times
 - ``quit``: close the node, join its threads and exit 0 (SIGTERM does the same)
 
 ``NodeHandler`` is the protocol without sockets (tests drive it directly); ``LineServer``

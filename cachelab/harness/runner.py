@@ -41,7 +41,8 @@ from cachelab.harness.livefaults import NEEDS_PRIVATE_SERVER, Schedule, Target
 from cachelab.harness.loadgen import Workload, split
 from cachelab.harness.nodeclient import LocalNode, NodeLink, node_options, start_processes
 from cachelab.harness.servers import ServerError
-from cachelab.history import Op
+from cachelab.history import Incarnations, Op, incarnations
+from cachelab.history import merge as merge_histories
 
 RUN_STRATEGIES = tuple(name for name in STRATEGIES if name != "tracking")
 """The strategies a run can check: ``tracking`` has no versions for the checker to compare."""
@@ -325,9 +326,10 @@ def collect(nodes: list[NodeLink], since: dict[str, int] | None = None) -> dict[
     }
 
 
-def merge(histories: dict[str, list[Op]]) -> list[Op]:
-    """Every node's ops on one clock, ordered by end (sound on one machine: see the module)."""
-    return sorted((op for ops in histories.values() for op in ops), key=lambda op: op.end)
+def merge(histories: dict[str, list[Op]], order: Incarnations | None = None) -> list[Op]:
+    """Every node's ops on one clock, ordered by end (sound on one machine: see the module),
+    each key's incarnations numbered alike for all (``cachelab.history.merge``)."""
+    return merge_histories(histories.values(), order)
 
 
 def _finish(
@@ -345,8 +347,10 @@ def _finish(
     settled = settle(nodes, own_marker, config.settle_timeout)
     settle_seconds = time.monotonic() - started
     histories = collect(nodes)
-    history = merge(histories)
-    after = _after_settle(nodes, config.keys, {name: len(ops) for name, ops in histories.items()})
+    reads = _after_settle(nodes, config.keys, {name: len(ops) for name, ops in histories.items()})
+    # one numbering of incarnations for the run and the reads after it, or they disagree
+    order = incarnations(op for ops in (*histories.values(), *reads.values()) for op in ops)
+    history, after = merge(histories, order), merge(reads, order)
     stale_after = _stale_among(history, after, config.clock_offset)
     stats = {node.name: _stats(node) for node in nodes}
     report = check(history, offset=config.clock_offset, nodes=len(nodes))
@@ -367,12 +371,14 @@ def _finish(
     )
 
 
-def _after_settle(nodes: list[NodeLink], keys: int, since: dict[str, int]) -> list[Op]:
-    """Every node reads every key once (recorded); those reads."""
+def _after_settle(
+    nodes: list[NodeLink], keys: int, since: dict[str, int]
+) -> dict[str, list[Op]]:
+    """Every node reads every key once (recorded); those reads, by node."""
     names = [f"k{i}" for i in range(keys)]
     for node in nodes:
         node.call({"cmd": "read", "keys": names})
-    return merge(collect(nodes, since))
+    return collect(nodes, since)
 
 
 def _stale_among(history: list[Op], after: list[Op], offset: float) -> int:
