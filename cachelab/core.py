@@ -261,6 +261,8 @@ class NodeCore:
             self._forged(msg)
         elif verdict is Verdict.RETIRED:
             self._retired(msg)
+        elif verdict is Verdict.ROLLED_BACK:
+            self._rolled_back(msg)
         elif verdict is Verdict.REPLAYED:  # which of the two is false, nobody can tell
             self._forged(msg)
             self._distrust(msg.seq)
@@ -287,10 +289,21 @@ class NodeCore:
         elif verdict is Verdict.OVERRUN:
             self._forged(marker)
             self._distrust(marker.seq + 1)
+            self.seq.received = marker.seq  # the numbers past it may be issued again
         if verdict is not Verdict.RESET:
             self.seq.last = marker.seq
             self.seq.received = max(self.seq.received, marker.seq)
         self._marked(marker)
+
+    def _rolled_back(self, msg: Message) -> None:
+        """The store's counter went back under the same incarnation (an older dump restored
+        in place), so the numbers from ``msg``'s on are issued again: distrust what carries
+        them and re-base here, so that the writes that follow are trusted, not questioned."""
+        self.counts["gaps"] += 1  # the writes after the dump were lost
+        self._emit("gap", "", msg.seq)
+        self._distrust(msg.seq)
+        self.seq.last = self.seq.received = msg.seq
+        self._drop(msg)
 
     def _marked(self, marker: Message) -> None:
         """A marker went through: a sync records its nonce for ``Cluster.settle``."""

@@ -9,7 +9,9 @@ store's own (incarnation, seq), read by the caller:
 - another incarnation: the counter was reset (FLUSHALL, eviction, a restart without
   persistence), or the message is forged;
 - a jump: messages were lost, or the message claims a number the store never issued;
-- a number already received: a reset, or a forgery (one of the two messages is false).
+- a number already received: a forgery (one of the two messages is false), unless the
+  store itself is behind what was received: its counter went back in place (an older
+  dump restored without a restart), and the numbers are issued again.
 
 A namespace has one stripe today; a later version gives each stripe its own.
 """
@@ -30,6 +32,7 @@ class Verdict(Enum):
     RESET = "reset"  # the store has another incarnation: re-base and repair everything
     GAP = "gap"  # messages were lost: repair everything
     REPLAYED = "replayed"  # a number received twice: repair what may be forged
+    ROLLED_BACK = "rolled back"  # the store's counter went back in place: re-base on it
     OVERRUN = "overrun"  # this node accepted numbers the store never issued
     RETIRED = "retired"  # of an incarnation this node has left: genuine, late, outdated
     FORGED = "forged"  # the message itself is impossible: drop it
@@ -71,7 +74,8 @@ class Sequencer:
         if msg.inc != self.inc:
             return Verdict.RETIRED if msg.inc in self.retired else Verdict.FORGED
         if self.ordered and msg.seq <= self.received:
-            return Verdict.REPLAYED
+            # A replay cannot move the store's counter back; a restored dump does.
+            return Verdict.ROLLED_BACK if meta.seq < self.received else Verdict.REPLAYED
         if msg.seq > self.last + 1:
             return Verdict.GAP if msg.seq <= meta.seq else Verdict.FORGED
         return Verdict.IN_ORDER

@@ -268,3 +268,36 @@ def test_a_write_whose_fill_is_overtaken_leaves_nothing_older_to_read(strategy: 
     assert node.lookup("k") is None  # not v10: a read after our write never sees older
     node.wrote(second, "v12", Stamp(12, INC))
     assert node.lookup("k") == ("v12", 12)
+
+
+def test_an_in_place_rollback_is_asked_once_then_the_writes_after_it_are_trusted() -> None:
+    node = core()
+    for seq in range(11, 301):  # the subscription delivered up to 300
+        assert node.handle(msg(seq, key=f"w{seq}")) is False
+    fill(node, "old", "v", 5)
+    fill(node, "lost", "v", 250)  # a write the restored dump no longer has
+    # An older dump is restored in place (same incarnation): the store is back at 100,
+    # and the next genuine write takes 101.
+    assert node.handle(msg(101)) is True
+    node.answer(msg(101), Meta(INC, 101))
+    questions = sum(node.handle(msg(seq)) for seq in range(102, 151))
+    assert questions == 0  # re-based: not one question more, where each was one before
+    assert (node.counts["gaps"], node.counts["messages_forged"]) == (1, 0)
+    assert node.local.get("old") == ("v", 5)  # older than the rollback: still trusted
+    assert "lost" in node.local.suspects  # its number was issued again: repair checks it
+
+
+def test_a_replay_is_still_forged_when_the_store_has_not_gone_back() -> None:
+    seq = Sequencer(inc=INC, last=300, received=300)
+    assert seq.message_verdict(msg(101), Meta(INC, 300)) is Verdict.REPLAYED
+    assert seq.message_verdict(msg(101), Meta(INC, 101)) is Verdict.ROLLED_BACK
+
+
+def test_a_heartbeat_behind_the_node_re_bases_what_it_received() -> None:
+    node = core()
+    for seq in range(11, 31):
+        node.handle(msg(seq))
+    beat = msg(20, op="beat")
+    assert node.handle(beat) is True
+    node.answer(beat, Meta(INC, 20))  # the store went back to 20
+    assert [node.handle(msg(seq)) for seq in (21, 22, 23)] == [False, False, False]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import redis
 
-from cachelab import Cluster
+from cachelab import CacheNode, Cluster
 from cachelab.check import check
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
@@ -115,3 +115,30 @@ def test_nodes_and_checker_across_a_restart_that_loses_everything(
         report = check(cluster.history)
     assert report.stale_reads == 0
     assert report.monotonic_read_violations == 0 and report.read_your_writes_violations == 0
+
+
+def test_an_older_dump_restored_in_place_is_re_based_on_not_counted_as_forgery(
+    real_client: redis.Redis,
+) -> None:
+    """DEBUG RELOAD of an older dump: the same incarnation, a lower counter, no reconnect."""
+    with (
+        CacheNode(real_client, "a", "t", heartbeat=None) as a,
+        CacheNode(real_client, "b", "t", heartbeat=None) as b,
+    ):
+        for key in KEYS:
+            a.set(key, "saved")
+        real_client.save()
+        for n in range(10):  # 200 writes the dump will not have
+            for key in KEYS:
+                a.set(key, f"lost{n}")
+        settle(a, b)
+        assert [b.get(key) for key in KEYS] == ["lost9"] * len(KEYS)
+        real_client.execute_command("DEBUG", "RELOAD", "NOSAVE")  # back to the dump
+        assert RedisStore(real_client, "t").meta().seq == len(KEYS)
+        for n in range(3):  # numbers 21 to 80, issued a second time
+            for key in KEYS:
+                a.set(key, f"after{n}")
+        settle(a, b)
+        assert [b.get(key) for key in KEYS] == ["after2"] * len(KEYS)
+        stats = b.stats
+        assert (stats.messages_forged, stats.gaps, stats.resets) == (0, 1, 0)
