@@ -5,16 +5,18 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 from urllib.parse import urlsplit, urlunsplit
 
-import fakeredis
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from cachelab.auth import secret_bytes
+
+if TYPE_CHECKING:  # imported where the embedded server is made: it costs numpy and lupa
+    import fakeredis
 
 _lock = threading.Lock()
 _server: fakeredis.FakeServer | None = None
@@ -32,6 +34,8 @@ def embedded_server() -> fakeredis.FakeServer:
     global _server
     with _lock:
         if _server is None:
+            import fakeredis
+
             _server = fakeredis.FakeServer()
         return _server
 
@@ -95,7 +99,10 @@ def client_secret(client: Client) -> bytes | None:
 def _client(url: str | None, timeout: float) -> redis.Redis:
     """The client itself: embedded, or a checked connection to ``url``."""
     if url is None:
-        return fakeredis.FakeRedis(server=embedded_server())
+        server = embedded_server()
+        import fakeredis  # already imported by embedded_server(): a dictionary lookup
+
+        return fakeredis.FakeRedis(server=server)
     if not isinstance(url, str):
         raise TypeError(f"url must be a str or None, not {type(url).__name__}")
     try:

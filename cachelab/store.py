@@ -27,7 +27,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import fakeredis
 import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
@@ -516,17 +515,29 @@ def _text(raw: bytes | str) -> str:
 
 def _teach_sha1hex(client: redis.Redis | redis.asyncio.Redis) -> None:
     """Give fakeredis's Lua the ``redis.sha1hex`` real servers have (fakeredis#183)."""
-    server = client.connection_pool.connection_kwargs.get("server")
+    server = fake_server(client)
     if server is None:
         return  # a real server
     if getattr(server, "_lua_runtime", None) is None:
         # fakeredis creates its Lua runtime on first use; a sync client of the same server
         # makes it without a round trip to await (the async client shares the server)
+        import fakeredis  # the client is fakeredis's, so this costs nothing more
+
         sync = client if isinstance(client, redis.Redis) else fakeredis.FakeRedis(server=server)
         sync.eval("return 1", 0)
     table = server._lua_runtime.globals().redis
     if table.sha1hex is None:
         table.sha1hex = _sha1hex
+
+
+def fake_server(client: redis.Redis | redis.asyncio.Redis) -> Any:
+    """The fakeredis server behind ``client``, or None for a real server's client."""
+    server = client.connection_pool.connection_kwargs.get("server")
+    # told by the type's module, not isinstance: a real server's client never imports
+    # fakeredis (and with it lupa and numpy)
+    if server is None or type(server).__module__.split(".")[0] != "fakeredis":
+        return None
+    return server
 
 
 def _sha1hex(data: bytes | str) -> bytes:

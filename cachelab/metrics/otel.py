@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Instrument, Meter, Observation
+from cachelab.extras import needs_extra
+
+with needs_extra("metrics", __name__):
+    from opentelemetry.metrics import CallbackOptions, Instrument, Meter, Observation
 
 from cachelab.metrics import COUNTERS, GAUGES, LAG_HELP, SAMPLED, labels, lag_of, node_list, samples
 from cachelab.stats import LagStats, NodeStats

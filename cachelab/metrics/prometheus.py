@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
-from prometheus_client.registry import Collector, CollectorRegistry
+from cachelab.extras import needs_extra
+
+with needs_extra("metrics", __name__):
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        Metric,
+        SummaryMetricFamily,
+    )
+    from prometheus_client.registry import Collector, CollectorRegistry
 
 from cachelab.metrics import COUNTERS, GAUGES, LAG_HELP, SAMPLED, lag_of, node_list, samples
 from cachelab.metrics import snapshot as stats_of

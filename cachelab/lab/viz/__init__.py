@@ -4,26 +4,30 @@ Plots need matplotlib; the viewer and the panel need ipywidgets and anywidget to
 (``pip install cachelab[lab]``).
 """
 
-from cachelab.lab.viz.compare import side_by_side, verdict
-from cachelab.lab.viz.kinds import KINDS, Kind, kind_of
-from cachelab.lab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
-from cachelab.lab.viz.plots import (
-    burst_counts,
-    bursts,
-    consistency_within,
-    hit_rate_against,
-    hit_rate_over_time,
-    hit_rate_series,
-    load_series,
-    messages_per_write,
-    nines_chart,
-    staleness_against_network,
-    staleness_histogram,
-    store_load,
-    variant_bars,
-)
-from cachelab.lab.viz.timeline import Event, pane
-from cachelab.lab.viz.viewer import TraceViewer
+from cachelab.extras import needs_extra
+
+# every submodule needs matplotlib, ipywidgets or anywidget: a missing one names the extra
+with needs_extra("lab", __name__):
+    from cachelab.lab.viz.compare import side_by_side, verdict
+    from cachelab.lab.viz.kinds import KINDS, Kind, kind_of
+    from cachelab.lab.viz.panel import ControlPanel, live_panel, render_table, sim_panel
+    from cachelab.lab.viz.plots import (
+        burst_counts,
+        bursts,
+        consistency_within,
+        hit_rate_against,
+        hit_rate_over_time,
+        hit_rate_series,
+        load_series,
+        messages_per_write,
+        nines_chart,
+        staleness_against_network,
+        staleness_histogram,
+        store_load,
+        variant_bars,
+    )
+    from cachelab.lab.viz.timeline import Event, pane
+    from cachelab.lab.viz.viewer import TraceViewer
 
 __all__ = [
     "KINDS",
