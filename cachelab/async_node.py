@@ -265,14 +265,14 @@ class AsyncCacheNode(NodeFace):
 
     def pending(self, key: str) -> Flight | None:
         """The untainted load of ``key`` in flight in this node, if any (single flight)."""
-        return self._core.joinable(key, None)
+        return self._core.pending(key)
 
     async def _miss(self, key: str, loader: Callable[..., Any] | None, join: bool = True) -> Flight:
         """Load ``key`` once per node however many tasks miss it together."""
         validate.key(key)
         me = _me()
         while True:
-            leader = self._core.joinable(key, me) if join else None
+            leader = self._core.joinable(key, me, loader is not None) if join else None
             if leader is None:
                 break
             if await _joined(leader):
@@ -300,9 +300,10 @@ class AsyncCacheNode(NodeFace):
         """Cache-aside: call (and await) the loader, then store its value unless the key
         changed."""
         start = self._timer() if self._recorder is not None else 0.0
-        value = call_loader(loader, flight.key)
-        if inspect.isawaitable(value):
-            value = await value
+        with self._core.inside_loader(flight):
+            value = call_loader(loader, flight.key)
+            if inspect.isawaitable(value):
+                value = await value
         encoded = encode_value(value)
         assert flight.reply is not None
         head = write_head(self.strategy, self._prefix, "set", flight.key, encoded)

@@ -23,7 +23,8 @@ The rules live here once:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -59,8 +60,14 @@ class Flight:
     done: bool = False
     waiters: int = 0
     owner: int = 0  # the thread (or task) that leads the load
+    loading: bool = False  # the user's loader runs for it: waiting on it may wait on oneself
     expires: float = float("inf")  # when the value expires in the store (the node's timer)
     event: Any = None  # the shell's way to wake waiters (a threading.Event, an asyncio.Future)
+
+
+_INSIDE: ContextVar[tuple[Flight, ...]] = ContextVar("cachelab_inside_loaders", default=())
+"""The loads whose loader this context runs in. Child tasks (``asyncio.gather``),
+``asyncio.to_thread`` and ``contextvars.copy_context()`` inherit it; a plain thread does not."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,22 @@ class RepairBatch:
     def keys(self) -> list[str]:
         """The keys to check."""
         return [key for key, _ in self.items]
+
+
+class _Inside:
+    """Marks the loads whose loader the current context runs (see ``_INSIDE``)."""
+
+    def __init__(self, flight: Flight) -> None:
+        self.flight = flight
+        self.token: Any = None
+
+    def __enter__(self) -> None:
+        self.flight.loading = True
+        self.token = _INSIDE.set((*_INSIDE.get(), self.flight))
+
+    def __exit__(self, *exc: object) -> None:
+        _INSIDE.reset(self.token)
+        self.flight.loading = False
 
 
 class NodeCore:
@@ -128,20 +151,39 @@ class NodeCore:
         self.flights.setdefault(key, []).append(flight)
         return flight
 
-    def joinable(self, key: str, owner: int | None) -> Flight | None:
+    def joinable(self, key: str, owner: int | None, loads: bool = False) -> Flight | None:
         """A load of ``key`` to wait on instead of starting one (single flight).
 
-        ``owner`` is who would wait: waiting on a load it leads itself is refused.
+        ``owner`` is who would wait: waiting on a load it leads, or from inside that load's
+        loader (a child task), is refused. A plain read (``loads`` False) never waits on a
+        load whose loader runs: that is user code, which may be waiting for the reader (a
+        thread it started); the read goes to the store itself.
         """
-        for flight in reversed(self.flights.get(key, ())):
-            if flight.joinable and not flight.done and self._untainted(flight):
-                if flight.owner == owner:
-                    raise ReentrantLoad(
-                        f"the loader of {key!r} reads {key!r} through the same node; "
-                        "a loader must get its value elsewhere"
-                    )
+        inside = _INSIDE.get()
+        for flight in self._open_loads(key):
+            if flight.owner == owner or flight in inside:
+                raise ReentrantLoad(
+                    f"the loader of {key!r} reads {key!r} through the same node; "
+                    "a loader must get its value elsewhere"
+                )
+            if loads or not flight.loading:
                 return flight
         return None
+
+    def pending(self, key: str) -> Flight | None:
+        """The newest untainted load of ``key`` in flight, if any (to inspect, not to join)."""
+        return next(self._open_loads(key), None)
+
+    def _open_loads(self, key: str) -> Iterator[Flight]:
+        """The loads of ``key`` one could still join, newest first."""
+        for flight in reversed(self.flights.get(key, ())):
+            if flight.joinable and not flight.done and self._untainted(flight):
+                yield flight
+
+    def inside_loader(self, flight: Flight) -> _Inside:
+        """A context manager: the code it wraps runs ``flight``'s loader (awaited included),
+        so that no read waits on that load from inside it."""
+        return _Inside(flight)
 
     def loaded(self, flight: Flight, reply: Reply, value: Any) -> None:
         """Phase 2 done: the store answered ``reply`` (``value`` decoded)."""

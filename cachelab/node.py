@@ -299,14 +299,14 @@ class CacheNode(NodeFace):
     def pending(self, key: str) -> Flight | None:
         """The untainted load of ``key`` in flight in this node, if any (single flight)."""
         with self._lock:
-            return self._core.joinable(key, None)
+            return self._core.pending(key)
 
     def _miss(self, key: str, loader: Callable[..., Any] | None, join: bool = True) -> Flight:
         """Load ``key`` once per node however many threads miss it together."""
         validate.key(key)
         me = threading.get_ident()
         with self._lock:
-            leader = self._core.joinable(key, me) if join else None
+            leader = self._core.joinable(key, me, loader is not None) if join else None
             if leader is None:
                 flight = self._open(key, True, me)
             else:
@@ -340,7 +340,8 @@ class CacheNode(NodeFace):
     def _load_external(self, flight: Flight, loader: Callable[..., Any]) -> None:
         """Cache-aside: call the loader, then store its value unless the key changed."""
         start = self._timer() if self._recorder is not None else 0.0
-        value = call_loader(loader, flight.key)
+        with self._core.inside_loader(flight):
+            value = call_loader(loader, flight.key)
         try:
             stamp, own = self._fill_store(flight, value)
         except BaseException as exc:  # it may have run: nothing of the key stays trusted

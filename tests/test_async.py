@@ -297,6 +297,24 @@ def test_a_loader_that_reads_its_own_key_raises_instead_of_hanging(
     aio.run(body())
 
 
+def test_a_loader_whose_child_task_reads_its_key_raises_instead_of_hanging(
+    aio: LoopThread, async_client: redis.asyncio.Redis
+) -> None:
+    async def body() -> None:
+        async with node(async_client, "a") as a:
+
+            async def gathers() -> Any:
+                (value,) = await asyncio.gather(a.get("k"))  # a child task of the loader
+                return value
+
+            with pytest.raises(ReentrantLoad, match="'k'"):
+                await asyncio.wait_for(a.get_or_load("k", gathers), 60)  # never a hang
+            assert a.pending("k") is None and await a.get("k") is None
+            assert await a.get_or_load("k", lambda: "fine") == "fine"
+
+    aio.run(body())
+
+
 def test_close_cancels_the_listener_leaves_no_task_and_prints_nothing(
     aio: LoopThread, async_client: redis.asyncio.Redis, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,10 +3,11 @@ trusting what it should not, hang it, or kill its listener thread."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
@@ -122,6 +123,55 @@ def test_a_loader_that_reads_its_own_key_raises_instead_of_hanging(
         a.get_or_load("k", lambda: a.get("k"))
     assert a.get("k") is None  # nothing was left waiting
     assert a.get_or_load("k", lambda: a.get("other", "fine")) == "fine"  # other keys may
+
+
+def finishes(call: Callable[[], Any]) -> Any:
+    """Run ``call`` on a thread and return its result; fail (not hang) if it never ends."""
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(call()), name="test-worker")
+    worker.start()
+    worker.join(60)  # a deadlock detector, not a timing claim: the call takes milliseconds
+    assert not worker.is_alive(), "deadlocked: the call never returned"
+    return result[0]
+
+
+def test_a_loader_whose_own_thread_reads_its_key_gets_the_store_value_not_a_deadlock(
+    make_node: NodeFactory,
+) -> None:
+    a = make_node("a")
+    seen: list[Any] = []
+
+    def loader() -> str:
+        reader = threading.Thread(target=lambda: seen.append(a.get("k", "absent")))
+        reader.start()
+        reader.join()  # the loader waits for its reader, which must not wait for the loader
+        return "loaded"
+
+    assert finishes(lambda: a.get_or_load("k", loader)) == "loaded"
+    assert seen == ["absent"] and a.get("k") == "loaded"
+
+
+def test_a_loader_whose_copied_context_loads_its_key_gets_a_clear_error(
+    make_node: NodeFactory,
+) -> None:
+    a = make_node("a")
+    errors: list[BaseException] = []
+
+    def child() -> None:
+        try:
+            a.get_or_load("k", lambda: "inner")
+        except ReentrantLoad as exc:
+            errors.append(exc)
+
+    def loader() -> str:
+        context = contextvars.copy_context()  # what asyncio.to_thread does
+        worker = threading.Thread(target=context.run, args=(child,))
+        worker.start()
+        worker.join()
+        return "outer"
+
+    assert finishes(lambda: a.get_or_load("k", loader)) == "outer"
+    assert len(errors) == 1 and "'k'" in str(errors[0])
 
 
 def test_a_hook_that_raises_on_every_event_is_counted_and_never_hangs_the_node(
