@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from cachelab.check import stale_reads
+from cachelab.history import Op
 from cachelab.sim import (
     KINDS,
     Fault,
@@ -507,3 +508,11 @@ def test_stream_maxlen_is_checked_in_the_simulator_too() -> None:
         Simulation(nodes=2, strategy="stream", stream_maxlen=0, progress=False).run(ops=10)
     with pytest.raises(ValueError, match="stream_maxlen is for strategy 'stream'"):
         Simulation(nodes=2, strategy="update", stream_maxlen=10, progress=False).run(ops=10)
+
+
+def test_the_simulators_ops_have_every_field_of_an_op() -> None:
+    """The hot path builds ops with tuple.__new__, which skips a NamedTuple's defaults."""
+    result = Simulation(nodes=2, seed=3, progress=False).run(ops=200)
+    assert result.history and all(len(op) == len(Op._fields) for op in result.history)
+    assert all(op.inc == "" for op in result.history if op.op == "read")
+    repr(result.history)  # every op prints (a short tuple raised TypeError)

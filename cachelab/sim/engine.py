@@ -439,7 +439,7 @@ class _Run(Delivery, Faults, CacheAside):
             version = 0 if entry[0] is ABSENT else int(entry[0])
         if self.restarted:
             version += self._held_offset(name, key)
-        self.history.append(_new(Op, (name, READ, key, now, now, version, True)))
+        self.history.append(_new(Op, (name, READ, key, now, now, version, True, "")))
         self.trace.append(_new(TraceEvent, (now, "read", name, key, version, "hit", now)))
         if self.samplers[i] is not None:
             self._sample(i, node, key)
@@ -546,7 +546,7 @@ class _Run(Delivery, Faults, CacheAside):
     def _done(self, name: str, key: str, start: float, version: int, how: str) -> None:
         """Record a completed read in the history and the trace."""
         now = self.now
-        self.history.append(_new(Op, (name, READ, key, start, now, version, how == "hit")))
+        self.history.append(_new(Op, (name, READ, key, start, now, version, how == "hit", "")))
         self.trace.append(_new(TraceEvent, (now, "read", name, key, version, how, start)))
 
     # -- writes --------------------------------------------------------------
