@@ -307,7 +307,7 @@ class NodeCore:
             self._rolled_back(msg)
         elif verdict is Verdict.REPLAYED:  # which of the two is false, nobody can tell
             self._forged(msg)
-            self._distrust(msg.seq)
+            self._doubt(self.seq.numbers.key(msg.seq), msg.seq)
             self.seq.last = min(self.seq.last, meta.seq)
             self._drop(msg)
         else:
@@ -330,6 +330,8 @@ class NodeCore:
             self._gap(marker.seq)
         elif verdict is Verdict.OVERRUN:
             self._forged(marker)
+            if meta.seq >= self.seq.last:  # the store issued all we handled: a stale marker
+                return
             self._distrust(marker.seq + 1)
             self.seq.received = marker.seq  # the numbers past it may be issued again
         if verdict is not Verdict.RESET:
@@ -354,7 +356,7 @@ class NodeCore:
 
     def _apply(self, msg: Message) -> None:
         """Apply a trusted message: it marks loads in flight, then the strategy decides."""
-        self.seq.accept(msg.seq)
+        self.seq.accept(msg.seq, msg.key)
         self._taint(msg.key, msg.seq, spare=None)
         own = msg.src == self.id
         if own and msg.key not in self.unsure:
@@ -412,6 +414,20 @@ class NodeCore:
         self.counts["gaps"] += 1
         self._emit("gap", "", seq)
         self._recover()
+
+    def _doubt(self, key: str | None, seq: int) -> None:
+        """One message numbered ``seq`` may have been false: recheck the one key it named.
+        A number older than the log's is long past its genuine twin: nothing to recheck."""
+        if key is None:
+            return
+        if not self.switches.repair:
+            self.local.discard(key)
+            return
+        self.held = False  # a suspect for repair to check
+        moved = self.local.doubt(key)
+        self.counts["suspected"] += moved
+        if moved:
+            self._emit("suspect", key, seq)
 
     def _distrust(self, since: int) -> None:
         """Versions from ``since`` on may be forged: forget those floors, recheck those entries."""

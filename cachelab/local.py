@@ -163,6 +163,16 @@ class LocalStore:
         self.suspects.clear()
         return restored
 
+    def doubt(self, key: str) -> int:
+        """Stop trusting one key's entry and floor (a false message may have set them);
+        1 if an entry became suspect, else 0."""
+        self._floors.pop(key, None)
+        entry = self.data.pop(key, None)
+        if entry is None:
+            return 0
+        self.suspects[key] = entry
+        return 1
+
     def forget_floors(self, since: int = 0) -> None:
         """Forget floors of version ``since`` or newer (they may name versions never issued)."""
         if since <= 0:

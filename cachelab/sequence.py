@@ -18,7 +18,7 @@ A namespace has one stripe today; a later version gives each stripe its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from cachelab.contract import Meta
@@ -38,6 +38,30 @@ class Verdict(Enum):
     FORGED = "forged"  # the message itself is impossible: drop it
 
 
+NUMBERS_KEPT = 4096
+"""How many recent numbers a node remembers the key of (``NumberLog``)."""
+
+
+@dataclass
+class NumberLog:
+    """The key each recently handled number named. Every number is one write of one key,
+    so when numbers are in doubt (one received twice, or past the store's), the entries a
+    false or lost message could have touched are those keys alone, not the whole cache."""
+
+    size: int = NUMBERS_KEPT
+    keys: dict[int, str] = field(default_factory=dict)
+
+    def add(self, seq: int, key: str) -> None:
+        """Number ``seq`` named ``key``."""
+        self.keys[seq] = key
+        if len(self.keys) > self.size:
+            del self.keys[next(iter(self.keys))]  # the oldest: numbers come in order
+
+    def key(self, seq: int) -> str | None:
+        """The key number ``seq`` named, if it is recent and was handled."""
+        return self.keys.get(seq)
+
+
 @dataclass
 class Sequencer:
     """One stripe's incarnation and sequence numbers, as far as this node has handled them."""
@@ -47,12 +71,14 @@ class Sequencer:
     last: int = 0  # every number up to here was handled, or is known lost
     received: int = 0  # the newest number received on the current subscription
     retired: tuple[str, ...] = ()  # the last few incarnations this node left
+    numbers: NumberLog = field(default_factory=NumberLog)
 
     def rebase(self, meta: Meta) -> None:
         """Start again from the store's meta (a new subscription, or a new incarnation)."""
         if self.inc and meta.inc != self.inc:
             self.retired = (self.inc, *self.retired[:3])
         self.inc, self.last, self.received = meta.inc, meta.seq, 0
+        self.numbers.keys.clear()  # the numbers to come may name other keys
 
     def trusted(self, msg: Message) -> bool:
         """Whether ``msg`` follows what came before, with no question to ask."""
@@ -62,10 +88,12 @@ class Sequencer:
             and (msg.seq > self.received or not self.ordered)
         )
 
-    def accept(self, seq: int) -> None:
-        """A message numbered ``seq`` was handled."""
+    def accept(self, seq: int, key: str = "") -> None:
+        """A message numbered ``seq`` (about ``key``) was handled."""
         self.last = max(self.last, seq)
         self.received = max(self.received, seq)
+        if key:
+            self.numbers.add(seq, key)
 
     def message_verdict(self, msg: Message, meta: Meta) -> Verdict:
         """Judge a message that was not ``trusted``, knowing the store's ``meta``."""

@@ -143,16 +143,41 @@ def test_a_read_reply_from_another_incarnation_resets_and_is_not_filled() -> Non
     assert node.local.get("b") is None and "a" in node.local.suspects
 
 
-def test_a_replayed_number_distrusts_only_what_is_that_recent() -> None:
+def test_a_replayed_number_doubts_only_the_key_its_first_message_named() -> None:
     node = core()
-    fill(node, "old", "v", 3)
-    fill(node, "recent", "v", 9)
-    node.local.invalidate("floor", 10)
-    assert node.handle(msg(8)) is True  # 8 <= received (10): ask
-    node.answer(msg(8), Meta(INC, 10))
-    assert node.local.get("old") == ("v", 3)  # older than the doubt: still trusted
-    assert "recent" in node.local.suspects and node.local.floor("floor") == 0
+    node.handle(msg(11, key="named"))  # one of two messages numbered 11 is false
+    node.handle(msg(12, key="floor"))
+    fill(node, "named", "v", 11)
+    fill(node, "newer", "v", 12)
+    assert node.handle(msg(11, key="other")) is True  # 11 <= received (12): ask
+    node.answer(msg(11, key="other"), Meta(INC, 12))
+    assert list(node.local.suspects) == ["named"]  # one key to recheck, whatever the cache
+    assert node.local.get("newer") == ("v", 12) and node.local.floor("floor") == 12
     assert node.counts["messages_forged"] == 1
+
+
+def test_a_replayed_number_older_than_the_log_costs_one_question_and_nothing_more() -> None:
+    node = core()
+    for seq in range(11, 11 + 5000):  # past the log's 4096 numbers
+        node.handle(msg(seq, key=f"k{seq % 50}"))
+    for key in ("a", "b", "c"):
+        fill(node, key, "v", 5010)
+    assert node.handle(msg(20, key="a")) is True
+    node.answer(msg(20, key="a"), Meta(INC, 5010))
+    assert not node.local.suspects and node.local.get("b") == ("v", 5010)
+    assert node.local.get("a") is None  # the doubtful message's own key: dropped, reloaded
+
+
+def test_a_stale_marker_while_the_store_is_not_behind_changes_nothing() -> None:
+    node = core()
+    for seq in range(11, 31):
+        node.handle(msg(seq))
+    fill(node, "k2", "v", 30)
+    beat = msg(20, op="beat")  # replayed: every number we handled, the store issued
+    assert node.handle(beat) is True
+    node.answer(beat, Meta(INC, 30))
+    assert node.local.get("k2") == ("v", 30) and not node.local.suspects
+    assert node.counts["messages_forged"] == 1 and node.handle(msg(31)) is False
 
 
 def test_a_failed_write_drops_the_entry_and_taints_loads_in_flight() -> None:

@@ -181,3 +181,44 @@ def test_the_acl_recipe_of_the_protocol_doc_keeps_other_clients_off_the_channel(
         nodes.close()
         app.close()
         real_client.execute_command("ACL", "DELUSER", "cachelab", "app")
+
+
+@pytest.mark.real_redis
+def test_a_replayed_genuine_message_costs_a_question_not_a_revalidation_of_every_entry(
+    real_client: redis.Redis,
+) -> None:
+    """A captured authenticated message, republished unchanged: the HMAC holds, the number
+    repeats. Each node asks the store once and rechecks at most the one key it named."""
+    namespace, entries = "auth-replay", 300
+    listener = real_client.pubsub()
+    listener.subscribe(messages.channel(namespace))
+    options = {"namespace": namespace, "secret": SECRET, "heartbeat": None}
+    with (
+        CacheNode(real_client, "a", **options) as a,  # type: ignore[arg-type]
+        CacheNode(real_client, "b", **options) as b,  # type: ignore[arg-type]
+        CacheNode(real_client, "c", **options) as c,  # type: ignore[arg-type]
+    ):
+        for i in range(entries):
+            a.set(f"k{i}", "x" * 4096)
+        assert all(node.get(f"k{i}") for node in (b, c) for i in range(entries))
+        captured = None
+        while captured is None or captured["type"] != "message":
+            captured = listener.get_message(timeout=5)
+        settle(a, b, c)
+        before = [node.stats for node in (a, b, c)]
+        calls = _script_calls(real_client)
+        real_client.publish(messages.channel(namespace), captured["data"])
+        settle(a, b, c)  # publishes one sync marker: one script call of a's
+        after = [node.stats for node in (a, b, c)]
+        pairs = list(zip(after, before, strict=True))
+        assert [s.messages_forged - t.messages_forged for s, t in pairs] == [1] * 3
+        assert all(s.suspected - t.suspected <= 1 for s, t in pairs)  # was every entry
+        assert _script_calls(real_client) - calls <= 1 + 3 * 2  # a question and a check each
+        assert all(len(node.snapshot()) >= entries - 1 for node in (b, c))
+    listener.close()
+
+
+def _script_calls(client: redis.Redis) -> int:
+    """How many scripts the server has run (EVAL and EVALSHA)."""
+    stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("eval", "evalsha"))
