@@ -39,7 +39,7 @@ $(DEV_STAMP): requirements/dev.txt pyproject.toml cachelab/lab/jupyter_config/ju
 	touch $(LAB_STAMP) $@
 
 lab: $(LAB_STAMP)
-	$(BIN)/python -m cachelab lab
+	$(BIN)/python -m cachelab lab --dir .lab
 
 test: $(DEV_STAMP)
 	$(BIN)/ruff check cachelab tests benchmarks examples

@@ -13,8 +13,8 @@ from cachelab.harness import cli
 ROOT = Path(__file__).resolve().parent.parent
 
 HELP = {
-    "lab": ["--notebooks", "--port", "--no-browser"],
-    "site": ["--notebooks", "--out", "--timeout", "--only"],
+    "lab": ["--dir", "--port", "--no-browser", "--reset", "./cachelab-lab"],
+    "site": ["--notebooks", "--out", "--timeout", "--only", "./cachelab-site"],
     "node": ["--url", "--name", "--strategy", "--namespace", "--port", "--stripes"],
     "run": ["--procs", "--threads", "--url", "--strategy", "--ops", "--keys", "--faults",
             "--seed", "--json", "--stripes", "--clock-offset", "CLOCK_MONOTONIC"],
@@ -51,6 +51,10 @@ BAD = [
     (["demo", "--nodes", "0"], "--nodes: must be a positive integer"),
     (["demo", "--seconds", "0"], "--seconds: must be a number of seconds >= 0.001"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["site", "--bogus"], "unrecognized arguments: --bogus"),
+    (["lab", "--reset", "04", "--bogus"], "unrecognized arguments: --bogus"),
+    (["lab", "--port", "0"], "--port: must be a positive integer"),
+    (["site", "--timeout", "0"], "--timeout: must be a positive integer"),
 ]
 
 
@@ -81,3 +85,33 @@ def test_python_dash_m_cachelab_is_the_same_command() -> None:
     )  # fmt: skip
     assert bad.returncode == 2 and "must be a positive integer" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+JUPYTER = ("jupyter_core", "jupyter_client", "jupyterlab", "jupyter_server", "nbclient",
+           "nbconvert", "nbformat", "zmq", "cachelab.lab")  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["node", "--help"], ["run", "--help"], ["--version"]])
+def test_the_other_commands_load_no_jupyter_tooling(argv: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        "from cachelab.harness import cli\n"
+        f"try: cli.main({argv!r})\n"
+        "except SystemExit: pass\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({JUPYTER!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_lab_command_is_where_jupyter_loads(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from cachelab.harness import cli\n"
+        "cli.main(['lab', '--reset', 'no-such-notebook'])\n"
+        "print('cachelab.lab.workcopy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "True"  # the probe above can see a lazy import

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from nbconvert import HTMLExporter
 
-from cachelab.harness.cli import lab_environment
 from cachelab.lab import NOTEBOOKS
 from cachelab.lab.jupyter_config import PATH, PRIORITY
+from cachelab.lab.workcopy import lab_environment
 from tests.labserver import LabServer, free_port
 from tests.test_browser import offline_page
 

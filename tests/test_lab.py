@@ -1,8 +1,10 @@
-"""``make lab`` serves a working copy: saving through JupyterLab leaves the repository clean."""
+"""``cachelab lab`` serves a working copy: in a checkout, ``make lab`` saves into ``.lab/``
+and leaves the repository clean; kernels talk over IPC, without TCP's warning."""
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -11,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cachelab.harness.cli import lab_command, sync_copies, workdir
+from cachelab.lab.workcopy import STATE, sync_copies
 from tests.labserver import LabServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGED = Path("cachelab", "lab", "notebooks")  # where a checkout keeps the notebooks
+TCP_WARNING = "Kernel is running over TCP without encryption"  # ipykernel's words
 
 
 def git(repo: Path, *args: str) -> str:
@@ -25,6 +28,16 @@ def git(repo: Path, *args: str) -> str:
         ["git", *identity, "-C", str(repo), *args], check=True, capture_output=True, text=True
     )
     return done.stdout
+
+
+def make_lab_folder() -> str:
+    """The folder ``make lab`` serves, read off its recipe line in the Makefile."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^lab:.*\n\t(.*)$", makefile, re.M)
+    assert recipe is not None
+    words = recipe.group(1).split()
+    assert words[:5] == ["$(BIN)/python", "-m", "cachelab", "lab", "--dir"], words
+    return words[5]
 
 
 @pytest.fixture
@@ -44,8 +57,10 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(repo: Path, tmp_path: Path) -> Iterator[LabServer]:
-    """``cachelab lab`` over the snapshot's notebooks."""
-    lab = LabServer(repo / PACKAGED, free_port(), secrets.token_hex(16), tmp_path / "lab.log")
+    """``make lab``'s command in the snapshot: ``python -m cachelab lab --dir .lab``."""
+    folder = Path(make_lab_folder())
+    token = secrets.token_hex(16)
+    lab = LabServer(folder, free_port(), token, tmp_path / "lab.log", cwd=repo)
     try:
         lab.wait_ready()
         yield lab
@@ -63,11 +78,19 @@ def with_outputs(notebook: dict[str, object]) -> dict[str, object]:
     return notebook
 
 
+def test_make_lab_serves_a_gitignored_folder() -> None:
+    folder = make_lab_folder()
+    assert folder == ".lab"
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", f"{folder}/x.ipynb"])
+    assert ignored.returncode == 0, f"{folder}/ is not gitignored"
+
+
 @pytest.mark.notebook
 def test_saving_through_the_lab_leaves_git_clean(repo: Path, server: LabServer) -> None:
     name = "02-watching-invalidations-propagate.ipynb"
-    listing = {item["name"] for item in server.api("contents")["content"]}
-    assert name in listing and "src" not in listing  # the sources are not in the file browser
+    shipped = sorted(p.name for p in (repo / PACKAGED).glob("*.ipynb"))
+    listing = sorted(item["name"] for item in server.api("contents")["content"])
+    assert listing == shipped and len(listing) == 11  # the notebooks at the root, no state
     model = server.api(f"contents/{name}")
     saved = server.api(
         f"contents/{name}",
@@ -75,31 +98,63 @@ def test_saving_through_the_lab_leaves_git_clean(repo: Path, server: LabServer) 
         {"type": "notebook", "format": "json", "content": with_outputs(model["content"])},
     )
     assert saved["name"] == name
-    copy = json.loads((workdir(repo / PACKAGED) / "notebooks" / name).read_text())
+    copy = json.loads((repo / ".lab" / name).read_text())
     assert "saved by the lab" in json.dumps(copy)  # the save landed in the working copy
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
-    settings = workdir(repo / PACKAGED) / "settings" / "@jupyterlab" / "apputils-extension"
+    settings = repo / ".lab" / STATE / "settings" / "@jupyterlab" / "apputils-extension"
     assert json.loads((settings / "notification.jupyterlab-settings").read_text()) == {
         "fetchNews": "false",
         "checkForUpdates": False,
     }
 
 
+@pytest.mark.notebook
+def test_the_labs_kernels_run_over_ipc_without_the_tcp_warning(server: LabServer) -> None:
+    kernel = server.api("kernels", "POST", {"name": "python3"})
+    assert server.run(kernel["id"], "print(6 * 7)") == "42\n"  # through the server's websocket
+    connection = json.loads((server.runtime / f"kernel-{kernel['id']}.json").read_text())
+    assert connection["transport"] == "ipc"
+    log = server.text()
+    assert "Kernel started" in log and TCP_WARNING not in log  # the kernel's stderr is here
+
+
 def test_a_students_edits_survive_a_new_version(tmp_path: Path) -> None:
     source, copies = tmp_path / "notebooks", tmp_path / "copies"
     source.mkdir()
+    copies.mkdir()
     (source / "01.ipynb").write_text("first")
     assert sync_copies(source, copies) == []
     (copies / "01.ipynb").write_text("edited by the student")
     (source / "01.ipynb").write_text("second")
     notes = sync_copies(source, copies)
     assert (copies / "01.ipynb").read_text() == "edited by the student"
-    assert notes and "01.ipynb" in notes[0]
+    assert notes == ["01.ipynb changed; your copy is kept (cachelab lab --reset 01 replaces it)"]
     (copies / "01.ipynb").unlink()
     assert sync_copies(source, copies) == [] and (copies / "01.ipynb").read_text() == "second"
 
 
-def test_lab_command_turns_the_news_off(tmp_path: Path) -> None:
-    command = lab_command(tmp_path, 8899, open_browser=False, extra=["--ip=127.0.0.1"])
-    assert command[1] == "lab" and command[-1] == "--ip=127.0.0.1"
-    assert f"--ServerApp.root_dir={tmp_path}" in command and "--LabApp.news_url=" in command
+def test_an_unedited_copy_follows_its_source(tmp_path: Path) -> None:
+    source, copies = tmp_path / "notebooks", tmp_path / "copies"
+    source.mkdir()
+    copies.mkdir()
+    (source / "01.ipynb").write_text("first")
+    sync_copies(source, copies)
+    (source / "01.ipynb").write_text("second")
+    assert sync_copies(source, copies) == [] and (copies / "01.ipynb").read_text() == "second"
+
+
+def test_a_file_the_lab_did_not_write_is_kept(tmp_path: Path) -> None:
+    source, copies = tmp_path / "notebooks", tmp_path / "copies"
+    source.mkdir()
+    copies.mkdir()
+    (source / "01.ipynb").write_text("shipped")
+    (source / "02.ipynb").write_text("also shipped")
+    (copies / "01.ipynb").write_text("the student's own")
+    (copies / "02.ipynb").write_text("also shipped")  # the same file, copied by hand
+    notes = sync_copies(source, copies)
+    assert (copies / "01.ipynb").read_text() == "the student's own"
+    assert notes == ["01.ipynb is not the lab's copy; your copy is kept "
+                     "(cachelab lab --reset 01 replaces it)"]  # fmt: skip
+    (source / "02.ipynb").write_text("a new version")
+    assert sync_copies(source, copies)[1:] == []  # 02 was adopted, so it follows its source
+    assert (copies / "02.ipynb").read_text() == "a new version"

@@ -1,24 +1,20 @@
-"""The ``cachelab`` command: ``cachelab lab`` opens a working copy of the notebooks in JupyterLab.
+"""The ``cachelab`` command.
 
-JupyterLab saves outputs into the notebooks it serves, so it never serves the
-tracked ones: ``lab`` copies them into ``.lab/notebooks`` (gitignored) and serves
-that folder, with JupyterLab's news prompt and update check switched off.
-``cachelab site`` executes every notebook into a static HTML site that works offline.
-``cachelab node`` serves one node over a line protocol (``cachelab.harness.nodeproc``), ``cachelab
-run`` runs many node processes under faults and checks their merged history
-(``cachelab.harness.runner``), and ``cachelab demo`` shows nodes repairing live
-(``cachelab.harness.demo``).
+``cachelab lab`` copies the notebooks into a folder of yours and opens it in JupyterLab;
+``cachelab site`` executes them into a static HTML site that works offline (both in
+``cachelab.lab.workcopy``, imported only when asked for, so the other commands never load
+Jupyter). ``cachelab node`` serves one node over a line protocol
+(``cachelab.harness.nodeproc``), ``cachelab run`` runs many node processes under faults and
+checks their merged history (``cachelab.harness.runner``), and ``cachelab demo`` shows nodes
+repairing live (``cachelab.harness.demo``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
-import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -26,130 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cachelab import __version__
 from cachelab.backends import BackendUnavailable
 from cachelab.harness.livefaults import FAULTS, parse_faults
 from cachelab.harness.runner import RUN_STRATEGIES
-from cachelab.lab import NOTEBOOKS
-from cachelab.lab.jupyter_config import PATH as JUPYTER_CONFIG
 from cachelab.stripes import CLUSTER_STRIPES
-
-QUIET_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-    },
-}
-"""User settings the lab starts with: no "Jupyter news?" prompt over the notebook."""
-
-
-def workdir(notebooks: Path) -> Path:
-    """Where the lab keeps its working copy and settings: ``.lab`` beside ``notebooks``."""
-    return notebooks.resolve().parent / ".lab"
-
-
-def _digest(path: Path) -> str:
-    """A file's content hash."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def sync_copies(notebooks: Path, target: Path) -> list[str]:
-    """Copy new or updated notebooks into ``target``, never over a student's edits.
-
-    Returns a note for each copy that was kept although its source changed.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    ledger_path = target / ".sources.json"
-    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-    notes = []
-    for source in sorted(notebooks.glob("*.ipynb")):
-        copy, digest = target / source.name, _digest(source)
-        recorded = ledger.get(source.name)
-        if copy.exists() and recorded == digest:
-            continue
-        if copy.exists() and recorded is not None and _digest(copy) != recorded:
-            notes.append(f"{source.name} changed; your edited copy is kept (delete it to refresh)")
-            continue
-        shutil.copyfile(source, copy)
-        ledger[source.name] = digest
-    ledger_path.write_text(json.dumps(ledger, indent=1, sort_keys=True))
-    return notes
-
-
-def write_settings(settings: Path) -> None:
-    """Write the lab's user settings, keeping any the student changed since."""
-    for name, values in QUIET_SETTINGS.items():
-        path = settings / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(values, indent=1))
-
-
-def lab_command(
-    root: Path, port: int | None, open_browser: bool, extra: Sequence[str] = ()
-) -> list[str]:
-    """The ``jupyter lab`` command line serving ``root``, news and update checks off."""
-    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or "jupyter"
-    command = [
-        jupyter,
-        "lab",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if port is not None:
-        command.append(f"--port={port}")
-    if not open_browser:
-        command.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI and containers run as root
-    return command + list(extra)
-
-
-def lab_environment(lab: Path) -> dict[str, str]:
-    """The environment for JupyterLab: settings and workspaces live under ``lab``.
-
-    Its config path leads with cachelab's Jupyter config, so that an HTML export (the
-    File menu's, or ``jupyter nbconvert`` in the lab's terminal) shows each widget's
-    self-contained HTML: it plays offline, where a live widget view needs a CDN.
-    """
-    config_path = os.pathsep.join(
-        p for p in (str(JUPYTER_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH", "")) if p
-    )
-    return os.environ | {
-        "JUPYTERLAB_SETTINGS_DIR": str(lab / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(lab / "workspaces"),
-        "JUPYTER_CONFIG_PATH": config_path,
-    }
-
-
-def prepare(notebooks: Path) -> Path:
-    """Refresh the working copy and the settings; return the folder to serve."""
-    lab = workdir(notebooks)
-    for note in sync_copies(notebooks, lab / "notebooks"):
-        print("cachelab lab:", note)
-    write_settings(lab / "settings")
-    return lab / "notebooks"
-
-
-def _lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Serve the working copy (replaces this process)."""
-    root = prepare(args.notebooks)
-    command = lab_command(root, args.port, not args.no_browser, extra)
-    redis_url = os.environ.get("REDIS_URL")
-    print("cachelab lab:", f"REDIS_URL={redis_url}" if redis_url else "embedded fakeredis")
-    print(f"cachelab lab: serving a working copy in {root} (the tracked notebooks stay clean)")
-    print("JupyterLab prints the URL to open (with its token) below.", flush=True)
-    os.execve(command[0], command, lab_environment(workdir(args.notebooks)))
-
-
-def _site(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    """Build the static site."""
-    from cachelab.lab.site import build_site
-
-    index = build_site(args.notebooks, args.out, timeout=args.timeout, only=args.only)
-    print(f"cachelab site: open {index}")
-    return 0
-
 
 # -- cachelab node / run / demo ------------------------------------------------------
 
@@ -473,27 +350,79 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail("demo", "interrupted", 130)
 
 
+def add_lab_commands(commands: Any) -> None:
+    """The ``lab`` and ``site`` subcommands."""
+    lab = commands.add_parser(
+        "lab",
+        help="copy the notebooks into a folder of yours and open it in JupyterLab",
+        description="Copy the notebooks into --dir (refreshing copies you have not edited, "
+        "never overwriting your edits) and start JupyterLab there. Options it does not "
+        "know go on to jupyter lab, e.g. --IdentityProvider.token=T.",
+    )
+    lab.add_argument(
+        "--dir", type=Path, default=Path("cachelab-lab"), help="default: ./cachelab-lab"
+    )
+    lab.add_argument("--port", type=positive, default=None, help="default: JupyterLab's")
+    lab.add_argument("--no-browser", action="store_true", help="print the URL, open nothing")
+    lab.add_argument(
+        "--reset",
+        metavar="NAME",
+        default=None,
+        help="restore one notebook from the package (a file name, or a prefix such as 04) "
+        "and exit",
+    )
+    lab.set_defaults(run=_lab)
+    site = commands.add_parser("site", help="execute every notebook into a static HTML site")
+    site.add_argument(
+        "--out", type=Path, default=Path("cachelab-site"), help="default: ./cachelab-site"
+    )
+    site.add_argument(
+        "--only", nargs="*", default=[], metavar="PREFIX", help="notebook name prefixes, e.g. 02"
+    )
+    site.add_argument("--timeout", type=positive, default=300, help="seconds per cell")
+    site.add_argument(
+        "--notebooks", type=Path, default=None, help="default: the notebooks cachelab ships"
+    )
+    site.set_defaults(run=_site)
+
+
+def _lab(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """``cachelab lab``: serve a working copy (replacing this process), or reset a notebook."""
+    from cachelab.lab import workcopy
+
+    try:
+        if args.reset is not None:
+            print("cachelab lab:", workcopy.reset(args.dir, args.reset))
+            return 0
+        workcopy.serve(args.dir, args.port, not args.no_browser, extra)
+    except workcopy.LabError as exc:
+        return _fail("lab", exc)
+
+
+def _site(args: argparse.Namespace) -> int:
+    """``cachelab site``."""
+    from cachelab.lab import workcopy
+
+    try:
+        index = workcopy.run_site(args.out, args.only, args.timeout, args.notebooks)
+    except workcopy.LabError as exc:
+        return _fail("site", exc)
+    print(f"cachelab site: open {index}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="cachelab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cachelab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    lab = commands.add_parser("lab", help="start JupyterLab on a working copy of the notebooks")
-    lab.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
-    lab.add_argument("--port", type=int, default=None)
-    lab.add_argument("--no-browser", action="store_true")
-    site = commands.add_parser("site", help="execute every notebook into a static HTML site")
-    site.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
-    site.add_argument("--out", type=Path, default=NOTEBOOKS.parent / "site")
-    site.add_argument("--timeout", type=int, default=300, help="seconds per cell")
-    site.add_argument("--only", nargs="*", default=[], help="notebook name prefixes, e.g. 02")
+    add_lab_commands(commands)
     add_process_commands(commands)
     args, extra = parser.parse_known_args(argv)
-    if args.command in ("lab", "site") and not args.notebooks.is_dir():
-        parser.error(f"no notebooks folder at {args.notebooks}")
-    if extra and args.command != "lab":
+    if extra and (args.command != "lab" or args.reset is not None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command in ("lab", "site"):
-        return {"lab": _lab, "site": _site}[args.command](args, extra)
+    if args.command == "lab":
+        return _lab(args, extra)
     return int(args.run(args))
 
 
