@@ -45,7 +45,15 @@ from cachelab.messages import channel
 # build and parse), else as {seq, inc}.
 _PRELUDE = """
 local PUBLISH = 'PUBLISH'
-local function meta_of(key, auth, cap)
+local function create_meta(key, inc, auth, cap)
+  redis.call('HSET', key, 'inc', inc, 'seq', 0)
+  if auth ~= '' then redis.call('HSET', key, 'auth', auth) end
+  if cap ~= '' then redis.call('HSET', key, 'stream', cap) end
+end
+
+-- With ``later``, an absent meta is not created here: the caller creates it (create_meta)
+-- once nothing can fail any more, and is told so by the fourth result.
+local function meta_of(key, auth, cap, later)
   local m = redis.call('HMGET', key, 'inc', 'seq', 'auth', 'stream', 'striped')
   if m[5] then
     return nil, nil, 'cachelab-stripes: the namespace is striped over ' .. m[5] .. ' stripes'
@@ -53,10 +61,8 @@ local function meta_of(key, auth, cap)
   if not m[1] then
     local t = redis.call('TIME')
     local inc = t[1] .. '.' .. t[2] .. '-' .. ARGV[1]
-    redis.call('HSET', key, 'inc', inc, 'seq', 0)
-    if auth ~= '' then redis.call('HSET', key, 'auth', auth) end
-    if cap ~= '' then redis.call('HSET', key, 'stream', cap) end
-    return inc, 0, nil
+    if not later then create_meta(key, inc, auth, cap) end
+    return inc, 0, nil, true
   end
   local capped = m[4] or ''
   if capped ~= cap then
@@ -80,11 +86,28 @@ local function publish(to, head, inc, seq, ipad, opad, cap)
   else
     body = body .. '}'
   end
-  if cap ~= '' then
-    redis.call('XADD', to, 'MAXLEN', '~', cap, '*', 'm', body)
-  else
+  if cap == '' then
     redis.call(PUBLISH, to, body)
+    return
   end
+  local ok, e = pcall(redis.call, 'XADD', to, 'MAXLEN', '~', cap, '*', 'm', body)
+  if ok then return end
+  local why = type(e) == 'table' and e.err or tostring(e)
+  if not (why:find('WRONGTYPE', 1, true) or why:find('last possible ID', 1, true)) then
+    error(e)  -- an OOM, say: refused before any write, so nothing changed
+  end
+  -- Our stream refuses entries for good (an outsider's entry holds the last possible id,
+  -- or the key is not a stream): start it again. A reader finds its end behind its own
+  -- position, reads on from there and repairs the gap.
+  redis.call('DEL', to)
+  redis.call('XADD', to, 'MAXLEN', '~', cap, '*', 'm', body)
+end
+
+-- A write tells its listeners and takes effect, or changes nothing. A stream entry is a
+-- write, so it goes first: the one write that may be refused (OOM) is then the first
+-- (Redis refuses a script's first write only). PUBLISH, which nothing refuses, goes last.
+local function tell(first, to, head, inc, seq, ipad, opad, cap)
+  if first == (cap ~= '') then publish(to, head, inc, seq, ipad, opad, cap) end
 end
 
 local function stamp(seq, inc)
@@ -99,9 +122,12 @@ _WRITE = (
     _PRELUDE
     + """
 local data, op = KEYS[1], ARGV[3]
-local inc, seq, err = meta_of(KEYS[2], ARGV[9] or '', ARGV[8])
+local inc, seq, err, fresh = meta_of(KEYS[2], ARGV[9] or '', ARGV[8], true)
 if err then return redis.error_reply(err) end
-seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+seq = seq + 1
+tell(true, ARGV[6], ARGV[5], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
+if fresh then create_meta(KEYS[2], inc, ARGV[9] or '', ARGV[8]) end
+redis.call('HSET', KEYS[2], 'seq', seq)
 if op == 'set' then
   redis.call('HSET', data, 'ver', seq, 'val', ARGV[4], 'inc', inc)
   redis.call('PERSIST', data)
@@ -110,7 +136,7 @@ else
   redis.call('HSET', data, 'ver', seq, 'inc', inc)
   redis.call('PEXPIRE', data, ARGV[7])
 end
-publish(ARGV[6], ARGV[5], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
+tell(false, ARGV[6], ARGV[5], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
 return stamp(seq, inc)
 """
 )
@@ -128,10 +154,12 @@ local cur = redis.call('HMGET', data, 'val', 'ver', 'inc')
 if cur[1] or (cur[3] == inc and tonumber(cur[2]) > tonumber(ARGV[6])) then
   return stamp(0, inc)
 end
-seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+seq = seq + 1
+tell(true, ARGV[5], ARGV[4], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
+redis.call('HSET', KEYS[2], 'seq', seq)
 redis.call('HSET', data, 'ver', seq, 'val', ARGV[3], 'inc', inc)
 redis.call('PERSIST', data)
-publish(ARGV[5], ARGV[4], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
+tell(false, ARGV[5], ARGV[4], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
 return stamp(seq, inc)
 """
 )
@@ -186,9 +214,11 @@ return out
 _MARK = (
     _PRELUDE
     + """
-local inc, seq, err = meta_of(KEYS[1], ARGV[6] or '', ARGV[5])
+local inc, seq, err, fresh = meta_of(KEYS[1], ARGV[6] or '', ARGV[5], true)
 if err then return redis.error_reply(err) end
-publish(ARGV[3], ARGV[4], inc, seq, ARGV[7] or '', ARGV[8] or '', ARGV[5])
+tell(true, ARGV[3], ARGV[4], inc, seq, ARGV[7] or '', ARGV[8] or '', ARGV[5])
+if fresh then create_meta(KEYS[1], inc, ARGV[6] or '', ARGV[5]) end
+tell(false, ARGV[3], ARGV[4], inc, seq, ARGV[7] or '', ARGV[8] or '', ARGV[5])
 return stamp(seq, inc)
 """
 )

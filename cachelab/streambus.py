@@ -26,6 +26,11 @@ says so) and a socket timeout of ``block`` + ``grace`` seconds:
   the bus reads on from its last id, and once past the position's last id it calls
   ``listener.replayed()``. A stream whose newest entry is older than the last id (it was
   deleted, or the server came back without it) is read from that newest entry.
+- A restart of the stream under a live reader: a write that finds the stream refusing
+  entries for good (an outsider's entry holds the last possible id) starts it again, so
+  its ids start again too. Idle, at most once per ``END_CHECK`` seconds, the reader
+  compares the stream's last generated id (which trimming leaves alone) with its own
+  position; behind it, the reader takes the reconnect path above, and the node repairs.
 
 fakeredis supports all of it (XADD inside Lua, XREAD BLOCK, CLIENT KILL ID), so the
 tests run the same code on fakeredis, Redis 7.0 and Valkey 8.1.
@@ -34,6 +39,7 @@ tests run the same code on fakeredis, Redis 7.0 and Valkey 8.1.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -47,8 +53,14 @@ from cachelab.contract import Meta, Position
 log = logging.getLogger(__name__)
 
 _NOT_A_MESSAGE = b"a stream entry without exactly one 'm' field"
+END_CHECK = 1.0
+"""Seconds between an idle reader's checks that its stream was not started again."""
 _POOL_OWNED = frozenset({"maint_notifications_pool_handler"})  # one per pool, never shared
 StreamId = tuple[int, int]
+
+
+class StreamRestarted(redis.ConnectionError):
+    """The stream's ids started again behind the reader: it reads on as after a reconnect."""
 
 
 class StreamListener(Listener, Protocol):
@@ -107,6 +119,7 @@ class StreamBus(ListenerThread):
         self._first = True
         self._until: StreamId | None = None  # the stream's end at the reconnect, until read
         self._reader: redis.Redis | None = None  # touched by the bus thread only
+        self._end_checked = time.monotonic()
 
     def _step(self) -> None:
         """Connect if need be, then hand on one batch of entries (waiting ``block`` at most)."""
@@ -115,11 +128,25 @@ class StreamBus(ListenerThread):
             self._caught_up()  # nothing missed: the node need not wait a block to hear so
         assert self._reader is not None and self._listener is not None
         reply = self._reader.xread({self.key: self.last_id}, count=self.batch, block=self.block_ms)
-        for entry_id, fields in _entries(reply):
+        entries = list(_entries(reply))
+        for entry_id, fields in entries:
             self.last_id = _text(entry_id)  # before the node sees it: read once, whatever
             self._listener.receive(_message(fields))  # happens (a lost answer: node repairs)
+        if not entries and time.monotonic() - self._end_checked >= END_CHECK:
+            self._check_end()
         self._caught_up()
         self._maintain()
+
+    def _check_end(self) -> None:
+        """Raise ``StreamRestarted`` if the stream's ids started again behind our position."""
+        assert self._reader is not None
+        self._end_checked = time.monotonic()
+        try:
+            end = _text(self._reader.xinfo_stream(self.key)["last-generated-id"])
+        except redis.ResponseError:  # no such key: deleted, not yet started again
+            end = "0-0"
+        if _parse_id(end) < _parse_id(self.last_id):
+            raise StreamRestarted(f"{self.key} started again at {end}, behind {self.last_id}")
 
     def _caught_up(self) -> None:
         """After a reconnect, once past the stream's end at that moment: tell the node."""

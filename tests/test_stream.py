@@ -14,7 +14,7 @@ from cachelab import ABSENT, CacheNode, Cluster, StripedNode, messages
 from cachelab.auth import Signer
 from cachelab.contract import TransportMismatch
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, settle_nodes
 from tests.test_node import settle
 
 SECRET = b"a shared secret of the fleet"
@@ -328,3 +328,52 @@ def test_nodes_recover_after_a_restart_that_loses_the_stream(spare_server: Any) 
         assert cluster.settle(timeout=10)
         assert [n.get("k") for n in cluster.nodes] == ["after"] * 3
         assert all(n.stats.reconnects >= 1 and n.stats.flushes == 0 for n in cluster.nodes)
+
+
+LAST_ID = "18446744073709551615-18446744073709551615"
+
+
+@pytest.mark.parametrize("outsider", ["last-id", "not-a-stream"])
+def test_an_outsiders_entry_neither_breaks_writes_nor_deafens_readers(
+    client: redis.Redis, make_node: NodeFactory, outsider: str
+) -> None:
+    a, b = make_node("a", strategy="stream"), make_node("b", strategy="stream")
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    if outsider == "last-id":
+        client.xadd(STREAM, {"m": "x"}, id=LAST_ID)  # every later XADD '*' is refused
+    else:
+        client.delete(STREAM)
+        client.set(STREAM, "x")  # XADD and XREAD answer WRONGTYPE
+    for n in range(2, 6):
+        a.set("k", f"v{n}")  # the script starts the stream again; it never raises
+    # b's reader finds the stream's end behind it and reads on from there (a marker sent
+    # meanwhile is skipped with the rest, and repaired as a gap: settle sends it again)
+    assert settle_nodes([a, b])
+    assert b.get("k") == "v5" and stale(client, b) == []
+    assert [messages.decode(f[b"m"], "t").key for f in entries(client)][:4] == ["k"] * 4
+
+
+@pytest.mark.real_redis
+def test_a_write_the_server_refuses_changes_nothing(real_client: redis.Redis) -> None:
+    """Under maxmemory with noeviction the stream entry, a write, is refused first."""
+    with CacheNode(real_client, "a", "t", strategy="stream") as a:
+        _refused_write_changes_nothing(real_client, a)
+
+
+def _refused_write_changes_nothing(real_client: redis.Redis, a: CacheNode) -> None:
+    """Write under OOM; the store's meta, stream and value are as they were."""
+    a.set("k", "old")
+    before = (RedisStore(real_client, "t", stream_maxlen=node_cap(a)).meta(), entries(real_client))
+    policy = str(real_client.config_get("maxmemory-policy")["maxmemory-policy"])
+    real_client.config_set("maxmemory-policy", "noeviction")
+    real_client.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(redis.ResponseError, match="OOM"):
+            a.set("k", "new")
+    finally:
+        real_client.config_set("maxmemory", "0")
+        real_client.config_set("maxmemory-policy", policy)
+    store = RedisStore(real_client, "t", stream_maxlen=node_cap(a))
+    assert (store.meta(), entries(real_client)) == before
+    assert messages.decode_value(store.read("k").value or b"") == "old"
