@@ -1,27 +1,97 @@
-"""The static site: pages built from executed notebooks load offline and the viewer steps."""
+"""The static site: ``cachelab site`` builds it from the packaged notebooks in a folder of
+the user's, pages load offline and the viewer steps, and its kernels run quietly over IPC."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from cachelab.lab import NOTEBOOKS
-from cachelab.lab.site import build_site
+from cachelab.lab.site import execute
 from tests.test_browser import offline_page
+from tests.test_lab import TCP_WARNING
 
 PAGES = ("00", "02", "04")  # the quickstart, the panels, the side-by-side viewer
 
 
+def package_files() -> list[str]:
+    """The packaged notebooks' folder, and the files beside it (Python's caches aside)."""
+    lab = NOTEBOOKS.parent
+    names = [*NOTEBOOKS.rglob("*"), *lab.iterdir()]
+    return sorted(str(p.relative_to(lab)) for p in names if p.name != "__pycache__")
+
+
+@dataclass
+class Built:
+    """One run of ``cachelab site``: where, what it printed, the package before and after."""
+
+    cwd: Path
+    done: subprocess.CompletedProcess[str]
+    before: list[str]
+    after: list[str]
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A site of three executed notebooks (``make site`` builds all of them)."""
-    out = tmp_path_factory.mktemp("site")
-    build_site(NOTEBOOKS, out, only=PAGES)
-    return out
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """``cachelab site --only 00 02 04`` run in an empty folder, as a user of an install would
+    (``make site`` builds every notebook)."""
+    cwd = tmp_path_factory.mktemp("user")
+    before = package_files()
+    done = subprocess.run([sys.executable, "-m", "cachelab", "site", "--only", *PAGES],
+                          cwd=cwd, capture_output=True, text=True, timeout=900)  # fmt: skip
+    return Built(cwd, done, before, package_files())
+
+
+@pytest.fixture(scope="module")
+def site(built: Built) -> Path:
+    """The site ``cachelab site`` wrote into ``./cachelab-site``."""
+    assert built.done.returncode == 0, built.done.stderr
+    return built.cwd / "cachelab-site"
+
+
+@pytest.mark.notebook
+def test_cachelab_site_writes_into_the_current_folder_only(built: Built, site: Path) -> None:
+    assert built.done.stdout.splitlines()[-1] == f"cachelab site: open {site / 'index.html'}"
+    assert [p.name for p in built.cwd.iterdir()] == ["cachelab-site"]
+    assert built.after == built.before  # nothing executed in or written into the package
+    assert TCP_WARNING not in built.done.stderr  # its kernels' stderr is the command's
+
+
+def one_cell(code: str, folder: Path) -> Path:
+    """A notebook of one code cell, written into ``folder``."""
+    path = folder / "one.ipynb"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.mark.notebook
+def test_the_sites_kernel_runs_over_ipc_and_elsewhere(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = one_cell("import os; print(6 * 7, os.getcwd())", tmp_path)
+    notebook, _ = execute(path, timeout=60)
+    answer, cwd = notebook.cells[0].outputs[0]["text"].split()
+    assert answer == "42" and Path(cwd) != tmp_path and not Path(cwd).exists()  # a scratch cwd
+    assert TCP_WARNING not in capfd.readouterr().err  # a kernel's stderr is this process's
+
+
+@pytest.mark.notebook
+def test_over_tcp_the_same_kernel_warns(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The control: the check above sees the warning when it is there."""
+    notebook = nbformat.read(one_cell("print(6 * 7)", tmp_path), as_version=4)
+    NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
+    assert notebook.cells[0].outputs[0]["text"] == "42\n"
+    assert TCP_WARNING in capfd.readouterr().err
 
 
 @pytest.fixture

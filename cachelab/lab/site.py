@@ -4,6 +4,9 @@ Each page is nbconvert's lab template minus everything it would fetch (require.j
 MathJax, mermaid, the widget manager): the trace viewer and the panels display their
 own self-contained HTML instead of a live widget, so a page needs no kernel and no
 internet. ``build_site`` writes one page per notebook and an index.
+
+Each notebook runs in a temporary folder (its kernel's working directory and sockets), so
+building from an installed package never writes into it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +24,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
-from cachelab.lab.jupyter_config import PRIORITY
+from cachelab.lab.jupyter_config import PRIORITY, kernel_config
 
 TEMPLATES = Path(__file__).resolve().parent / "site_template"
 _LINK = re.compile(r'href="(\d\d-[\w.-]+)\.ipynb"')
@@ -32,9 +36,15 @@ def execute(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, floa
     saved = os.environ.pop("MPLBACKEND", None)  # the kernel keeps its inline backend
     started = time.monotonic()
     try:
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
+        with tempfile.TemporaryDirectory(prefix="cachelab-site-") as scratch:
+            client = NotebookClient(
+                notebook,
+                timeout=timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": scratch}},  # the kernel's cwd
+                config=Config(kernel_config(Path(scratch))),
+            )
+            client.execute()
     finally:
         if saved is not None:
             os.environ["MPLBACKEND"] = saved
@@ -87,17 +97,28 @@ def index(entries: Sequence[tuple[str, str, float]]) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cachelab lab</title>'
         "</head><body style=\"font:16px system-ui,sans-serif;max-width:50em;margin:2em auto\">"
         "<h1>cachelab: the lab</h1><p>Every notebook, executed. The trace viewers play "
-        f"without a kernel; the control panels need one (<code>make lab</code>).</p><ol>{rows}"
+        f"without a kernel; the control panels need one (<code>cachelab lab</code>).</p><ol>{rows}"
         "</ol></body></html>"
     )
+
+
+def select(notebooks: Path, only: Sequence[str] = ()) -> list[Path]:
+    """The notebooks whose names start with one of ``only`` (all without it), in order."""
+    paths = sorted(notebooks.glob("*.ipynb"))
+    missing = [prefix for prefix in only if not any(p.name.startswith(prefix) for p in paths)]
+    if missing:
+        raise ValueError(
+            f"no notebook starts with {', '.join(map(repr, missing))}; "
+            f"there are {', '.join(p.stem for p in paths)}"
+        )
+    return [p for p in paths if not only or p.name.startswith(tuple(only))]
 
 
 def build_site(
     notebooks: Path, out: Path, *, timeout: int = 300, only: Sequence[str] = ()
 ) -> Path:
     """Execute the notebooks (or those whose names start with one of ``only``) into ``out``."""
-    paths = sorted(p for p in notebooks.glob("*.ipynb") if not only or p.name.startswith(
-        tuple(only)))
+    paths = select(notebooks, only)
     out.mkdir(parents=True, exist_ok=True)
     names = [p.stem for p in paths]
     entries: list[tuple[str, str, float]] = []
@@ -108,4 +129,3 @@ def build_site(
         print(f"{path.name}: {seconds:.1f} s", flush=True)
     (out / "index.html").write_text(index(entries), encoding="utf-8")
     return out / "index.html"
-
