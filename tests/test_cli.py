@@ -42,6 +42,7 @@ BAD = [
     (["run", "--strategy", "tracking"], "invalid choice: 'tracking'"),
     (["run", "--url", "http://localhost:6379"], "not a Redis URL"),
     (["run", "--read-share", "1.5"], "must be a fraction between 0 and 1"),
+    (["run", "--value-size", "2000000"], "--value-size: must be an integer from 0 to 1048576"),
     (["run", "--clock-offset", "-1"], "must be a number of seconds >= 0"),
     (["run", "--clock-offset", "nan"], "must be a number of seconds >= 0"),
     (["run", "--url", "redis://127.0.0.1:1/0", "--quiet"], "cannot reach Redis"),

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from cachelab import __version__
 from cachelab.backends import BackendUnavailable
 from cachelab.harness.livefaults import FAULTS, parse_faults
+from cachelab.harness.loadgen import MAX_VALUE_SIZE
 from cachelab.harness.runner import RUN_STRATEGIES
 from cachelab.stripes import CLUSTER_STRIPES
 
@@ -46,15 +47,17 @@ example: cachelab run --procs 4 --threads 2 --ops 100000 --faults kill-pubsub,pa
 """
 
 
-def _number(kind: Callable[[str], float], low: float, what: str) -> Callable[[str], Any]:
-    """An argparse type: ``kind(text)`` and at least ``low`` (finite), else a clear error."""
+def _number(
+    kind: Callable[[str], float], low: float, what: str, high: float = math.inf
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (finite), else a clear error."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
-        if not (math.isfinite(value) and value >= low):
+        if not (math.isfinite(value) and low <= value <= high):
             raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
         return value
 
@@ -166,7 +169,12 @@ def _run_parser(commands: Any) -> argparse.ArgumentParser:
     run.add_argument("--strategy", choices=RUN_STRATEGIES, default="invalidate")
     run.add_argument("--keys", type=positive, default=100, help="distinct keys (default: 100)")
     run.add_argument("--read-share", type=share, default=0.9, help="default: 0.9")
-    run.add_argument("--value-size", type=count, default=16, help="characters (default: 16)")
+    run.add_argument(
+        "--value-size",
+        type=_number(int, 0, f"an integer from 0 to {MAX_VALUE_SIZE}", MAX_VALUE_SIZE),
+        default=16,
+        help=f"characters, at most {MAX_VALUE_SIZE} (default: 16)",
+    )
     run.add_argument(
         "--faults", type=faults, default=(), help=f"comma-separated, from: {', '.join(FAULTS)}"
     )
