@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cachelab.lab.workcopy import STATE, sync_copies
+from cachelab.lab.jupyter_config import transport
+from cachelab.lab.workcopy import STATE, prepare, sync_copies
 from tests.labserver import LabServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +159,18 @@ def test_a_file_the_lab_did_not_write_is_kept(tmp_path: Path) -> None:
     (source / "02.ipynb").write_text("a new version")
     assert sync_copies(source, copies)[1:] == []  # 02 was adopted, so it follows its source
     assert (copies / "02.ipynb").read_text() == "a new version"
+
+
+def test_a_folder_too_deep_for_a_socket_keeps_tcp() -> None:
+    deep = Path("/", *["folder"] * 12)  # 84 bytes, before the socket's name
+    assert transport(deep) == "tcp"  # a kernel that starts, rather than one that cannot bind
+    assert transport(Path("/tmp")) == "ipc"  # Linux's ZeroMQ has IPC
+
+
+def test_the_old_working_copy_of_make_lab_is_pointed_at(tmp_path: Path) -> None:
+    old = tmp_path / ".lab" / "notebooks"  # make lab served .lab/notebooks until now
+    old.mkdir(parents=True)
+    (old / ".sources.json").write_text("{}")
+    root, notes = prepare(tmp_path / ".lab")
+    assert notes == [f"an older working copy is in {old}; open it from there"]
+    assert len(list(root.glob("*.ipynb"))) == 11

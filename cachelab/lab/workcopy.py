@@ -68,9 +68,10 @@ class Ledger:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / STATE / "sources.json"
-        self.digests: dict[str, str] = (
-            json.loads(self.path.read_text()) if self.path.is_file() else {}
-        )
+        try:
+            self.digests: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # none yet, or damaged: every copy counts as the student's
+            self.digests = {}
 
     def copy(self, source: Path) -> None:
         """Copy ``source`` into the folder, over any copy, and remember what was written."""
@@ -159,7 +160,7 @@ def prepare(folder: Path, notebooks: Path = NOTEBOOKS) -> tuple[Path, list[str]]
         write_settings(root / STATE / "settings")
     except OSError as exc:
         raise LabError(f"cannot write in {root}: {exc.strerror or exc}") from None
-    if (root / "notebooks" / ".sources.json").is_file():  # the layout before 0.2
+    if (root / "notebooks" / ".sources.json").is_file():  # where make lab used to copy them
         notes.append(f"an older working copy is in {root / 'notebooks'}; open it from there")
     return root, notes
 
@@ -167,8 +168,7 @@ def prepare(folder: Path, notebooks: Path = NOTEBOOKS) -> tuple[Path, list[str]]
 def lab_command(
     root: Path, port: int | None, open_browser: bool, extra: Sequence[str] = ()
 ) -> list[str]:
-    """The ``jupyter lab`` command line serving ``root``: news, update checks and the
-    kernels' unencrypted-TCP warning off (they use IPC where they can)."""
+    """The ``jupyter lab`` command line serving ``root``, news and update checks off."""
     command = [
         sys.executable,  # JupyterLab from the environment cachelab runs in
         "-m",
@@ -179,7 +179,7 @@ def lab_command(
     ]
     chosen = any(arg.startswith("--KernelManager.transport") for arg in extra)
     if not chosen and transport(_runtime_dir()) == "ipc":  # traitlets refuses a repeat
-        command.append("--KernelManager.transport=ipc")
+        command.append("--KernelManager.transport=ipc")  # no unencrypted-TCP warning
     if port is not None:
         command.append(f"--port={port}")
     if not open_browser:

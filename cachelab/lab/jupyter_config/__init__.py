@@ -30,11 +30,9 @@ _LONGEST_SOCKET = "kernel-00000000-0000-0000-0000-000000000000-ipc-99"
 
 
 def transport(folder: Path) -> str:
-    """The kernels' transport for connection files in ``folder``: IPC where it works, else TCP.
-
-    IPC needs Unix sockets (not every Windows build of ZeroMQ has them), and socket paths
-    are short: a deep folder keeps TCP rather than a kernel that cannot bind.
-    """
+    """The kernels' transport for connection files in ``folder``: IPC where it works, else TCP."""
+    # IPC needs Unix sockets (not every Windows build of ZeroMQ has them), and their paths are
+    # short: a deep folder keeps TCP rather than a kernel that cannot bind.
     import zmq  # pyzmq comes with Jupyter; only the lab's commands need it
 
     socket = os.fsencode(folder.resolve() / _LONGEST_SOCKET)
@@ -42,11 +40,9 @@ def transport(folder: Path) -> str:
 
 
 def kernel_config(folder: Path) -> dict[str, dict[str, str]]:
-    """Config for one kernel whose connection file and sockets live in ``folder``.
-
-    The connection file is named because an IPC socket's path is otherwise relative, and
-    the kernel (started in the notebook's folder) and its client would look in two places.
-    """
+    """Config for one kernel whose connection file and sockets live in ``folder``."""
+    # Named, because an IPC socket's path is otherwise relative, and the kernel (started in
+    # the notebook's folder) and its client would look for it in two places.
     return {
         "KernelManager": {
             "transport": transport(folder),
