@@ -1,5 +1,7 @@
 """The lab: the notebooks (package data), their widgets and plots, the challenges, the offline
-site and the Jupyter configuration. The near cache never imports it."""
+site, the Jupyter configuration, and ``workcopy``: the ``cachelab lab`` and ``cachelab site``
+commands, which copy the notebooks into a folder of the user's. The near cache never imports
+it."""
 
 from pathlib import Path
 
