@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HELP = {
     "lab": ["--dir", "--port", "--no-browser", "--reset", "./cachelab-lab"],
     "site": ["--notebooks", "--out", "--timeout", "--only", "./cachelab-site"],
-    "node": ["--url", "--name", "--strategy", "--namespace", "--port", "--stripes"],
+    "node": ["--url", "--name", "--strategy", "--namespace", "--stripes"],
     "run": ["--procs", "--threads", "--url", "--strategy", "--ops", "--keys", "--faults",
             "--seed", "--json", "--stripes", "--clock-offset", "CLOCK_MONOTONIC"],
     "demo": ["--url", "--nodes", "--seconds", "--steps", "--plain"],
@@ -46,7 +46,6 @@ BAD = [
     (["run", "--clock-offset", "-1"], "must be a number of seconds >= 0"),
     (["run", "--clock-offset", "nan"], "must be a number of seconds >= 0"),
     (["run", "--url", "redis://127.0.0.1:1/0", "--quiet"], "cannot reach Redis"),
-    (["node", "--port", "-1"], "--port: must be an integer >= 0"),
     (["node", "--url", "localhost:6379"], "not a Redis URL"),
     (["node", "--name", "{braces}"], "name must be 1 to 100 printable characters"),
     (["demo", "--nodes", "0"], "--nodes: must be a positive integer"),

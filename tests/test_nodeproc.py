@@ -19,7 +19,14 @@ import fakeredis
 import pytest
 
 from cachelab.harness.nodeclient import NodeError, NodeProcess, command, node_options
-from cachelab.harness.nodeproc import BANNER, HOST, MAX_LINE, LineServer, NodeHandler
+from cachelab.harness.nodeproc import (
+    BANNER,
+    MAX_CONNECTIONS,
+    MAX_KEYS,
+    MAX_LINE,
+    LineServer,
+    NodeHandler,
+)
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
@@ -163,8 +170,7 @@ def test_a_node_process_serves_and_quits_cleanly(node_process: NodeProcess) -> N
 def test_a_node_process_answers_garbage_and_a_second_connection(
     node_process: NodeProcess,
 ) -> None:
-    port = _port_of(node_process)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with connect(_path_of(node_process)) as raw:
         reader = raw.makefile("rb")
         raw.sendall(b"\xff garbage\n")
         assert "error" in json.loads(reader.readline())
@@ -173,10 +179,34 @@ def test_a_node_process_answers_garbage_and_a_second_connection(
         reader.close()
 
 
-def _port_of(node: NodeProcess) -> int:
-    """The port the node process listens on (from its connected socket's peer)."""
+def _path_of(node: NodeProcess) -> str:
+    """The socket the node process listens on (its connected socket's peer)."""
     assert node._sock is not None
-    return int(node._sock.getpeername()[1])
+    return str(node._sock.getpeername())
+
+
+def connect(path: str) -> socket.socket:
+    """A client connection to a node's Unix socket."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(10)
+    conn.connect(path)
+    return conn
+
+
+@pytest.mark.real_redis
+def test_a_node_process_listens_only_where_its_user_can_reach(node_process: NodeProcess) -> None:
+    path = Path(_path_of(node_process))
+    assert path.is_socket() and path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.parent.stat().st_uid == os.getuid()
+    inodes = {int(line.split()[9]) for line in Path("/proc/net/tcp").read_text().splitlines()[1:]}
+    fds = Path(f"/proc/{node_process.pid}/fd")
+    sockets = {int(os.readlink(fd)[8:-1]) for fd in fds.iterdir()
+               if os.readlink(fd).startswith("socket:")}
+    listening = [line for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[3] == "0A" and int(line.split()[9]) in sockets]
+    assert inodes and listening == []  # no TCP port of its own: only its Redis connections
+    node_process.close()
+    assert not path.parent.exists()  # removed on the way out
 
 
 @pytest.mark.real_redis
@@ -231,11 +261,49 @@ def line_server(handler: NodeHandler) -> Iterator[socket.socket]:
     thread = threading.Thread(target=server.serve, name="test-line-server")
     thread.start()
     try:
-        with socket.create_connection((HOST, server.port), timeout=10) as conn:
+        with connect(server.path) as conn:
             yield conn
     finally:
         server.stop()
         thread.join()
+
+
+def request(conn: socket.socket, line: dict[str, Any]) -> dict[str, Any]:
+    """Send one request on ``conn`` and read its reply."""
+    conn.sendall(json.dumps(line).encode() + b"\n")
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    return json.loads(reply) if reply else {}
+
+
+def test_connections_are_bounded_and_a_freed_one_is_served_again(
+    handler: NodeHandler, line_server: socket.socket
+) -> None:
+    path = str(line_server.getpeername())
+    held = [line_server] + [connect(path) for _ in range(MAX_CONNECTIONS - 1)]
+    assert all(request(c, {"cmd": "get", "key": "k"}) == {"ok": True, "value": None} for c in held)
+    with connect(path) as extra, extra.makefile("rb") as refusal:
+        assert json.loads(refusal.readline()) == {"error": "too many connections"}
+        assert refusal.readline() == b""  # and closed
+    held.pop().close()
+    for _ in range(100):  # until the server has seen that client go (no claim about time)
+        with connect(path) as again:
+            if request(again, {"cmd": "get", "key": "k"}).get("ok"):
+                break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("a freed connection was never served again")
+    for conn in held[1:]:
+        conn.close()
+
+
+def test_a_request_naming_too_many_keys_is_refused(handler: NodeHandler) -> None:
+    reply = ask(handler, {"cmd": "read", "keys": ["k"] * (MAX_KEYS + 1)})
+    assert "over 100000" in reply["error"]
 
 
 def test_an_over_long_line_is_dropped_whole_and_its_tail_never_runs(

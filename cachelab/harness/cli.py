@@ -124,7 +124,6 @@ def _node_parser(commands: Any) -> argparse.ArgumentParser:
         default="invalidate",
         help="default: invalidate (tracking records no versions)",
     )
-    node.add_argument("--port", type=count, default=0, help="0 (default): a free port")
     node.add_argument(
         "--stripes",
         type=positive,
@@ -280,7 +279,7 @@ def _node(args: argparse.Namespace) -> int:
         client.close()
         return _fail("node", exc)
     try:
-        return serve_node(node, recorder, args.port, args.watch_stdin)
+        return serve_node(node, recorder, args.watch_stdin)
     except KeyboardInterrupt:
         return 130
     finally:

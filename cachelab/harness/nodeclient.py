@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cachelab.backends import Client, connect
-from cachelab.harness.nodeproc import BANNER, HOST, MAX_LINE, NodeHandler, Reply
+from cachelab.harness.nodeproc import BANNER, MAX_LINE, NodeHandler, Reply
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
 from cachelab.stripes import StripedNode, make_node
@@ -132,8 +132,13 @@ class NodeProcess:
 
     def connect(self, timeout: float = START_TIMEOUT) -> NodeProcess:
         """Wait for the banner, then connect to the port it names."""
-        port = self._port(self._banner(timeout))
-        self._sock = socket.create_connection((HOST, port), timeout=CALL_TIMEOUT)
+        path = self._banner(timeout).removeprefix(BANNER).strip()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(CALL_TIMEOUT)
+        try:
+            self._sock.connect(path)
+        except OSError as exc:
+            raise NodeError(f"node {self.name} is unreachable at {path}: {exc}") from None
         self._reader = self._sock.makefile("rb")
         return self
 
@@ -186,10 +191,6 @@ class NodeProcess:
             raise NodeError(f"node {self.name} did not start{self._tail()}")
         return line
 
-    def _port(self, banner: str) -> int:
-        """The port named by ``cachelab-node listening on 127.0.0.1:PORT``."""
-        return int(banner.rsplit(":", 1)[1])
-
     def _tail(self) -> str:
         """The child's last stderr lines, as a suffix of an error message."""
         tail = self.stderr_tail()
@@ -221,8 +222,6 @@ def command(url: str, options: dict[str, Any]) -> list[str]:
         "node",
         "--url",
         url,
-        "--port",
-        "0",
         "--watch-stdin",
         "--name",
         options["name"],

@@ -1,7 +1,10 @@
 """``cachelab node``: one CacheNode in this OS process, driven over a JSON line protocol.
 
-One JSON object per line in, one per line out, on 127.0.0.1 (never pickle: anything that
-can reach the port could otherwise run code). Every request names its command in ``cmd``;
+One JSON object per line in, one per line out, on a Unix socket in a directory of its own
+that only this user may enter (0700): no TCP port that any process on the machine could
+use to write through the node, with its secret, or make it quit. At most
+``MAX_CONNECTIONS`` at once, each request at most ``MAX_LINE`` bytes naming at most
+``MAX_KEYS`` keys; never pickle. Every request names its command in ``cmd``;
 every reply is ``{"ok": true, ...}`` or ``{"error": "..."}``, and a bad line never ends
 the server. The commands:
 
@@ -18,7 +21,7 @@ the server. The commands:
 - ``quit``: close the node, join its threads and exit 0 (SIGTERM does the same)
 
 ``NodeHandler`` is the protocol without sockets (tests drive it directly); ``LineServer``
-serves it on a port; ``serve_node`` is the process's main.
+serves it on the private socket; ``serve_node`` is the process's main.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import selectors
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from cachelab.harness.loadgen import LoadRun, Workload
@@ -41,7 +46,11 @@ from cachelab.stripes import StripedNode
 
 BANNER = "cachelab-node listening on"
 """The first line a node process prints: ``cachelab-node listening on 127.0.0.1:PORT``."""
-HOST = "127.0.0.1"
+SOCKET_NAME = "node.sock"
+MAX_CONNECTIONS = 4
+"""Connections served at once (the runner needs one); the next is told so and closed."""
+MAX_KEYS = 100_000
+"""Keys one ``read`` or ``snapshot`` may name."""
 MAX_LINE = 1 << 20
 """The longest request line accepted (a ``set`` of a large value fits)."""
 
@@ -186,6 +195,8 @@ def _field(request: dict[str, Any], name: str, kind: type) -> Any:
 def _keys(request: dict[str, Any], name: str) -> list[str]:
     """``request[name]``: a list of str."""
     keys: list[Any] = _field(request, name, list)
+    if len(keys) > MAX_KEYS:
+        raise ProtocolError(f"{name!r} names {len(keys)} keys, over {MAX_KEYS}")
     if not all(type(key) is str for key in keys):
         raise ProtocolError(f"{name!r} must be a list of str")
     return [str(key) for key in keys]
@@ -209,17 +220,21 @@ def _describe(exc: BaseException) -> str:
 
 
 class LineServer:
-    """Serves a ``NodeHandler`` on ``HOST:port`` (0: a free port), a thread per connection.
+    """Serves a ``NodeHandler`` on a Unix socket in a new 0700 directory, a thread per
+    connection (at most ``MAX_CONNECTIONS``).
 
     ``serve()`` returns on ``quit``, on ``stop()`` (a signal handler may call it), or when
     ``watch`` (a readable file, such as stdin) reaches its end: the runner holds our
     stdin, so a node never outlives the runner that started it.
     """
 
-    def __init__(self, handler: NodeHandler, port: int = 0) -> None:
+    def __init__(self, handler: NodeHandler) -> None:
         self.handler = handler
-        self._listener = socket.create_server((HOST, port))
-        self.port: int = self._listener.getsockname()[1]
+        self.directory = Path(tempfile.mkdtemp(prefix="cachelab-node-"))  # made 0700
+        self.path = str(self.directory / SOCKET_NAME)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(MAX_CONNECTIONS)
         self._stop = threading.Event()
         self._conns: list[tuple[socket.socket, threading.Thread]] = []
 
@@ -244,6 +259,11 @@ class LineServer:
         """A new connection, or news on the watched file."""
         if what == "accept":
             conn, _ = self._listener.accept()
+            self._prune()
+            if len(self._conns) >= MAX_CONNECTIONS:
+                with contextlib.suppress(OSError), conn:
+                    conn.sendall(_dump({"error": "too many connections"}).encode() + b"\n")
+                return
             thread = threading.Thread(
                 target=self._serve_conn, args=(conn,), name=f"cachelab-conn-{len(self._conns)}"
             )
@@ -267,9 +287,23 @@ class LineServer:
             return _dump({"error": f"line longer than {MAX_LINE} bytes"})
         return self.handler.handle_line(line)
 
+    def _prune(self) -> None:
+        """Forget the connections whose client has gone (joined and closed)."""
+        live = []
+        for conn, thread in self._conns:
+            if thread.is_alive():
+                live.append((conn, thread))
+            else:
+                thread.join()
+                conn.close()
+        self._conns = live
+
     def _close(self) -> None:
-        """Close the listener, end every connection, and join their threads."""
+        """Close and remove the listener, end every connection, and join their threads."""
         self._listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+            self.directory.rmdir()
         for conn, _ in self._conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in readline
@@ -290,16 +324,14 @@ def _lines(reader: IO[bytes]) -> Iterator[bytes | None]:
         yield None
 
 
-def serve_node(
-    node: CacheNode | StripedNode, recorder: Recorder | None, port: int, watch_stdin: bool
-) -> int:
+def serve_node(node: CacheNode | StripedNode, recorder: Recorder | None, watch_stdin: bool) -> int:
     """The node process's main: print the banner, serve until quit or SIGTERM, close."""
     handler = NodeHandler(node, recorder)
     try:
-        server = LineServer(handler, port)
+        server = LineServer(handler)
         previous = signal.signal(signal.SIGTERM, lambda *_: server.stop())
         try:
-            print(f"{BANNER} {HOST}:{server.port}", flush=True)
+            print(f"{BANNER} {server.path}", flush=True)
             server.serve(sys.stdin if watch_stdin else None)
         finally:
             signal.signal(signal.SIGTERM, previous)
