@@ -19,6 +19,7 @@ connection only once that connection read it. So a node's own writes, and the va
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
@@ -163,10 +164,15 @@ class TrackingNode(CacheNode):
             )
         self._options = (prefix, bcast, noloop)
         self._tracking_bus = bus
+        # before the bus starts, since its thread calls maintain() and marked()
+        self._identity: str | None = None  # of the database under the node, once read
+        self._identity_every = heartbeat if isinstance(heartbeat, int | float) else 1.0
+        self._identity_at = -math.inf
         super().__init__(
             cast(Any, r), name, namespace, Tracking(), max_entries, ttl,
             heartbeat=heartbeat, bus=bus, gap_detection=False, repair=False, **options,
         )  # fmt: skip
+        self._check_database()
 
     @property
     def bcast(self) -> bool:
@@ -276,9 +282,30 @@ class TrackingNode(CacheNode):
         self.invalidated([msg.key])
 
     def marked(self, nonce: str) -> None:
-        """A settle marker came back."""
+        """A settle marker came back: first make sure the database is still ours, so that
+        a settled node never serves another database's values (SWAPDB)."""
+        self._check_database()
         with self._lock:
             self._core.marked(nonce)
+
+    def maintain(self) -> None:
+        """Between invalidations: check the database's identity once per heartbeat."""
+        if self._timer() - self._identity_at >= self._identity_every:
+            self._check_database()
+        super().maintain()
+
+    def _database(self) -> str:
+        """The identity of the database under this node ("" for a keyspace without one)."""
+        identity = getattr(self._keys, "identity", None)
+        return identity(self._identity_every) if identity is not None else ""
+
+    def _check_database(self) -> None:
+        """Flush if another database is under this node now (SWAPDB tells nobody)."""
+        self._identity_at = self._timer()
+        identity = self._database()
+        if self._identity is not None and identity != self._identity:
+            self.flush()
+        self._identity = identity
 
     def subscribed(self, first: bool, meta: Meta | None = None) -> None:
         """(Re)subscribed: after a loss, anything may have changed unheard, so flush.

@@ -94,6 +94,10 @@ def require_tracking(client: redis.Redis) -> None:
         ) from None
 
 
+IDENTITY_KEY = "cachelab:db-identity"
+"""A token that names the database a tracking node reads (made on first use)."""
+
+
 class TrackedKeys:
     """The data side: a pool whose every connection tracks what it reads for one listener."""
 
@@ -114,6 +118,7 @@ class TrackedKeys:
         self._retired: list[redis.Redis] = []
         self._redirect = 0
         self._lock = threading.Lock()
+        self._plain: redis.Redis | None = None  # untracked, for the identity (bus thread)
 
     def redirect(self, client_id: int) -> None:
         """Track for the listener ``client_id`` from now on, on fresh connections."""
@@ -156,6 +161,24 @@ class TrackedKeys:
         """DEL ``key``."""
         self.client.delete(self.prefix + key)
 
+    def identity(self, timeout: float) -> str:
+        """This database's token (``IDENTITY_KEY``, made on first use), in one round trip.
+
+        SWAPDB puts another database under the node, and no invalidation says so: the
+        token then differs (another one, or a new one where there was none). Read on an
+        untracked connection of its own, within ``timeout`` seconds: a server that does
+        not answer raises, so the listener that asks stops trusting instead of hanging.
+        """
+        if self._plain is None:
+            self._plain = resp2_client(
+                self._template, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        with self._plain.pipeline(transaction=False) as pipe:
+            pipe.set(IDENTITY_KEY, secrets.token_hex(8), nx=True)
+            pipe.get(IDENTITY_KEY)
+            _, token = pipe.execute()
+        return _text(token) if token is not None else ""
+
     def digests(self, keys: Sequence[str]) -> list[str]:
         """SHA-1 of each key's current value ("" when absent), in one MGET."""
         values = self.client.mget([self.prefix + key for key in keys])
@@ -165,7 +188,8 @@ class TrackedKeys:
         """Close every connection this object opened."""
         with self._lock:
             clients = [*self._retired, *([self._client] if self._client else [])]
-            self._retired, self._client = [], None
+            clients += [self._plain] if self._plain is not None else []
+            self._retired, self._client, self._plain = [], None, None
         for client in clients:
             client.connection_pool.disconnect()
 

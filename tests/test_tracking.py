@@ -400,3 +400,27 @@ def test_the_checker_finds_no_stale_read_once_each_outside_write_settled(
 def test_a_recorded_cluster_refuses_tracking(real_client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="record=True needs versions"):
         Cluster(1, client=real_client, strategy="tracking", record=True)
+
+
+@pytest.mark.parametrize("bcast", MODES)
+def test_swapdb_which_the_server_never_announces_is_noticed_by_settle(
+    real_client: redis.Redis, outside: redis.Redis, bcast: bool
+) -> None:
+    where = real_client.connection_pool.connection_kwargs
+    db1 = redis.Redis(host=where["host"], port=where["port"], db=1)
+    db1.flushdb()
+    node = TrackingNode(real_client, name="a", bcast=bcast)
+    try:
+        outside.set("k", "db0")
+        db1.set("k", "db1")
+        assert node.get("k") == b"db0"
+        outside.swapdb(0, 1)  # no invalidation for this: only the identity token tells
+        settle(node)
+        assert node.get("k") == b"db1" and node.stats.flushes == 1
+        outside.swapdb(0, 1)  # and back
+        settle(node)
+        assert node.get("k") == b"db0" and node.stats.flushes == 2
+    finally:
+        node.close()
+        db1.flushdb()
+        db1.close()
