@@ -358,7 +358,7 @@ class ControlPanel(widgets.VBox):  # type: ignore[misc]
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The live widget, and a snapshot of the table and log for pages without a kernel."""
         data: dict[str, Any] = super()._repr_mimebundle_(**kwargs)
-        note = ("A live control panel: it needs a running kernel (make lab). Its table and "
+        note = ("A live control panel: it needs a running kernel (cachelab lab). Its table and "
                 "log as they were when this page was made:")
         parts = [f"<p><i>{note}</i></p>", self.table.value, f"<p>{self.journal.value}</p>"]
         if self.viewer is not None:
