@@ -6,6 +6,7 @@ from cachelab.backends import BackendUnavailable, connect
 from cachelab.cluster import Cluster
 from cachelab.coherence import STRATEGIES, Strategy
 from cachelab.contract import StripeMismatch, TransportMismatch
+from cachelab.errors import CachelabError, MissingExtra
 from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
 from cachelab.node import CacheNode, Flight, ReentrantLoad
 from cachelab.stats import NodeStats
@@ -21,10 +22,12 @@ __all__ = [
     "AuthenticationMismatch",
     "BackendUnavailable",
     "CacheNode",
+    "CachelabError",
     "Cluster",
     "Flight",
     "InvalidMessage",
     "Message",
+    "MissingExtra",
     "NodeStats",
     "ReentrantLoad",
     "StripeMismatch",

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from cachelab.errors import CachelabError
+
 MIN_SECRET_BYTES = 16
 TAG_CHARS = 40  # hex digits of an HMAC-SHA1 tag
 _BLOCK = 64  # SHA-1's block size: the pads are one block each
 
 
-class AuthenticationMismatch(ValueError):
+class AuthenticationMismatch(CachelabError, ValueError):
     """The namespace and this node disagree about authentication (secret or none)."""
 
 

@@ -14,6 +14,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from cachelab.auth import secret_bytes
+from cachelab.errors import CachelabError
 
 if TYPE_CHECKING:  # imported where the embedded server is made: it costs numpy and lupa
     import fakeredis
@@ -25,7 +26,7 @@ Client: TypeAlias = "redis.Redis | RedisCluster"
 _secrets: weakref.WeakKeyDictionary[Client, bytes] = weakref.WeakKeyDictionary()
 
 
-class BackendUnavailable(redis.ConnectionError):
+class BackendUnavailable(CachelabError, redis.ConnectionError):
     """The Redis server at the given URL cannot be reached."""
 
 

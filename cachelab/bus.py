@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import redis
 
+from cachelab.errors import CachelabError
 from cachelab.stats import LagStats
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,11 @@ class Bus(Protocol):
         ...
 
 
-class SubscriptionSilent(redis.ConnectionError):
+class SubscriptionSilent(CachelabError, redis.ConnectionError):
     """The subscription stopped delivering (its heartbeat did not come back)."""
 
 
-class SlotMoved(redis.ConnectionError):
+class SlotMoved(CachelabError, redis.ConnectionError):
     """A Redis Cluster moved the slot of a sharded channel to another shard."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+from cachelab.errors import CachelabError
+
 
 class Meta(NamedTuple):
     """The store's incarnation and latest sequence number."""
@@ -42,11 +44,11 @@ class Position(NamedTuple):
     last_id: str
 
 
-class TransportMismatch(ValueError):
+class TransportMismatch(CachelabError, ValueError):
     """The namespace and this node disagree about the transport (pub/sub, or a stream cap)."""
 
 
-class StripeMismatch(ValueError):
+class StripeMismatch(CachelabError, ValueError):
     """The namespace and this node disagree about its stripes (see ``cachelab.stripes``)."""
 
 

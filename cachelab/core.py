@@ -31,6 +31,7 @@ from typing import Any
 
 from cachelab.coherence import Strategy
 from cachelab.contract import Check, Meta, Reply, Stamp
+from cachelab.errors import CachelabError
 from cachelab.local import LocalStore
 from cachelab.messages import ABSENT, MARKERS, MAX_SEQ, NO_VALUE, Message, Unauthenticated
 from cachelab.sequence import Sequencer, Verdict
@@ -41,7 +42,7 @@ _MAX_UNSURE = 10_000  # a write that never ran leaves its key here: keep the set
 NodeEvent = tuple[str, str, int]  # (kind, key, version); key "" for node-wide events
 
 
-class ReentrantLoad(RuntimeError):
+class ReentrantLoad(CachelabError, RuntimeError):
     """A loader read its own key through the same node: it would wait for itself."""
 
 

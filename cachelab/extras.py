@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cachelab.errors import MissingExtra
+
 
 @contextmanager
 def needs_extra(extra: str, module: str) -> Iterator[None]:
@@ -15,7 +17,7 @@ def needs_extra(extra: str, module: str) -> Iterator[None]:
         missing = (exc.name or "").split(".")[0]
         if not missing or missing == "cachelab":
             raise  # one of cachelab's own modules is missing: a broken install, no extra helps
-        raise ImportError(
+        raise MissingExtra(
             f"{module} needs the {extra} extra: pip install 'cachelab[{extra}]' "
             f"(missing: {missing})",
             name=missing,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachelab.auth import TAG_CHARS, Signer
+from cachelab.errors import CachelabError
 
 PROTOCOL = "cachelab"
 VERSION = 2
@@ -59,7 +60,7 @@ ABSENT: Any = _Sentinel("ABSENT")
 """Known to be absent from Redis at some version (a negative entry)."""
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(CachelabError, ValueError):
     """A message that breaks the wire format; it is counted and dropped."""
 
 

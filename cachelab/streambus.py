@@ -49,6 +49,7 @@ from redis.retry import Retry
 
 from cachelab.bus import Listener, ListenerThread
 from cachelab.contract import Meta, Position
+from cachelab.errors import CachelabError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _POOL_OWNED = frozenset({"maint_notifications_pool_handler"})  # one per pool, n
 StreamId = tuple[int, int]
 
 
-class StreamRestarted(redis.ConnectionError):
+class StreamRestarted(CachelabError, redis.ConnectionError):
     """The stream's ids started again behind the reader: it reads on as after a reconnect."""
 
 

@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cachelab.bus import RedisBus
+from cachelab.errors import CachelabError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ _SYNC = "sync:"
 _RESP3_ONLY = ("maint_notifications", "orig_")
 
 
-class TrackingUnsupported(RuntimeError):
+class TrackingUnsupported(CachelabError, RuntimeError):
     """The server cannot track keys for us (fakeredis, or Redis before 6)."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cachelab.backends import Client, connect
+from cachelab.errors import CachelabError
 from cachelab.harness.nodeproc import BANNER, MAX_LINE, NodeHandler, Reply
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
@@ -32,7 +33,7 @@ CALL_TIMEOUT = 60.0
 """Seconds a reply may take (a long history is one line)."""
 
 
-class NodeError(RuntimeError):
+class NodeError(CachelabError, RuntimeError):
     """A node would not start, died, or answered a request with an error."""
 
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from cachelab.errors import CachelabError
 from cachelab.harness.loadgen import LoadRun, Workload
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
@@ -57,7 +58,7 @@ MAX_LINE = 1 << 20
 Reply = dict[str, Any]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(CachelabError, ValueError):
     """A request the protocol cannot carry out: its message is the reply's ``error``."""
 
 

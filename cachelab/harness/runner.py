@@ -35,6 +35,7 @@ from cachelab.backends import connect, redact
 from cachelab.check import Report, check, stale_reads
 from cachelab.cluster import node_names, settle_markers
 from cachelab.coherence import STRATEGIES, strategy_for
+from cachelab.errors import CachelabError
 from cachelab.harness import servers
 from cachelab.harness.cluster_servers import ClusterProcess
 from cachelab.harness.livefaults import NEEDS_PRIVATE_SERVER, Schedule, Target
@@ -50,7 +51,7 @@ POLL = 0.05
 """Seconds between progress polls (and fault checks)."""
 
 
-class RunError(RuntimeError):
+class RunError(CachelabError, RuntimeError):
     """The run cannot start as asked (its message says why and what to do)."""
 
 

@@ -40,6 +40,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cachelab.errors import CachelabError
+
 Kind = Literal["redis", "valkey"]
 Persistence = Literal["aof", "rdb"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -49,7 +51,7 @@ _RDB_SCHEDULE = "3600 1 300 100 60 10000"  # redis.conf's default save points
 _LOG = "server.log"
 
 
-class ServerError(RuntimeError):
+class ServerError(CachelabError, RuntimeError):
     """A server binary is missing, would not start, or would not stop."""
 
 

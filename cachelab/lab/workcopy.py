@@ -21,6 +21,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import NoReturn
 
+from cachelab.errors import CachelabError
 from cachelab.lab import NOTEBOOKS
 from cachelab.lab.jupyter_config import PATH as JUPYTER_CONFIG
 from cachelab.lab.jupyter_config import transport
@@ -39,7 +40,7 @@ QUIET_SETTINGS = {
 INSTALL_LAB = "pip install 'cachelab[lab]'"
 
 
-class LabError(Exception):
+class LabError(CachelabError):
     """A problem the user can fix, said in one line."""
 
 

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cachelab.errors import CachelabError
 from cachelab.sim.fleet_interest import interested
 from cachelab.sim.fleet_load import Batcher, Shard, percentile, weighted_percentile
 from cachelab.sim.fleet_result import FleetResult
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from cachelab.sim.fleet import Fleet
 
 
-class Saturated(Exception):
+class Saturated(CachelabError):
     """A shard's backlog passed the fleet's ``max_backlog``: it can never catch up."""
 
 
