@@ -44,7 +44,7 @@ lab: $(LAB_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check cachelab tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2  # two workers: most tests wait on servers, kernels and sockets
+	$(BIN)/python -m pytest -n 2 --dist loadgroup  # two workers (most tests wait on servers, kernels and sockets); a module marked xdist_group shares one worker
 
 # Every notebook executed into site/ (offline HTML, about two minutes); open site/index.html.
 site: $(DEV_STAMP)
@@ -72,7 +72,7 @@ test-latest: | $(UV)
 	rm -rf .venv-latest && $(UV) venv --quiet --python $(PYTHON) .venv-latest
 	$(UV) pip install --quiet --python .venv-latest/bin/python --upgrade -e '.[lab,dev]'
 	.venv-latest/bin/mypy
-	.venv-latest/bin/python -m pytest -n 2
+	.venv-latest/bin/python -m pytest -n 2 --dist loadgroup
 
 # The declared lower bounds, proven: a throwaway venv with the lowest direct dependencies.
 test-lowest: $(DEV_STAMP)

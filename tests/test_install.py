@@ -41,7 +41,8 @@ from tests.uvenv import (
     write_build_constraints,
 )
 
-pytestmark = pytest.mark.install
+# one worker builds the artifacts once for every test of the module (make test: --dist loadgroup)
+pytestmark = [pytest.mark.install, pytest.mark.xdist_group("install")]
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "cachelab" / "lab" / "notebooks").glob("*.ipynb"))
 _VERSION = re.search(

@@ -37,7 +37,7 @@ if sys.version_info >= (3, 11):
 else:  # the dev lock brings tomli on 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-pytestmark = pytest.mark.lowest
+pytestmark = [pytest.mark.lowest, pytest.mark.xdist_group("lowest")]  # one venv, one worker
 
 # The protocol core, the wire, both shells, blips and repair, the stream, the README example:
 # each on fakeredis, in about twenty seconds.
