@@ -327,7 +327,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_history(path: Path, history: Sequence[Any]) -> None:
-    """The merged history, one JSON list per line: node, op, key, start, end, version, hit."""
+    """The merged history, one JSON list per line: node, op, key, start, end, version, hit, inc."""
     with path.open("w") as out:
         for op in history:
             out.write(json.dumps(list(op)) + "\n")
