@@ -24,6 +24,7 @@ class Strategy:
     carries_value = False
     own_marker = False  # True: each node proves its own delivery (Cluster.settle asks each)
     shell: ClassVar[Any] = None  # the CacheNode subclass this strategy needs (tracking.py)
+    shell_module: ClassVar[str | None] = None  # where that subclass is defined (and set)
     transport = "pubsub"
 
     def apply(self, store: LocalStore, msg: Message) -> bool:
@@ -66,6 +67,7 @@ class Tracking(Strategy):
 
     name = "tracking"
     own_marker = True
+    shell_module = "cachelab.tracking"
 
 
 class Stream(Strategy):

@@ -10,6 +10,7 @@ ticket, then reads the store) and ``fill`` (the fill guard decides).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import secrets
@@ -100,7 +101,12 @@ class CacheNode(NodeFace):
     def __new__(cls, *args: Any, **kwargs: Any) -> CacheNode:
         """``CacheNode(r, strategy="tracking")`` is a TrackingNode: the strategy picks the shell."""
         chosen = kwargs.get("strategy", args[3] if len(args) > 3 else None)
-        shell = strategy_for(chosen).shell if chosen is not None and cls is CacheNode else None
+        shell = None
+        if chosen is not None and cls is CacheNode:
+            strategy = strategy_for(chosen)
+            if strategy.shell_module is not None:  # its import sets strategy.shell
+                importlib.import_module(strategy.shell_module)
+            shell = strategy.shell
         node: CacheNode = super().__new__(shell or cls)
         return node
 

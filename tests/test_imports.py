@@ -171,3 +171,45 @@ def test_a_fakeredis_client_is_told_from_a_real_servers_without_importing_fakere
     # never connected: a client's pool knows its server's kind before any round trip
     assert fake_server(redis.Redis(port=1)) is None
     assert fake_server(redis.asyncio.Redis(port=1)) is None
+
+
+def test_the_public_names_load_on_first_use_and_all_lists_them() -> None:
+    import cachelab
+
+    assert sorted(cachelab.__all__) == sorted(cachelab._WHERE)
+    for name in cachelab.__all__:  # each resolves, from the module the map names
+        home = importlib.import_module(cachelab._WHERE[name])
+        assert getattr(cachelab, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        cachelab.nothing  # noqa: B018
+
+
+def test_the_core_imports_with_redis_py_and_fakeredis_absent() -> None:
+    """The rule that the core does no I/O, as its imports show it."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'redis', 'fakeredis', 'lupa', 'hiredis'}:\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import cachelab.core, cachelab.contract, cachelab.sequence, cachelab.messages\n"
+        "core = cachelab.core.NodeCore\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_tracking_strategy_builds_its_own_shell_without_an_import_of_it() -> None:
+    code = (
+        "import fakeredis\n"
+        "from cachelab import CacheNode, TrackingUnsupported\n"
+        "try:\n"
+        "    CacheNode(fakeredis.FakeRedis(), strategy='tracking')\n"
+        "except TrackingUnsupported:\n"
+        "    print('TrackingNode')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "TrackingNode", done.stderr
