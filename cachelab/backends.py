@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -74,14 +75,17 @@ def connect(
     secret: bytes | str | None = None,
     cluster: bool = False,
 ) -> Client:
-    """A client of the embedded fakeredis server (``None``), of the Redis at ``url``, or of
-    a Redis Cluster (``cluster=True`` with one node's URL, or a seed list of ``host:port``).
+    """A client of the Redis at ``url``, else at ``$REDIS_URL`` when it is set, else of the
+    embedded fakeredis server; or of a Redis Cluster (``cluster=True`` with one node's URL,
+    or a seed list of ``host:port``).
 
     Commands on a real server give up after ``timeout`` seconds, retried once: a node
     cut off from Redis raises ``redis.TimeoutError`` instead of hanging its caller. A
     ``secret`` here authenticates the messages of every node built on this client.
     """
     checked = None if secret is None else secret_bytes(secret)
+    if url is None:
+        url = os.environ.get("REDIS_URL") or None  # how notebooks and deployments say where
     client: Client
     if cluster or (url is not None and not isinstance(url, str)):
         client = _cluster_client(url, timeout)

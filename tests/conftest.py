@@ -22,6 +22,9 @@ import redis
 import redis.asyncio
 
 from cachelab import AsyncCacheNode, CacheNode
+
+# cachelab.connect() follows REDIS_URL; a test never follows a developer's to their server.
+os.environ.pop("REDIS_URL", None)
 from cachelab.cluster import settle_markers
 from cachelab.core import Flight
 from cachelab.harness.cluster_servers import ClusterProcess, cli_binary

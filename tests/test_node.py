@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import redis
 
+import cachelab
 from cachelab import ABSENT, CacheNode, Cluster, messages
 from cachelab.contract import Reply
+from cachelab.harness.servers import ServerProcess
 from cachelab.messages import decode_value
 from cachelab.store import RedisStore
 from tests.conftest import AnyNode, AnyNodeFactory, NodeFactory
@@ -416,3 +418,17 @@ def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_any_node: AnyNode
     profile["name"] = "mallory"
     profile["tags"].append("y")
     assert a.get("k") == {"name": "alice", "tags": ["x"]} == b.get("k")
+
+
+@pytest.mark.real_redis
+def test_connect_follows_redis_url_when_set_and_the_embedded_server_otherwise(
+    redis_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    with cachelab.connect() as real:
+        assert real.connection_pool.connection_kwargs["port"] == redis_server.port
+        assert "redis_version" in real.info("server")
+    monkeypatch.delenv("REDIS_URL")
+    with cachelab.connect() as embedded:
+        assert type(embedded).__module__.startswith("fakeredis")
+    assert cachelab.connect(redis_server.url).ping()  # an explicit URL wins, as ever
