@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 LAB_STAMP := $(VENV)/.lab-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: lab test site lint typecheck bench faults scaling upgrade test-latest test-lowest clean
+.PHONY: lab test site lint typecheck bench faults message-cost scaling upgrade test-latest test-lowest clean
 
 # uv itself lives in a venv of its own inside .venv, which no sync touches.
 $(UV):
@@ -56,6 +56,10 @@ bench: $(DEV_STAMP)
 # Every fault, every strategy, on redis-server and Valkey; rewrites docs/faults.md (minutes).
 faults: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.faults
+
+# What one message or event costs the server (INFO commandstats); rewrites docs/message-cost.md.
+message-cost: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks.message_cost
 
 # Propagation and server CPU at 1 to 16 subscriber processes, cachelab against a raw PUBLISH;
 # rewrites docs/scaling.md and cachelab/sim/scaling.json, the fleet simulator's calibration (minutes).
