@@ -207,6 +207,56 @@ def _forged(cell: Cell) -> None:
             cell.send(messages.encode(msg))
 
 
+LAST_ID = "18446744073709551615-18446744073709551615"
+
+
+def _outsider_stream_entry(cell: Cell) -> None:
+    """An entry at the last possible id: every XADD '*' after it is refused."""
+    cell.admin.xadd("{" + cell.namespace + "}:stream", {"m": "x"}, id=LAST_ID)
+
+
+def _swapdb(cell: Cell) -> None:
+    """SWAPDB 0 1 with db 1 empty: the namespace vanishes, and nothing announces it."""
+    cell.admin.swapdb(0, 1)
+
+
+def _rollback(cell: Cell) -> None:
+    """A snapshot, 0.2 s more writes, then DEBUG RELOAD of it: the same incarnation goes back,
+    with no restart and no reconnect."""
+    cell.admin.save()
+    time.sleep(0.2)
+    cast(Any, cell.admin).execute_command("DEBUG", "RELOAD", "NOSAVE")  # untyped in redis-py
+
+
+def _replayed(cell: Cell) -> None:
+    """The last 5 genuine messages published again, three times each (tracking's carry no
+    numbers: the server sends them, and nothing is replayed there)."""
+    if cell.tracking:
+        return
+    store = cell.store()
+    captured: list[bytes]
+    if store.stream_maxlen is not None:
+        entries: Any = cell.admin.xrevrange(store.stream_key, count=5)
+        captured = [fields[b"m"] for _, fields in reversed(entries) if b"m" in fields]
+    else:
+        with cell.admin.pubsub() as listener:
+            listener.subscribe(store.channel)
+            captured = [bytes(m["data"]) for m in _messages(listener, 5)]
+    for raw in captured * 3:
+        cell.send(raw)
+
+
+def _messages(listener: Any, count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` messages a pub/sub listener hears within a second."""
+    heard: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 1.0
+    while len(heard) < count and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.05)
+        if message is not None and message["type"] == "message":
+            heard.append(message)
+    return heard
+
+
 def _outside_write(cell: Cell) -> None:
     """Once the workload is over, someone outside cachelab rewrites every key, telling no one.
 
@@ -274,6 +324,23 @@ FAULTS = [
         _forged,
     ),
     Fault("oversized", "a 2 MiB message (on the channel or the stream), a 1 MiB value", _oversized),
+    Fault(
+        "outsider-entry",
+        "an outsider's XADD at the last possible id on the namespace's stream (strategy "
+        "`stream` reads it; for the others it is a key nobody reads)",
+        _outsider_stream_entry,
+    ),
+    Fault("swapdb", "SWAPDB 0 1 with db 1 empty: the namespace vanishes, unannounced", _swapdb),
+    Fault(
+        "rollback",
+        "SAVE, 0.2 s more writes, DEBUG RELOAD NOSAVE: the counter goes back in place",
+        _rollback,
+    ),
+    Fault(
+        "replayed",
+        "the last 5 genuine messages (or stream entries) published again, three times each",
+        _replayed,
+    ),
     Fault(
         "outside-write",
         "after the workload, every key rewritten outside cachelab and its scripts, telling no "

@@ -23,6 +23,12 @@ BY_NAME = {fault.name: fault for fault in FAULTS}
         ("outside-write", "tracking"),
         ("kill-pubsub", "stream"),
         ("forged", "stream"),
+        ("outsider-entry", "stream"),
+        ("swapdb", "tracking"),
+        ("swapdb", "invalidate"),
+        ("rollback", "update"),
+        ("replayed", "invalidate"),
+        ("replayed", "stream"),
     ],
 )
 def test_a_cell_leaves_nothing_stale_after_settle(kind: Kind, fault: str, strategy: str) -> None:
