@@ -7,6 +7,7 @@ and ``import cachelab.core``, the protocol core, needs neither redis-py nor fake
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from cachelab.contract import StripeMismatch, TransportMismatch
     from cachelab.errors import CachelabError, MissingExtra
     from cachelab.messages import ABSENT, NO_VALUE, InvalidMessage, Message
-    from cachelab.node import CacheNode, Flight, ReentrantLoad
+    from cachelab.node import CacheNode, ReentrantLoad
     from cachelab.stats import NodeStats
     from cachelab.stripes import StripedNode
     from cachelab.tracking import TrackingNode
@@ -34,7 +35,6 @@ _WHERE = {
     "CacheNode": "cachelab.node",
     "CachelabError": "cachelab.errors",
     "Cluster": "cachelab.cluster",
-    "Flight": "cachelab.node",
     "InvalidMessage": "cachelab.messages",
     "Message": "cachelab.messages",
     "MissingExtra": "cachelab.errors",
@@ -50,6 +50,9 @@ _WHERE = {
 }
 """Where each public name lives: imported from there on first use."""
 
+_DEPRECATED = {"Flight": ("cachelab.core", "a load's ticket is the core's, not the API's")}
+"""Names that left the public API: still there, with a warning, until the next minor version."""
+
 __all__ = [
     "ABSENT",
     "NO_VALUE",
@@ -60,7 +63,6 @@ __all__ = [
     "CacheNode",
     "CachelabError",
     "Cluster",
-    "Flight",
     "InvalidMessage",
     "Message",
     "MissingExtra",
@@ -80,6 +82,11 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     """A public name, imported from its module on first use."""
     where = _WHERE.get(name)
+    if where is None and name in _DEPRECATED:
+        where, why = _DEPRECATED[name]
+        message = f"cachelab.{name} is deprecated ({why}); it goes in 0.2"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(where), name)
     if where is None:
         raise AttributeError(f"module 'cachelab' has no attribute {name!r}")
     value = getattr(importlib.import_module(where), name)

@@ -332,12 +332,15 @@ class AsyncCacheNode(NodeFace):
         await self._write("set", key, encoded, private(value, encoded), "write")
 
     async def delete(self, key: str) -> None:
-        """Delete ``key`` everywhere."""
+        """Delete ``key`` in Redis and on every node; this node caches the absence, so its next
+        read answers the default without asking Redis (``invalidate`` caches nothing)."""
         validate.key(key)
         await self._write("del", key, "", ABSENT, "delete")
 
     async def invalidate(self, key: str) -> None:
-        """Drop ``key`` from Redis and every node, after you changed its source of truth."""
+        """Drop ``key`` from Redis and every node and cache nothing, after you changed its
+        source of truth: the next read asks Redis, then ``get_or_load``'s loader (``delete``
+        caches the absence)."""
         validate.key(key)
         await self._write("inv", key, "", NO_VALUE, "invalidate")
 

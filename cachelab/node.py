@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -62,11 +61,6 @@ from cachelab.store import RedisStore
 from cachelab.streambus import StreamBus
 
 __all__ = ["CacheNode", "EventHook", "Flight", "Recorder", "ReentrantLoad"]
-
-log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class CacheNode(NodeFace):
@@ -385,12 +379,15 @@ class CacheNode(NodeFace):
         self._write("set", key, encoded, private(value, encoded), "write")
 
     def delete(self, key: str) -> None:
-        """Delete ``key`` everywhere."""
+        """Delete ``key`` in Redis and on every node; this node caches the absence, so its next
+        read answers the default without asking Redis (``invalidate`` caches nothing)."""
         validate.key(key)
         self._write("del", key, "", ABSENT, "delete")
 
     def invalidate(self, key: str) -> None:
-        """Drop ``key`` from Redis and every node, after you changed its source of truth."""
+        """Drop ``key`` from Redis and every node and cache nothing, after you changed its
+        source of truth: the next read asks Redis, then ``get_or_load``'s loader (``delete``
+        caches the absence)."""
         validate.key(key)
         self._write("inv", key, "", NO_VALUE, "invalidate")
 

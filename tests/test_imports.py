@@ -213,3 +213,12 @@ def test_the_tracking_strategy_builds_its_own_shell_without_an_import_of_it() ->
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "TrackingNode", done.stderr
+
+
+def test_flight_left_the_public_names_with_a_deprecation_warning() -> None:
+    import cachelab
+    from cachelab.core import Flight
+
+    assert "Flight" not in cachelab.__all__
+    with pytest.warns(DeprecationWarning, match="cachelab.Flight is deprecated"):
+        assert cachelab.Flight is Flight
