@@ -129,8 +129,10 @@ tell(true, ARGV[6], ARGV[5], inc, seq, ARGV[10] or '', ARGV[11] or '', ARGV[8])
 if fresh then create_meta(KEYS[2], inc, ARGV[9] or '', ARGV[8]) end
 redis.call('HSET', KEYS[2], 'seq', seq)
 if op == 'set' then
+  -- DEL first: every field is written again, any expiry goes, and a key an outsider made
+  -- a string cannot fail the HSET after the message was told and the counter moved
+  redis.call('DEL', data)
   redis.call('HSET', data, 'ver', seq, 'val', ARGV[4], 'inc', inc)
-  redis.call('PERSIST', data)
 else
   redis.call('DEL', data)
   redis.call('HSET', data, 'ver', seq, 'inc', inc)

@@ -377,3 +377,19 @@ def _refused_write_changes_nothing(real_client: redis.Redis, a: CacheNode) -> No
     store = RedisStore(real_client, "t", stream_maxlen=node_cap(a))
     assert (store.meta(), entries(real_client)) == before
     assert messages.decode_value(store.read("k").value or b"") == "old"
+
+
+@pytest.mark.parametrize("strategy", ["update", "stream"])
+def test_a_data_key_an_outsider_made_a_string_is_written_and_told_as_one(
+    client: redis.Redis, make_node: NodeFactory, strategy: str
+) -> None:
+    """Otherwise HSET fails after the counter moved (and, on a stream, after peers were told)."""
+    a, b = make_node("a", strategy=strategy), make_node("b", strategy=strategy)
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    client.set("{t}:k:k", "an outsider's string")
+    a.set("k", "v2")  # never raises
+    settle(a, b)
+    store = RedisStore(client, "t", stream_maxlen=node_cap(a))
+    assert messages.decode_value(store.read("k").value or b"") == "v2"
+    assert b.get("k") == "v2" and stale(client, b) == []
