@@ -56,6 +56,12 @@ log = logging.getLogger(__name__)
 _NOT_A_MESSAGE = b"a stream entry without exactly one 'm' field"
 END_CHECK = 1.0
 """Seconds between an idle reader's checks that its stream was not started again."""
+_LAST_ID = """
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do if info[i] == 'last-generated-id' then return info[i + 1] end end
+return '0-0'
+"""
+"""The stream's last generated id alone (XINFO's reply also holds two whole entries)."""
 _POOL_OWNED = frozenset({"maint_notifications_pool_handler"})  # one per pool, never shared
 StreamId = tuple[int, int]
 
@@ -143,7 +149,7 @@ class StreamBus(ListenerThread):
         assert self._reader is not None
         self._end_checked = time.monotonic()
         try:
-            end = _text(self._reader.xinfo_stream(self.key)["last-generated-id"])
+            end = _text(self._reader.eval(_LAST_ID, 1, self.key))
         except redis.ResponseError:  # no such key: deleted, not yet started again
             end = "0-0"
         if _parse_id(end) < _parse_id(self.last_id):
