@@ -105,10 +105,11 @@ def add_process_commands(commands: Any) -> None:
 def _node_parser(commands: Any) -> argparse.ArgumentParser:
     node = commands.add_parser(
         "node",
-        help="serve one CacheNode over a JSON line protocol on 127.0.0.1",
+        help="serve one CacheNode over a JSON line protocol on a private Unix socket",
         description="Run one CacheNode in this process and serve the JSON line protocol of "
-        "cachelab.harness.nodeproc on 127.0.0.1. The first line printed is "
-        "'cachelab-node listening on 127.0.0.1:PORT'. 'quit' or SIGTERM ends it.",
+        "cachelab.harness.nodeproc on a Unix socket in a new directory only this user may "
+        "enter. The first line printed is 'cachelab-node listening on PATH'. 'quit' or "
+        "SIGTERM ends it.",
     )
     node.add_argument(
         "--url",

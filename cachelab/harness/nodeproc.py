@@ -46,7 +46,7 @@ from cachelab.node import CacheNode
 from cachelab.stripes import StripedNode
 
 BANNER = "cachelab-node listening on"
-"""The first line a node process prints: ``cachelab-node listening on 127.0.0.1:PORT``."""
+"""The first line a node process prints: ``cachelab-node listening on <socket path>``."""
 SOCKET_NAME = "node.sock"
 MAX_CONNECTIONS = 4
 """Connections served at once (the runner needs one); the next is told so and closed."""
