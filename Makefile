@@ -74,7 +74,7 @@ upgrade: | $(UV)
 # The suite against the newest releases, without the locks, in a throwaway venv (not CI's).
 test-latest: | $(UV)
 	rm -rf .venv-latest && $(UV) venv --quiet --python $(PYTHON) .venv-latest
-	$(UV) pip install --quiet --python .venv-latest/bin/python --upgrade -e '.[lab,dev]'
+	$(UV) pip install --quiet --python .venv-latest/bin/python --upgrade -e '.[lab,dev]' -r requirements/build.in
 	.venv-latest/bin/mypy
 	.venv-latest/bin/python -m pytest -n 2 --dist loadgroup
 
