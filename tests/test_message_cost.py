@@ -9,6 +9,7 @@ from cachelab.harness.servers import Kind
 from tests.conftest import REAL_PARAMS, require_server
 
 BY_NAME = {event.name: event for event in EVENTS}
+SLACK = 2  # settle markers: each window resends one every quarter second until all have it
 
 
 @pytest.mark.real_redis
@@ -17,8 +18,10 @@ def test_what_anyone_can_publish_costs_a_question_and_one_key_at_most(kind: Kind
     require_server(kind)
     forged = measure(kind, BY_NAME["forged"], 20)
     replayed = measure(kind, BY_NAME["replayed"], 20)
-    assert (forged.scripts, forged.suspected) == (3, 0)  # one question per node
-    assert replayed.scripts <= 3 * 2 and replayed.suspected <= 3  # and one key each
+    # Script calls: a question per node (and a check each for the replay); SLACK allows a
+    # settle marker sent again in one window and not the other. A full repair would be more.
+    assert forged.suspected == 0 and forged.scripts <= 3 + SLACK
+    assert replayed.suspected <= 3 and replayed.scripts <= 3 * 2 + SLACK
     reset = measure(kind, BY_NAME["reset"], 20)
     assert reset.suspected == 3 * 20  # a real loss: every entry is rechecked, as it must be
 
