@@ -24,6 +24,7 @@ The rules live here once:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import islice
@@ -93,22 +94,6 @@ class RepairBatch:
     def keys(self) -> list[str]:
         """The keys to check."""
         return [key for key, _ in self.items]
-
-
-class _Inside:
-    """Marks the loads whose loader the current context runs (see ``_INSIDE``)."""
-
-    def __init__(self, flight: Flight) -> None:
-        self.flight = flight
-        self.token: Any = None
-
-    def __enter__(self) -> None:
-        self.flight.loading = True
-        self.token = _INSIDE.set((*_INSIDE.get(), self.flight))
-
-    def __exit__(self, *exc: object) -> None:
-        _INSIDE.reset(self.token)
-        self.flight.loading = False
 
 
 class NodeCore:
@@ -181,10 +166,17 @@ class NodeCore:
             if flight.joinable and not flight.done and self._untainted(flight):
                 yield flight
 
-    def inside_loader(self, flight: Flight) -> _Inside:
-        """A context manager: the code it wraps runs ``flight``'s loader (awaited included),
-        so that no read waits on that load from inside it."""
-        return _Inside(flight)
+    @contextmanager
+    def inside_loader(self, flight: Flight) -> Iterator[None]:
+        """The code it wraps runs ``flight``'s loader (awaited included), so that no read
+        waits on that load from inside it."""
+        flight.loading = True
+        token = _INSIDE.set((*_INSIDE.get(), flight))
+        try:
+            yield
+        finally:
+            _INSIDE.reset(token)
+            flight.loading = False
 
     def loaded(self, flight: Flight, reply: Reply, value: Any) -> None:
         """Phase 2 done: the store answered ``reply`` (``value`` decoded)."""
