@@ -49,51 +49,63 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Scene:
+    """What an event acts on: the nodes, an admin client, and a genuine message heard."""
+
+    cluster: Cluster
+    admin: redis.Redis
+    heard: bytes  # the first write's message on the channel (b"" on a stream or tracking)
+
+
+@dataclass(frozen=True)
 class Event:
     """How to set one event up and inject it."""
 
     name: str
     strategy: str
     what: str
-    inject: Callable[[Cluster, redis.Redis], None]
+    inject: Callable[[Scene], None]
     secret: bool = False
-    prepare: Callable[[Cluster, redis.Redis], None] | None = None  # outside the window
+    prepare: Callable[[Scene], None] | None = None  # outside the window
 
 
-def _forged(cluster: Cluster, admin: redis.Redis) -> None:
-    inc, seq = admin.hmget("{" + cluster.namespace + "}:meta", "inc", "seq")  # as anyone can
+def _forged(scene: Scene) -> None:
+    namespace = scene.cluster.namespace
+    inc, seq = scene.admin.hmget("{" + namespace + "}:meta", "inc", "seq")  # as anyone can
     assert isinstance(inc, bytes) and isinstance(seq, bytes)
-    msg = messages.Message(
-        cluster.namespace, "set", "k0", "intruder#1", int(seq) + 10**6, 1, inc.decode()
-    )
-    admin.publish(messages.channel(cluster.namespace), messages.encode(msg))
+    msg = messages.Message(namespace, "set", "k0", "intruder#1", int(seq) + 10**6, 1, inc.decode())
+    scene.admin.publish(messages.channel(namespace), messages.encode(msg))
 
 
-def _dump_then_write(cluster: Cluster, admin: redis.Redis) -> None:
+def _replayed(scene: Scene) -> None:
+    scene.admin.publish(messages.channel(scene.cluster.namespace), scene.heard)
+
+
+def _dump_then_write(scene: Scene) -> None:
     """Before the window: a dump, then 20 writes it will not have, settled."""
-    admin.save()
+    scene.admin.save()
     for i in range(20):
-        cluster.nodes[0].set(f"k{i}", "after the dump")
-    assert cluster.settle(timeout=20)
+        scene.cluster.nodes[0].set(f"k{i}", "after the dump")
+    assert scene.cluster.settle(timeout=20)
 
 
-def _rollback(cluster: Cluster, admin: redis.Redis) -> None:
-    admin.execute_command("DEBUG", "RELOAD", "NOSAVE")  # type: ignore[no-untyped-call]
-    cluster.nodes[0].set("k0", "after the reload")
+def _rollback(scene: Scene) -> None:
+    scene.admin.execute_command("DEBUG", "RELOAD", "NOSAVE")  # type: ignore[no-untyped-call]
+    scene.cluster.nodes[0].set("k0", "after the reload")
 
 
-def _reset(cluster: Cluster, admin: redis.Redis) -> None:
-    admin.delete("{" + cluster.namespace + "}:meta")
-    cluster.nodes[0].set("k0", "after the reset")
+def _reset(scene: Scene) -> None:
+    scene.admin.delete("{" + scene.cluster.namespace + "}:meta")
+    scene.cluster.nodes[0].set("k0", "after the reset")
 
 
-def _outsider_entry(cluster: Cluster, admin: redis.Redis) -> None:
-    admin.xadd("{" + cluster.namespace + "}:stream", {"m": "x"}, id=LAST_ID)
-    cluster.nodes[0].set("k0", "after the outsider")
+def _outsider_entry(scene: Scene) -> None:
+    scene.admin.xadd("{" + scene.cluster.namespace + "}:stream", {"m": "x"}, id=LAST_ID)
+    scene.cluster.nodes[0].set("k0", "after the outsider")
 
 
-def _swapdb(cluster: Cluster, admin: redis.Redis) -> None:
-    admin.swapdb(0, 1)
+def _swapdb(scene: Scene) -> None:
+    scene.admin.swapdb(0, 1)
 
 
 EVENTS = [
@@ -103,7 +115,7 @@ EVENTS = [
     ),
     Event(
         "replayed", "invalidate", "a captured authenticated message published again "
-        "unchanged (`secret=`)", lambda cluster, admin: None, secret=True,  # see measure()
+        "unchanged (`secret=`)", _replayed, secret=True,
     ),
     Event(
         "rollback", "invalidate", "`DEBUG RELOAD` of a dump older than 20 writes (its own "
@@ -129,20 +141,12 @@ def measure(kind: Kind, event: Event, entries: int) -> Cost:
         with Cluster(3, url=server.url, strategy=event.strategy, heartbeat=None, **options) as c:
             listener.subscribe(messages.channel(c.namespace))
             _warm(c, admin, event.strategy, entries)
-            captured = _first_message(listener)
+            scene = Scene(c, admin, _first_message(listener))
             if event.prepare is not None:
-                event.prepare(c, admin)
+                event.prepare(scene)
             control = _window(admin, lambda: None, c)
-            channel = messages.channel(c.namespace)
-
-            def inject() -> None:
-                if event.name == "replayed":
-                    admin.publish(channel, captured)
-                else:
-                    event.inject(c, admin)
-
             before = sum(n.stats.suspected for n in c.nodes)
-            cost = _window(admin, inject, c)
+            cost = _window(admin, lambda: event.inject(scene), c)
             suspected = sum(n.stats.suspected for n in c.nodes) - before
         listener.close()
     return Cost(
@@ -183,14 +187,14 @@ def _window(
     admin: redis.Redis, act: Callable[[], None], cluster: Cluster
 ) -> tuple[int, int, float]:
     """``act``, then a settle: the script calls, commands and server ms in between."""
-    before = _stats(admin)
+    before = server_work(admin)
     act()
     assert cluster.settle(timeout=30), "the nodes did not settle"
-    after = _stats(admin)
+    after = server_work(admin)
     return after[0] - before[0], after[1] - before[1], after[2] - before[2]
 
 
-def _stats(admin: redis.Redis) -> tuple[int, int, float]:
+def server_work(admin: redis.Redis) -> tuple[int, int, float]:
     """Script calls, every call, and the ms spent in commands, so far."""
     stats = admin.info("commandstats")
     scripts = sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "evalsha"))

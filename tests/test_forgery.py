@@ -9,6 +9,7 @@ import pytest
 import redis
 
 import cachelab
+from benchmarks.message_cost import server_work
 from cachelab import AuthenticationMismatch, CacheNode, Cluster, messages
 from cachelab.auth import Signer
 from cachelab.store import RedisStore
@@ -206,19 +207,14 @@ def test_a_replayed_genuine_message_costs_a_question_not_a_revalidation_of_every
             captured = listener.get_message(timeout=5)
         settle(a, b, c)
         before = [node.stats for node in (a, b, c)]
-        calls = _script_calls(real_client)
+        calls = server_work(real_client)[0]  # scripts run so far
         real_client.publish(messages.channel(namespace), captured["data"])
         settle(a, b, c)  # publishes one sync marker: one script call of a's
         after = [node.stats for node in (a, b, c)]
         pairs = list(zip(after, before, strict=True))
         assert [s.messages_forged - t.messages_forged for s, t in pairs] == [1] * 3
         assert all(s.suspected - t.suspected <= 1 for s, t in pairs)  # was every entry
-        assert _script_calls(real_client) - calls <= 1 + 3 * 2  # a question and a check each
+        assert server_work(real_client)[0] - calls <= 1 + 3 * 2  # a question and a check each
         assert all(len(node.snapshot()) >= entries - 1 for node in (b, c))
     listener.close()
 
-
-def _script_calls(client: redis.Redis) -> int:
-    """How many scripts the server has run (EVAL and EVALSHA)."""
-    stats = client.info("commandstats")
-    return sum(int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("eval", "evalsha"))
