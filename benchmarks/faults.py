@@ -35,6 +35,7 @@ import cachelab
 from cachelab import CacheNode, Cluster, StripedNode, messages, validate
 from cachelab.check import check
 from cachelab.coherence import strategy_for
+from cachelab.driver import phases
 from cachelab.harness.servers import KINDS, Kind, ServerProcess, binary, version
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import decode_value
@@ -459,7 +460,7 @@ def _stale_entries(cell: Cell) -> int:
     """Entries some node would serve (its hit path checks the TTL) that Redis no longer holds."""
     truth = _redis_values(cell)
     return sum(
-        node.lookup(key) not in (cachelab.NO_VALUE, truth.get(key, cachelab.ABSENT))
+        phases(node, key).lookup(key) not in (cachelab.NO_VALUE, truth.get(key, cachelab.ABSENT))
         for node in cell.cluster.nodes
         for key in KEYS
     )

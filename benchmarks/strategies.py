@@ -29,6 +29,7 @@ import redis
 from benchmarks.core_costs import best
 from cachelab import CacheNode, StripedNode, TrackingNode
 from cachelab.check import Report, check
+from cachelab.driver import phases
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE, encode_value
@@ -165,7 +166,7 @@ def _read_loop(
     while not stop.wait(_PAUSE):
         key = rng.choice(names)
         start = time.monotonic()
-        value = node.lookup(key)
+        value = phases(node, key).lookup(key)
         hit = value is not NO_VALUE
         if not hit:
             value = node.get(key)
@@ -229,9 +230,9 @@ def settle(nodes: Sequence[CacheNode], timeout: float = 10.0) -> None:
     """Wait until every node has handled what the server sent it before now."""
     nonce = secrets.token_hex(6)
     for node in nodes:
-        node.publish_sync(nonce)
+        node._publish_sync(nonce)
     deadline = time.monotonic() + timeout
-    while not all(node.synced(nonce) for node in nodes):
+    while not all(node._synced(nonce) for node in nodes):
         if time.monotonic() > deadline:
             raise TimeoutError("the nodes did not settle")
         time.sleep(0.002)

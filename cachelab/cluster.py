@@ -94,9 +94,9 @@ class Cluster:
 
         def publish(nonce: str) -> None:
             for node in senders:
-                node.publish_sync(nonce)
+                node._publish_sync(nonce)
 
-        return settle_markers(publish, lambda nonce: all(n.synced(nonce) for n in nodes), timeout)
+        return settle_markers(publish, lambda nonce: all(n._synced(nonce) for n in nodes), timeout)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Every node's counters, by node name."""

@@ -10,8 +10,9 @@ means replay, and only a trimmed stream means repair).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from cachelab.codec import JSON, RAW, Codec
 from cachelab.local import LocalStore
 from cachelab.messages import NO_VALUE, Message
 
@@ -23,9 +24,11 @@ class Strategy:
     subscribes = True
     carries_value = False
     own_marker = False  # True: each node proves its own delivery (Cluster.settle asks each)
-    shell: ClassVar[Any] = None  # the CacheNode subclass this strategy needs (tracking.py)
-    shell_module: ClassVar[str | None] = None  # where that subclass is defined (and set)
     transport = "pubsub"
+    codec: ClassVar[Codec] = JSON  # how values are stored (codec.py)
+    # The store numbers versions; False: the node numbers what it hears and does itself.
+    store_versions = True
+    keeps_writes = True  # the writer caches what it wrote (tracking: the server tracks reads only)
 
     def apply(self, store: LocalStore, msg: Message) -> bool:
         """Apply a peer's change to ``store``; False if it was outdated."""
@@ -62,12 +65,16 @@ class Update(Strategy):
 class Tracking(Strategy):
     """Redis itself tells each node which keys changed (CLIENT TRACKING): keys anyone writes.
 
-    The messages carry no versions, so the node numbers what it hears itself (tracking.py).
+    The messages carry no versions, so the node numbers what it hears and does itself: an
+    invalidation it hears and a write it makes take the next number of its own sequence,
+    and a load is stamped with the number current when it started (core.py applies this).
     """
 
     name = "tracking"
     own_marker = True
-    shell_module = "cachelab.tracking"
+    codec = RAW
+    store_versions = False
+    keeps_writes = False
 
 
 class Stream(Strategy):

@@ -21,12 +21,14 @@ class Meta(NamedTuple):
 
 
 class Reply(NamedTuple):
-    """A read: the encoded value (None when absent) and its version, with the store's meta."""
+    """A read: the encoded value (None when absent) and its version, with the store's meta;
+    ``ttl``, the seconds the key has left in the store when the store says (None: no end)."""
 
     value: bytes | None
     version: int
     inc: str
     seq: int
+    ttl: float | None = None
 
 
 class Stamp(NamedTuple):

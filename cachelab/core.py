@@ -1,11 +1,10 @@
 """The protocol core: every rule a node follows, with no thread, lock, clock or socket.
 
-A shell drives it: the threaded ``CacheNode`` (node.py) and, through that node, the
-simulator; the asyncio ``AsyncCacheNode`` (async_node.py), which needs no lock since it
-calls the core between awaits on one event loop. The threaded shell holds its lock around
-each call, performs the round trips the core asks for (``handle`` returning True means
-"tell me the store's meta"), and emits the core's events after releasing the lock, so
-user hooks never run under it.
+The plans (plans.py) call it in the protocol's order and yield what must happen next; a
+driver (driver.py, async_driver.py, the simulator) performs it. The core queues what the
+driver does after each step, outside any lock: events for the hooks, records for the
+recorder, and the tickets whose waiters to wake. Its only clock is the local store's
+injected timer.
 
 The rules live here once:
 
@@ -33,6 +32,7 @@ from typing import Any
 from cachelab.coherence import Strategy
 from cachelab.contract import Check, Meta, Reply, Stamp
 from cachelab.errors import CachelabError
+from cachelab.link import Link, move
 from cachelab.local import LocalStore
 from cachelab.messages import ABSENT, MARKERS, MAX_SEQ, NO_VALUE, Message, Unauthenticated
 from cachelab.sequence import Sequencer, Verdict
@@ -41,6 +41,7 @@ from cachelab.stats import NodeStats
 Entry = tuple[Any, int, float]
 _MAX_UNSURE = 10_000  # a write that never ran leaves its key here: keep the set bounded
 NodeEvent = tuple[str, str, int]  # (kind, key, version); key "" for node-wide events
+Record = tuple[str, str, float, int, bool, str]  # (op, key, start, version, hit, incarnation)
 
 
 class ReentrantLoad(CachelabError, RuntimeError):
@@ -60,11 +61,11 @@ class Flight:
     reply: Reply | None = None
     error: BaseException | None = None
     done: bool = False
-    waiters: int = 0
+    waiters: int = 0  # how many wait for it to settle (the driver wakes them)
     owner: int = 0  # the thread (or task) that leads the load
     loading: bool = False  # the user's loader runs for it: waiting on it may wait on oneself
     expires: float = float("inf")  # when the value expires in the store (the node's timer)
-    event: Any = None  # the shell's way to wake waiters (a threading.Event, an asyncio.Future)
+    event: Any = None  # the driver's way to wake waiters (a threading.Event, an asyncio.Future)
 
 
 _INSIDE: ContextVar[tuple[Flight, ...]] = ContextVar("cachelab_inside_loaders", default=())
@@ -111,16 +112,35 @@ class NodeCore:
         self.flights: dict[str, list[Flight]] = {}
         self.unsure: set[str] = set()  # keys of our writes whose outcome we never heard
         self.epoch = 0
-        self.coherent = not strategy.subscribes
+        self.link = Link.IDLE if strategy.subscribes else Link.LIVE
         self.streamed = strategy.transport == "stream"
+        self.numbered = not strategy.store_versions  # this node numbers what it hears
+        self.timer = local.timer
         self.held = False  # every suspect waits for the stream's replay, none for repair
         self.replaying: int | None = None  # the store's seq at a stream reconnect
         self.asking = False  # a questioned message awaits the store's answer
-        self.closed = False
         self.synced = ""
         self.hits = self.misses = 0
         self.counts = dict.fromkeys(NodeStats.COUNTERS, 0)
         self.events: list[NodeEvent] = []
+        self.recording = False  # the driver has a recorder: plans queue records
+        self.records: list[Record] = []
+        self.finished: list[Flight] = []  # settled tickets someone waits on
+        local.on_evict = self._evicted
+
+    @property
+    def coherent(self) -> bool:
+        """Whether the node trusts its local cache: its link is live (or it never distrusts)."""
+        link = self.link
+        if link is Link.LIVE:
+            return True
+        naive = not self.switches.reconnect_flush
+        return naive and (link is Link.DOWN or link is Link.REPLAYING)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the node was closed (it reads through Redis only)."""
+        return self.link is Link.CLOSED
 
     # -- read path -----------------------------------------------------------
 
@@ -132,8 +152,14 @@ class NodeCore:
         return hit
 
     def open(self, key: str, joinable: bool, owner: int) -> Flight:
-        """Register a ticket for a load or write of ``key``."""
+        """Register a ticket for a load (``joinable``) or write of ``key``.
+
+        A node that numbers its own events stamps a load with the number current now and
+        gives a write the next one: anything it hears later is newer than the load.
+        """
         flight = Flight(key, self.epoch, joinable, owner=owner)
+        if self.numbered:
+            flight.version = self.seq.last if joinable else self.number()
         self.flights.setdefault(key, []).append(flight)
         return flight
 
@@ -178,8 +204,13 @@ class NodeCore:
             _INSIDE.reset(token)
             flight.loading = False
 
-    def loaded(self, flight: Flight, reply: Reply, value: Any) -> None:
-        """Phase 2 done: the store answered ``reply`` (``value`` decoded)."""
+    def loaded(self, flight: Flight, reply: Reply, value: Any, sent: float) -> None:
+        """The store answered a load ``reply`` (``value`` decoded) to a request ``sent`` at
+        that time; a reply with a ttl ends the entry when the key expires in the store."""
+        if self.numbered:  # the load's own stamp is its version
+            reply = Reply(reply.value, flight.version, self.seq.inc, flight.version, reply.ttl)
+        if reply.ttl is not None:
+            flight.expires = sent + reply.ttl
         flight.reply, flight.value, flight.version = reply, value, reply.version
         self._notice(reply.inc, reply.seq)
 
@@ -223,8 +254,11 @@ class NodeCore:
 
     # -- write path ----------------------------------------------------------
 
-    def wrote(self, flight: Flight, value: Any, stamp: Stamp) -> None:
-        """The store applied this node's write: taint older loads, then fill through the guard."""
+    def wrote(self, flight: Flight, value: Any, stamp: Stamp) -> Stamp:
+        """The store applied this node's write: taint older loads, then fill through the
+        guard; the write's stamp (the node's own number, if it numbers its writes)."""
+        if self.numbered:
+            stamp = Stamp(flight.version, self.seq.inc)
         self.counts["writes"] += 1
         self._notice(stamp.inc, stamp.seq)
         self._taint(flight.key, stamp.seq, spare=flight)
@@ -236,6 +270,7 @@ class NodeCore:
             # Refused (a newer version overtook the reply): still, this write completed, and
             # a read after it must never see an older version (read your writes).
             self.local.invalidate(flight.key, stamp.seq)
+        return stamp
 
     def write_failed(self, flight: Flight, error: BaseException) -> None:
         """A write ended in an error, yet may have run: trust nothing of its key."""
@@ -256,6 +291,18 @@ class NodeCore:
         """The server says ``key`` changed: number it here, then apply it as a message."""
         self._apply(Message("", "inv", key, "", self.number(), inc=self.seq.inc))
 
+    def has_synced(self, nonce: str) -> bool:
+        """Whether the sync marker ``nonce`` reached this node and no repair is owed (a
+        marker read in a stream's replay may come before the gap's repair)."""
+        if not self.strategy.subscribes:
+            return True
+        return self.coherent and self.synced == nonce and not self.local.suspects
+
+    def invalidated_all(self, keys: Sequence[str]) -> None:
+        """The server says each of ``keys`` changed, in this order."""
+        for key in keys:
+            self.invalidated(key)
+
     def marked(self, nonce: str) -> None:
         """A settle marker came back on the subscription: everything before it was handled."""
         self.synced = nonce
@@ -269,6 +316,9 @@ class NodeCore:
 
     def handle(self, msg: Message) -> bool:
         """Apply one message; True means "answer me with the store's meta" (see ``answer``)."""
+        if self.numbered:  # the server's word that the key changed: it carries no number
+            self.invalidated(msg.key)
+            return False
         if msg.op in MARKERS:
             if self.checks and not self.seq.settled(msg):
                 self.asking = True
@@ -459,13 +509,13 @@ class NodeCore:
 
     def disconnected(self) -> None:
         """The subscription is down: stop trusting and filling until it is back."""
+        self.link = move(self.link, "disconnected")
         if self.closed:
             return
         self.counts["disconnects"] += 1
         self._emit("disconnect", "", self.seq.last)
         if not self.switches.reconnect_flush:
             return
-        self.coherent = False
         if self.streamed:
             self._hold()
         else:
@@ -486,17 +536,19 @@ class NodeCore:
     def subscribed(self, first: bool, meta: Meta) -> None:
         """(Re)subscribed, and the store's meta read after the subscription took effect
         (on the stream transport: read with the position the bus reads from)."""
+        if self.numbered:  # no counter in the store: the node's own numbering goes on
+            meta = Meta(self.seq.inc, self.seq.last)
+        event = "subscribed" if first else "resumed" if self.streamed else "resubscribed"
+        self.link = move(self.link, event)
         if self.closed:
             return
         if first:
             self.seq.rebase(meta)
         elif self.streamed:
-            self._resumed(meta)
-            return  # coherent again once the replay has caught up (``replayed``)
+            self._resumed(meta)  # live again once the replay has caught up (``replayed``)
         else:
             self._resubscribed(meta)
             self.seq.rebase(meta)
-        self.coherent = True
 
     def _resumed(self, meta: Meta) -> None:
         """Stream: reconnected; the bus replays from its last entry id, then ``replayed``."""
@@ -519,6 +571,7 @@ class NodeCore:
         message, or trimmed) are a gap: repair. Otherwise what the blip held is trusted
         again as it is: the replay applied every change it missed.
         """
+        self.link = move(self.link, "replayed")
         if self.closed:
             return
         until, self.replaying = self.replaying, None
@@ -533,7 +586,6 @@ class NodeCore:
             self.counts["restored"] += restored
             self._emit("restore", "", self.seq.last)
         self.held = False
-        self.coherent = True
 
     def _resubscribed(self, meta: Meta) -> None:
         """After a reconnect: messages may have been lost, or the store may be another one."""
@@ -588,6 +640,8 @@ class NodeCore:
         if flight.done:
             return
         flight.done = True
+        if flight.waiters:
+            self.finished.append(flight)
         tickets = self.flights.get(flight.key)
         if tickets is not None:
             tickets.remove(flight)
@@ -606,10 +660,33 @@ class NodeCore:
         self.events = []
         return events
 
+    def _evicted(self, key: str, version: int) -> None:
+        """The local store pushed out its least recently used entry."""
+        self.events.append(("evict", key, version))
+
+    def hook_failed(self) -> int:
+        """One more failure of a user's hook (counted where the driver emits); the count."""
+        self.counts["hook_errors"] += 1
+        return self.counts["hook_errors"]
+
+    def take_finished(self) -> list[Flight]:
+        """The settled tickets whose waiters the driver must wake; the list starts empty again."""
+        finished, self.finished = self.finished, []
+        return finished
+
+    def record(self, op: str, key: str, start: float, version: int, hit: bool, inc: str) -> None:
+        """Queue one operation for the recorder (the driver calls it outside its lock)."""
+        if self.recording:
+            self.records.append((op, key, start, version, hit, inc))
+
+    def take_records(self) -> list[Record]:
+        """The records queued so far, oldest first; the queue starts empty again."""
+        records, self.records = self.records, []
+        return records
+
     def close(self) -> None:
         """Stop trusting the local cache for good (a closed node reads through Redis)."""
-        self.closed = True
-        self.coherent = False
+        self.link = move(self.link, "closed")
         self.local.flush()
 
     def stats(self, extra_hits: int) -> NodeStats:

@@ -6,45 +6,26 @@ signer and log refused messages through these, so no shell holds a second copy.
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from cachelab import decorators, validate
 from cachelab.auth import Signer
 from cachelab.bus import Heartbeat
-from cachelab.coherence import Strategy
-from cachelab.core import Flight, NodeCore, Switches
+from cachelab.coherence import Strategy, strategy_for
+from cachelab.core import NodeCore, Switches
 from cachelab.decorators import Cached, CachedMethod
+from cachelab.hooks import Hooks, Recorder
 from cachelab.local import LocalStore, Timer
-from cachelab.messages import InvalidMessage, WrongVersion, decode_value, fits, message_head
+from cachelab.messages import InvalidMessage, WrongVersion, message_prefix
+from cachelab.plans import Plans
 from cachelab.stats import LagStats
 
 log = logging.getLogger("cachelab.node")
 
 _MUTABLE = (list, dict)
-
-
-def write_head(strategy: Strategy, prefix: str, op: str, key: str, encoded: str) -> str:
-    """The message a write publishes: every strategy tells the listeners.
-
-    The value rides along for the ``update`` strategy when the message stays within
-    the size every peer accepts; otherwise peers drop the key and reload it.
-    """
-    if op == "set" and strategy.carries_value:
-        head = message_head(prefix, op, key, encoded)
-        if fits(head):
-            return head
-    return message_head(prefix, op, key, None)
-
-
-def private(value: Any, encoded: str) -> Any:
-    """The node's own copy of a mutable value, so the caller's later changes stay theirs."""
-    return decode_value(encoded) if type(value) in _MUTABLE else value
-
-
-def flight_inc(flight: Flight) -> str:
-    """The incarnation of a ticket's version."""
-    return "" if flight.reply is None else flight.reply.inc
 
 
 def choose_signer(
@@ -99,7 +80,6 @@ def local_store(
     tombstones: Any,
     tombstone_ttl: Any,
     ordering: Any,
-    on_evict: Callable[[str, int], None],
 ) -> LocalStore:
     """A node's bounded local store, from its checked options."""
     return LocalStore(
@@ -109,8 +89,8 @@ def local_store(
         tombstones=validate.flag("tombstones", tombstones),
         tombstone_ttl=validate.seconds("tombstone_ttl", tombstone_ttl) or 60.0,
         ordering=validate.flag("ordering", ordering),
-        on_evict=on_evict,
     )
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -125,10 +105,59 @@ class NodeFace:
     _core: NodeCore
     _bus: Any
 
+    name: str
+    namespace: str
+    id: str
+    strategy: Strategy
+    _timer: Timer
+    _recorder: Recorder | None
+
+    def _name(
+        self, name: str, namespace: str, strategy: str | Strategy, timer: Any, recorder: Any
+    ) -> None:
+        """Check and set what names the node, and the hooks its hit path reads inline."""
+        validate.name("name", name, 100)
+        self.name = name
+        self.namespace = validate.namespace(namespace)
+        self.id = f"{name}#{secrets.token_hex(4)}"
+        self.strategy = strategy_for(strategy)
+        self._timer = validate.hook("timer", timer) or time.monotonic
+        self._recorder = validate.hook("recorder", recorder)
+
+    def _assemble(
+        self, local: LocalStore, switches: Switches, ordered: bool, events: Any, repair_batch: Any
+    ) -> tuple[NodeCore, Plans, Hooks]:
+        """The core over ``local``, its plans, and the node's hooks (hook errors are counted
+        by ``_failed``)."""
+        core = NodeCore(self.id, self.strategy, local, switches, ordered)
+        core.recording = self._recorder is not None
+        hook = validate.hook("events", events)
+        hooks = Hooks(self.name, hook, self._recorder, self._timer, self._failed)
+        repair_size = validate.count("repair_batch", repair_batch)
+        return core, Plans(core, message_prefix(self.namespace, self.id), repair_size), hooks
+
+    def _failed(self) -> int:
+        """One more hook failure; the count so far."""
+        return self._core.hook_failed()
+
     @property
     def max_entries(self) -> int:
         """The bound of the local LRU."""
         return self._core.local.maxsize
+
+    @property
+    def switches(self) -> Switches:
+        """The safeguards this node runs (fill_guard, gap_detection, ...), read-only."""
+        return self._core.switches
+
+    @property
+    def coherent(self) -> bool:
+        """Whether this node currently trusts its local cache (its bus is up)."""
+        return self._core.coherent
+
+    def _synced(self, nonce: str) -> bool:
+        """Whether the sync marker ``nonce`` reached this node, and no repair is owed."""
+        return self._core.has_synced(nonce)
 
     @overload
     def cached(self, func: Callable[P, R], **options: Any) -> Cached[P, R]: ...
@@ -170,4 +199,3 @@ class NodeFace:
         """
         heartbeat = getattr(self._bus, "heartbeat", None)
         return heartbeat.lag.snapshot() if isinstance(heartbeat, Heartbeat) else None
-

@@ -28,7 +28,7 @@ from redis.cluster import RedisCluster
 from cachelab import validate
 from cachelab.backends import Client
 from cachelab.coherence import Strategy, strategy_for
-from cachelab.core import Flight, Switches
+from cachelab.core import Switches
 from cachelab.node import CacheNode
 from cachelab.shell import NodeFace
 from cachelab.stats import LagStats, NodeStats
@@ -96,8 +96,18 @@ def make_node(r: Client, *, stripes: int | None = None, **options: Any) -> Cache
     a plain CacheNode for one stripe, else a StripedNode."""
     count = default_stripes(r) if stripes is None else stripes
     if count == 1:
-        return CacheNode(r, **options)
+        return node_class(options.get("strategy", "invalidate"))(r, **options)
     return StripedNode(r, stripes=count, **options)
+
+
+def node_class(strategy: str | Strategy) -> type[CacheNode]:
+    """The node that runs ``strategy``: a TrackingNode for keys anyone writes (``tracking``),
+    a CacheNode for the versioned strategies."""
+    if strategy_for(strategy).store_versions:
+        return CacheNode
+    from cachelab.tracking import TrackingNode  # it needs a real server's tracking: on demand
+
+    return TrackingNode
 
 
 class StripedNode(NodeFace):
@@ -173,37 +183,16 @@ class StripedNode(NodeFace):
         """Drop ``key`` from Redis and every node, after you changed its source of truth."""
         self.node_of(key).invalidate(key)
 
-    def lookup(self, key: str) -> Any:
-        """Phase 1: the local value, or ``NO_VALUE``."""
-        return self.node_of(key).lookup(key)
-
-    def load(self, key: str) -> Flight:
-        """Phase 2: a fill-guard ticket, and the store's reply."""
-        return self.node_of(key).load(key)
-
-    def fill(self, flight: Flight) -> Any:
-        """Phase 3: fill unless the guard refuses."""
-        return self.node_of(flight.key).fill(flight)
-
-    def pending(self, key: str) -> Flight | None:
-        """The load of ``key`` in flight, if any."""
-        return self.node_of(key).pending(key)
-
     # -- the fleet's face ---------------------------------------------------------
 
-    def publish_sync(self, nonce: str) -> None:
+    def _publish_sync(self, nonce: str) -> None:
         """Publish a sync marker on every stripe."""
         for node in self.nodes:
-            node.publish_sync(nonce)
+            node._publish_sync(nonce)
 
-    def synced(self, nonce: str) -> bool:
+    def _synced(self, nonce: str) -> bool:
         """Whether every stripe has handled its sync marker ``nonce``."""
-        return all(node.synced(nonce) for node in self.nodes)
-
-    def repair(self) -> None:
-        """Revalidate every stripe's suspects."""
-        for node in self.nodes:
-            node.repair()
+        return all(node._synced(nonce) for node in self.nodes)
 
     def flush(self) -> None:
         """Drop every local entry of every stripe."""
@@ -319,4 +308,3 @@ def _check(namespace: str, stripes: int, strategy: str | Strategy) -> None:
     name = strategy_for(strategy).name
     if stripes > 1 and name in ("tracking", "stream"):
         raise ValueError(f"strategy {name!r} does not stripe: use 'invalidate', 'update' or 'none'")
-

@@ -11,6 +11,10 @@ Without versions there is nothing to repair against: when the listener's connect
 lost (its redirect id dies with it, and every invalidation meanwhile with it), or a data
 connection reconnects (the server forgot what it tracked), the node flushes.
 
+The numbering is the core's policy for this strategy (``Strategy.store_versions`` False),
+so this module holds only what is particular to tracking's I/O: the keyspace, the
+listener that hears the server and checks the database's identity, and the options.
+
 What the node caches is what its own GET returned: the server tracks a key for a
 connection only once that connection read it. So a node's own writes, and the values a
 ``get_or_load`` loader stores, are not kept: the next read fetches (and tracks) them.
@@ -18,10 +22,10 @@ connection only once that connection read it. So a node's own writes, and the va
 
 from __future__ import annotations
 
-import hashlib
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, cast
 
 import redis
@@ -30,15 +34,16 @@ from redis.cluster import RedisCluster
 from cachelab import validate
 from cachelab.backends import Client
 from cachelab.bus import Bus
+from cachelab.codec import RawValue
 from cachelab.coherence import Strategy, Tracking
 from cachelab.contract import Check, Meta, Reply, Stamp, Store
-from cachelab.core import Flight
-from cachelab.messages import ABSENT, MAX_VALUE_BYTES, NO_VALUE, Message
-from cachelab.node import CacheNode, init_signature
+from cachelab.driver import ThreadDriver
+from cachelab.listener import NodeListener
+from cachelab.local import Timer
+from cachelab.node import CacheNode
+from cachelab.shell import RefusalLog
 from cachelab.tracking_redis import TrackedKeys, TrackingBus, require_tracking
 
-RawValue = str | bytes
-_RAW_TYPES = (str, bytes, int, float)
 _VERSIONED_ONLY = ("gap_detection", "repair", "secret")
 
 
@@ -93,8 +98,9 @@ class KeyspaceStore:
         return Meta(self.inc, 0)
 
     def read(self, key: str) -> Reply:
-        """GET ``key`` (the node stamps its version)."""
-        return Reply(self.keys.read(key)[0], 0, self.inc, 0)
+        """GET ``key`` (the node stamps its version), with the seconds it has left."""
+        value, left = self.keys.read(key)
+        return Reply(value, 0, self.inc, 0, left)
 
     def write(self, op: str, key: str, encoded: str, head: str | None) -> Stamp:
         """SET or DEL ``key`` (the node stamps the write)."""
@@ -118,6 +124,83 @@ class KeyspaceStore:
         return Meta(self.inc, 0)
 
 
+class DatabaseIdentity:
+    """Whether the database under a node is still the one it read (SWAPDB tells nobody)."""
+
+    def __init__(self, keys: Keyspace, every: float, timer: Timer) -> None:
+        self.keys = keys
+        self.every = every
+        self.timer = timer
+        self.known: str | None = None
+        self.checked = -math.inf
+
+    def due(self) -> bool:
+        """Whether a heartbeat's time passed since the last check."""
+        return self.timer() - self.checked >= self.every
+
+    def changed(self) -> bool:
+        """Read the identity now; True if another database is under the node."""
+        self.checked = self.timer()
+        identity = getattr(self.keys, "identity", None)
+        now = identity(self.every) if identity is not None else ""
+        changed = self.known is not None and now != self.known
+        self.known = now
+        return changed
+
+
+class TrackingListener(NodeListener):
+    """What the tracking bus calls: the server's invalidations, its markers, its redirects."""
+
+    driver: ThreadDriver
+
+    def __init__(
+        self,
+        driver: ThreadDriver,
+        refusals: RefusalLog,
+        keys: Keyspace,
+        identity: DatabaseIdentity,
+        flush: Callable[[], None],
+    ) -> None:
+        super().__init__(driver, "", None, refusals)
+        self.keys = keys
+        self.identity = identity
+        self.flush = flush
+
+    def redirect_to(self, client_id: int) -> None:
+        """The listener's new connection: track for it from now on."""
+        if isinstance(self.keys, TrackedKeys):
+            self.keys.redirect(client_id)
+
+    def invalidated(self, keys: Sequence[bytes | str] | None) -> None:
+        """The server says ``keys`` changed; None means the database was flushed."""
+        core = self.driver.core
+        if keys is None:
+            self.driver.locked(core.flush)
+            return
+        self.driver.locked(partial(core.invalidated_all, _own_keys(keys, self.keys.prefix)))
+
+    def marked(self, nonce: str) -> None:
+        """A settle marker came back: first make sure the database is still ours, so that
+        a settled node never serves another database's values (SWAPDB)."""
+        self.check_database()
+        core = self.driver.core
+        self.driver.locked(lambda: core.marked(nonce))
+
+    def maintain(self) -> None:
+        """Between invalidations: check the database's identity once per heartbeat."""
+        if self.identity.due():
+            self.check_database()
+        self.driver.repair()
+
+    def send_beat(self, beat_channel: str, token: str) -> None:
+        """Unused: the tracking bus beats with a PING of its own."""
+
+    def check_database(self) -> None:
+        """Flush if another database is under the node now."""
+        if self.identity.changed():
+            self.flush()
+
+
 class TrackingNode(CacheNode):
     """A near cache of plain string keys under ``prefix``, kept coherent by the server.
 
@@ -130,6 +213,8 @@ class TrackingNode(CacheNode):
     table that the node's own reads cause, so it is refused there. Other options as CacheNode;
     ``repair``, ``gap_detection`` and ``secret`` need versions, which tracking lacks.
     """
+
+    _numbers_itself = True
 
     def __init__(
         self,
@@ -164,22 +249,18 @@ class TrackingNode(CacheNode):
             )
         self._options = (prefix, bcast, noloop)
         self._tracking_bus = bus
-        # before the bus starts, since its thread calls maintain() and marked()
-        self._identity: str | None = None  # of the database under the node, once read
         self._identity_every = heartbeat if isinstance(heartbeat, int | float) else 1.0
-        self._identity_at = -math.inf
         super().__init__(
             cast(Any, r), name, namespace, Tracking(), max_entries, ttl,
             heartbeat=heartbeat, bus=bus, gap_detection=False, repair=False, **options,
         )  # fmt: skip
-        self._check_database()
+        assert isinstance(self._listener, TrackingListener)
+        self._listener.check_database()
 
     @property
     def bcast(self) -> bool:
         """Whether the server broadcasts every change under the prefix (BCAST mode)."""
         return self._options[1]
-
-    # -- what differs from a versioned node ------------------------------------
 
     def _make_store(self, r: Client | Store | Keyspace, namespace: str) -> Store:
         """The keyspace, tracked for this node."""
@@ -197,6 +278,11 @@ class TrackingNode(CacheNode):
         self._keys: Keyspace = r  # type: ignore[assignment]
         return KeyspaceStore(self._keys, f"{self.id}:{secrets.token_hex(4)}")
 
+    def _make_listener(self, refusals: RefusalLog) -> NodeListener:
+        """The tracking listener, with the database's identity to watch."""
+        identity = DatabaseIdentity(self._keys, self._identity_every, self._timer)
+        return TrackingListener(self._driver, refusals, self._keys, identity, self.flush)
+
     def _start_bus(self, r: Any, bus: Bus | None, heartbeat: float | None) -> Bus | None:
         """Start the redirect listener (its first connection id sets up the keyspace)."""
         if bus is None:
@@ -204,130 +290,13 @@ class TrackingNode(CacheNode):
                 raise TypeError("a bus is required when the keyspace is not a Redis one")
             bus = TrackingBus(r, name=f"cachelab-tracking-{self.name}", heartbeat=heartbeat)
         self._tracking_bus = bus  # type: ignore[assignment]
-        bus.start(self)
+        bus.start(self._listener)
         return bus
 
-    def _open(self, key: str, joinable: bool, owner: int) -> Flight:
-        """A load is stamped with the current number; a write takes the next one."""
-        flight = self._core.open(key, joinable, owner)
-        flight.version = self._core.seq.last if joinable else self._core.number()
-        return flight
-
-    def _read_into(self, flight: Flight) -> None:
-        """GET the key on a tracked connection; its version is the load's own stamp.
-
-        The entry ends when the key expires in Redis, counted from before the request: the
-        server's invalidation of an expired key waits for its expiry cycle, or a reader.
-        """
-        sent = self._timer()
-        raw, left = self._keys.read(flight.key)
-        if left is not None:
-            flight.expires = sent + left
-        reply = Reply(raw, flight.version, self._core.seq.inc, flight.version)
-        with self._lock:
-            self._core.loaded(flight, reply, ABSENT if raw is None else raw)
-            events = self._core.take_events()
-        self._emit(events)
-
-    def _fill_store(self, flight: Flight, value: Any) -> tuple[Stamp, Any]:
-        """Cache-aside: SET NX the loader's value; never cached (see the module docstring)."""
-        raw = _raw(value)
-        self._keys.set_if_absent(flight.key, raw)
-        return Stamp(0, self._core.seq.inc), raw
-
-    def set(self, key: str, value: Any) -> None:
-        """SET ``key`` in Redis; every node that read it is told by the server."""
-        validate.key(key)
-        raw = _raw(value)
-        self._written(key, NO_VALUE, "write", lambda flight: self._send(flight, "set", key, raw))
-
-    def delete(self, key: str) -> None:
-        """DEL ``key``."""
-        validate.key(key)
-        self._written(key, NO_VALUE, "delete", lambda flight: self._send(flight, "del", key))
-
-    def invalidate(self, key: str) -> None:
-        """DEL ``key`` (after you changed its source of truth)."""
-        validate.key(key)
-        self._written(key, NO_VALUE, "invalidate", lambda flight: self._send(flight, "del", key))
-
-    def _send(self, flight: Flight, op: str, key: str, raw: RawValue = "") -> Stamp:
-        """One write round trip, stamped with the number the write took."""
-        if op == "set":
-            self._keys.set(key, raw)
-        else:
-            self._keys.delete(key)
-        return Stamp(flight.version, self._core.seq.inc)
-
-    # -- the listener (called by the bus) -------------------------------------------
-
-    def redirect_to(self, client_id: int) -> None:
-        """The listener's new connection: track for it from now on."""
-        if isinstance(self._keys, TrackedKeys):
-            self._keys.redirect(client_id)
-
-    def invalidated(self, keys: Sequence[bytes | str] | None) -> None:
-        """The server says ``keys`` changed; None means the database was flushed."""
-        with self._lock:
-            if keys is None:
-                self._core.flush()
-            else:
-                for key in _own_keys(keys, self._keys.prefix):
-                    self._core.invalidated(key)
-            events = self._core.take_events()
-        self._emit(events)
-
-    def handle(self, msg: Message) -> None:
-        """A message names a key that changed (how the simulator delivers the server's)."""
-        self.invalidated([msg.key])
-
-    def marked(self, nonce: str) -> None:
-        """A settle marker came back: first make sure the database is still ours, so that
-        a settled node never serves another database's values (SWAPDB)."""
-        self._check_database()
-        with self._lock:
-            self._core.marked(nonce)
-
-    def maintain(self) -> None:
-        """Between invalidations: check the database's identity once per heartbeat."""
-        if self._timer() - self._identity_at >= self._identity_every:
-            self._check_database()
-        super().maintain()
-
-    def _database(self) -> str:
-        """The identity of the database under this node ("" for a keyspace without one)."""
-        identity = getattr(self._keys, "identity", None)
-        return identity(self._identity_every) if identity is not None else ""
-
-    def _check_database(self) -> None:
-        """Flush if another database is under this node now (SWAPDB tells nobody)."""
-        self._identity_at = self._timer()
-        identity = self._database()
-        if self._identity is not None and identity != self._identity:
-            self.flush()
-        self._identity = identity
-
-    def subscribed(self, first: bool, meta: Meta | None = None) -> None:
-        """(Re)subscribed: after a loss, anything may have changed unheard, so flush.
-
-        The node's own numbering goes on (``meta`` is for versioned stores; none here).
-        """
-        with self._lock:
-            self._core.subscribed(first, Meta(self._core.seq.inc, self._core.seq.last))
-            events = self._core.take_events()
-        self._emit(events)
-
-    def _digest(self, value: Any) -> str:
-        """What the keyspace's check gives for a held value: the SHA-1 of the raw value."""
-        return "" if value is ABSENT else _sha1(value)
-
-    def publish_sync(self, nonce: str) -> None:
+    def _publish_sync(self, nonce: str) -> None:
         """Send a settle marker down this node's own subscription."""
         if self._tracking_bus is not None:
             self._tracking_bus.mark(nonce)
-
-    def send_beat(self, beat_channel: str, token: str) -> None:
-        """Unused: the tracking bus beats with a PING of its own."""
 
     def close(self) -> None:
         """Stop listening, join the thread, close the tracked connections."""
@@ -337,24 +306,6 @@ class TrackingNode(CacheNode):
     def __repr__(self) -> str:
         mode = "bcast" if self.bcast else "default"
         return f"<TrackingNode {self.name!r} prefix={self._keys.prefix!r} {mode}>"
-
-
-def _raw(value: Any) -> RawValue:
-    """A value as Redis stores it: str and bytes as they are, numbers as redis-py writes them."""
-    if type(value) not in _RAW_TYPES:
-        raise TypeError(
-            f"strategy 'tracking' stores plain Redis strings: str, bytes, int or float, "
-            f"not {type(value).__name__}"
-        )
-    raw = value if isinstance(value, (str, bytes)) else repr(value)
-    if len(raw) > MAX_VALUE_BYTES:
-        raise ValueError(f"value larger than {MAX_VALUE_BYTES} bytes")
-    return raw
-
-
-def _sha1(value: RawValue) -> str:
-    """SHA-1 of a raw value as Redis holds it (str as UTF-8), as ``TrackedKeys.digests``."""
-    return hashlib.sha1(value.encode() if isinstance(value, str) else bytes(value)).hexdigest()
 
 
 def _own_keys(keys: Sequence[bytes | str], prefix: str) -> list[str]:
@@ -368,7 +319,3 @@ def _own_keys(keys: Sequence[bytes | str], prefix: str) -> list[str]:
         if name.startswith(prefix) and len(name) > len(prefix):
             out.append(name[len(prefix) :])
     return out
-
-
-Tracking.shell = TrackingNode  # CacheNode(strategy="tracking") builds one of these
-TrackingNode.__signature__ = init_signature(TrackingNode)  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cachelab.lab import NOTEBOOKS
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 from tests.labserver import LabServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

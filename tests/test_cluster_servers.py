@@ -34,7 +34,7 @@ from cachelab.harness.cluster_servers import (
     require_cluster_mode,
 )
 from cachelab.harness.servers import Kind, ServerProcess
-from tests.conftest import REAL_PARAMS, fresh_cluster, require_cluster
+from tests.helpers import REAL_PARAMS, fresh_cluster, require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "{t}:ch"  # the hash tag {t} puts the channel in the slot of every "{t}:..." key

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cachelab.coherence import strategy_for
 from cachelab.contract import Meta, Reply, Stamp
 from cachelab.core import NodeCore, ReentrantLoad, Switches
+from cachelab.errors import CachelabError
+from cachelab.link import CoreMisuse, Link
 from cachelab.local import LocalStore
 from cachelab.messages import Message
 from cachelab.messages import value_digest as _digest
@@ -30,7 +34,7 @@ def msg(seq: int, key: str = "k", inc: str = INC, op: str = "inv", src: str = "p
 
 def fill(node: NodeCore, key: str, value: object, version: int) -> None:
     flight = node.open(key, True, owner=1)
-    node.loaded(flight, Reply(b"x", version, INC, version), value)
+    node.loaded(flight, Reply(b"x", version, INC, version), value, 0.0)
     node.settle(flight)
 
 
@@ -137,7 +141,7 @@ def test_a_read_reply_from_another_incarnation_resets_and_is_not_filled() -> Non
     node = core()
     fill(node, "a", 1, 5)
     flight = node.open("b", True, owner=1)
-    node.loaded(flight, Reply(b"x", 3, "inc-2", 3), 2)
+    node.loaded(flight, Reply(b"x", 3, "inc-2", 3), 2, 0.0)
     node.settle(flight)
     assert node.counts["resets"] == 1 and node.seq.inc == "inc-2"
     assert node.local.get("b") is None and "a" in node.local.suspects
@@ -187,7 +191,7 @@ def test_a_failed_write_drops_the_entry_and_taints_loads_in_flight() -> None:
     writer = node.open("k", False, owner=1)
     node.write_failed(writer, TimeoutError())
     assert node.local.get("k") is None
-    node.loaded(reader, Reply(b"x", 5, INC, 5), "old")
+    node.loaded(reader, Reply(b"x", 5, INC, 5), "old", 0.0)
     node.settle(reader)
     assert node.local.get("k") is None and node.counts["stale_fills_rejected"] == 1
 
@@ -326,3 +330,56 @@ def test_a_heartbeat_behind_the_node_re_bases_what_it_received() -> None:
     assert node.handle(beat) is True
     node.answer(beat, Meta(INC, 20))  # the store went back to 20
     assert [node.handle(msg(seq)) for seq in (21, 22, 23)] == [False, False, False]
+
+
+# -- the link's state: one enum, and steps out of order refused ----------------------------
+
+
+def test_the_link_moves_through_its_states_and_coherence_follows_it() -> None:
+    node = core()
+    assert node.link is Link.LIVE and node.coherent
+    node.disconnected()
+    assert node.link is Link.DOWN and not node.coherent
+    node.subscribed(False, Meta(INC, 10))
+    assert node.link is Link.LIVE and node.coherent
+    stream = core("stream")
+    stream.disconnected()
+    stream.subscribed(False, Meta(INC, 10))
+    assert stream.link is Link.REPLAYING and not stream.coherent
+    stream.replayed()
+    assert stream.link is Link.LIVE and stream.coherent
+
+
+def test_a_naive_node_keeps_trusting_while_its_link_is_down() -> None:
+    node = core(reconnect_flush=False)
+    node.disconnected()
+    assert node.link is Link.DOWN and node.coherent
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        lambda n: n.subscribed(True, Meta(INC, 10)),  # a second first subscription
+        lambda n: n.subscribed(False, Meta(INC, 10)),  # a resubscription with no loss before
+        lambda n: n.replayed(),  # a replay with no reconnect before
+    ],
+    ids=["first-twice", "resubscribed-while-live", "replayed-while-live"],
+)
+def test_a_step_out_of_order_raises_instead_of_being_ignored(step: Any) -> None:
+    node = core("stream")
+    with pytest.raises(CoreMisuse, match="while live"):
+        step(node)
+    assert isinstance(CoreMisuse("x"), CachelabError)
+
+
+def test_a_closed_link_stays_closed_whatever_a_stopping_bus_reports() -> None:
+    node = core()
+    node.close()
+    node.disconnected()
+    node.subscribed(False, Meta(INC, 10))
+    assert node.link is Link.CLOSED and not node.coherent and node.counts["disconnects"] == 0
+
+
+def test_a_node_that_never_subscribes_is_live_from_the_start() -> None:
+    node = NodeCore("me#1", strategy_for("none"), LocalStore(100), Switches(), True)
+    assert node.link is Link.LIVE and node.coherent

@@ -17,8 +17,7 @@ from cachelab import AsyncCacheNode, CacheNode
 from cachelab.async_node import settle as async_settle
 from cachelab.decorators import CacheInfo, cached, cached_method
 from cachelab.stats import NodeStats
-from tests.conftest import NodeFactory, async_twin
-from tests.test_node import settle
+from tests.helpers import NodeFactory, async_twin, phases, settle
 
 
 @pytest.fixture
@@ -316,7 +315,7 @@ def test_two_threads_missing_one_key_call_the_function_once(make_node: NodeFacto
     second = threading.Thread(target=lambda: results.append(slow(4)))
     second.start()
     for _ in range(5000):  # the second has joined the first's load
-        flight = a.pending("slow:4")
+        flight = phases(a).pending("slow:4")
         if flight is not None and flight.waiters == 1:
             break
         threading.Event().wait(0.002)

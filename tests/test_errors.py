@@ -19,9 +19,9 @@ from redis.retry import Retry
 from cachelab import CacheNode, ReentrantLoad, store
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import AnyNodeFactory, NodeFactory
+from tests.helpers import AnyNodeFactory, NodeFactory, listener, settle
 from tests.test_failures import wait_for
-from tests.test_node import redis_value, settle
+from tests.test_node import redis_value
 
 _FILL_SHA = hashlib.sha1(store._FILL.encode()).hexdigest()
 
@@ -257,7 +257,7 @@ def test_a_listener_thread_that_dies_takes_the_nodes_trust_with_it(
     def die() -> None:
         raise SystemExit("a hook called sys.exit")  # BaseException: not contained
 
-    b.maintain = die  # type: ignore[method-assign]
+    listener(b).maintain = die
     wait_for(lambda: not b.coherent, "b stops trusting its cache")
     assert b.snapshot() == {}
     a.set("k", 2)

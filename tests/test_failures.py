@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from cachelab import CacheNode, Cluster, messages
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import AnyNodeFactory, any_nodes, settle_nodes
-from tests.test_node import settle
+from tests.helpers import AnyNodeFactory, any_nodes, settle, settle_nodes
 
 
 def write_while_subscribers_are_killed(client: redis.Redis, namespace: str, value: Any) -> None:

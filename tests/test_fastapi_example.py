@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from cachelab.harness.servers import ServerProcess
-from tests.conftest import require_server
+from tests.helpers import require_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

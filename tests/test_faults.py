@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.faults import FAULTS, Result, markdown, run_cell
 from cachelab.harness.servers import Kind
-from tests.conftest import REAL_PARAMS, require_server
+from tests.helpers import REAL_PARAMS, require_server
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
 

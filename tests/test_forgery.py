@@ -13,8 +13,7 @@ from benchmarks.message_cost import server_work
 from cachelab import AuthenticationMismatch, CacheNode, Cluster, messages
 from cachelab.auth import Signer
 from cachelab.store import RedisStore
-from tests.conftest import AnyNode, AnyNodeFactory, NodeFactory, settle_nodes
-from tests.test_node import settle
+from tests.helpers import AnyNode, AnyNodeFactory, NodeFactory, listener, settle, settle_nodes
 
 SECRET = b"a shared secret of the fleet"
 
@@ -122,8 +121,8 @@ def test_an_unauthenticated_node_refuses_authenticated_messages_clearly(
         msg = messages.Message("t", "inv", "k", "a#1", 1, inc="i")
         raw = messages.encode(msg, Signer(SECRET, "t"))
         with caplog.at_level(logging.WARNING, logger="cachelab.node"):
-            b.receive(raw)
-            b.receive(raw)
+            listener(b).receive(raw)
+            listener(b).receive(raw)
         assert b.stats.messages_forged == 2
         assert caplog.text.count("authenticated, and this node has no secret") == 1
 

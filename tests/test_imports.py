@@ -202,12 +202,13 @@ def test_the_core_imports_with_redis_py_and_fakeredis_absent() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_the_tracking_strategy_builds_its_own_shell_without_an_import_of_it() -> None:
+def test_make_node_chooses_the_tracking_node_without_an_import_of_it() -> None:
     code = (
         "import fakeredis\n"
-        "from cachelab import CacheNode, TrackingUnsupported\n"
+        "from cachelab import TrackingUnsupported\n"
+        "from cachelab.stripes import make_node\n"
         "try:\n"
-        "    CacheNode(fakeredis.FakeRedis(), strategy='tracking')\n"
+        "    make_node(fakeredis.FakeRedis(), strategy='tracking')\n"
         "except TrackingUnsupported:\n"
         "    print('TrackingNode')\n"
     )
@@ -222,3 +223,25 @@ def test_flight_left_the_public_names_with_a_deprecation_warning() -> None:
     assert "Flight" not in cachelab.__all__
     with pytest.warns(DeprecationWarning, match="cachelab.Flight is deprecated"):
         assert cachelab.Flight is Flight
+
+
+PROTOCOL_STEPS = {
+    "lookup", "lookup_entry", "load", "fill", "load_external", "pending",
+    "receive", "handle", "subscribed", "replayed", "disconnected", "maintain", "send_beat",
+    "synced", "publish_sync", "repair", "offer_sample", "verify_pending",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["CacheNode", "AsyncCacheNode", "TrackingNode", "StripedNode"])
+def test_no_protocol_step_is_a_public_name_of_a_node(kind: str) -> None:
+    import cachelab
+
+    public = {name for name in dir(getattr(cachelab, kind)) if not name.startswith("_")}
+    assert public & PROTOCOL_STEPS == set()
+    assert {"get", "set", "delete", "invalidate", "get_or_load", "stats", "close"} <= public
+
+
+def test_a_node_is_built_by_its_own_class_with_no_dispatch_on_its_arguments() -> None:
+    from cachelab import CacheNode
+
+    assert "__new__" not in vars(CacheNode)

@@ -9,7 +9,7 @@ import redis
 
 import cachelab
 from cachelab import CacheNode, Cluster
-from tests.conftest import NodeFactory
+from tests.helpers import NodeFactory
 
 
 @pytest.mark.parametrize(("value", "name"), [(object(), "object"), ((1,), "tuple"), ({1}, "set")])

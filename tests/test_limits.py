@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from cachelab import messages
-from tests.conftest import NodeFactory
-from tests.test_node import settle
+from tests.helpers import NodeFactory, settle
 
 
 def _nested(depth: int) -> Any:

@@ -52,7 +52,7 @@ SUBSET = (
     "test_readme.py",
 )
 TOOLS = ("pytest", "pytest-timeout", "hypothesis")  # what SUBSET imports, at the dev lock's pins
-SUPPORT = ("__init__.py", "conftest.py")
+SUPPORT = ("__init__.py", "conftest.py", "helpers.py")
 # Left to the resolver too: matplotlib's oldest release sets numpy's range (below 2).
 UNPINNED = ("numpy",)
 NOTEBOOKS = ("01", "02")  # CLIENT KILL on the embedded server; the trace viewer and panels

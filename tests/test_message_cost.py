@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.message_cost import EVENTS, Cost, markdown, measure
 from cachelab.harness.servers import Kind
-from tests.conftest import REAL_PARAMS, require_server
+from tests.helpers import REAL_PARAMS, require_server
 
 BY_NAME = {event.name: event for event in EVENTS}
 SLACK = 2  # settle markers: each window resends one every quarter second until all have it

@@ -14,13 +14,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cachelab import AsyncCacheNode, CacheNode
+from cachelab import AsyncCacheNode, CacheNode, TrackingNode
 from cachelab.bus import Heartbeat
 from cachelab.metrics.otel import instrument
 from cachelab.metrics.prometheus import NodeCollector
 from cachelab.stats import LagStats
-from tests.conftest import NodeFactory
-from tests.test_node import settle
+from tests.helpers import NodeFactory, phases, settle
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -45,10 +44,10 @@ def known_operations(a: CacheNode, b: CacheNode) -> None:
     a.set("k", 1)
     settle(a, b)  # b hears of it first (else the message could arrive after b's load)
     assert b.get("k") == 1 and b.get("k") == 1  # a miss, then a hit
-    flight = b.load("slow")  # a slow read of "slow"...
+    flight = phases(b).load("slow")  # a slow read of "slow"...
     a.set("slow", 2)  # ...overtaken by a write
     settle(a, b)
-    b.fill(flight)  # refused by the fill guard
+    phases(b).fill(flight)  # refused by the fill guard
     a.set("k", 3)  # b drops its copy of k
     settle(a, b)
     assert b.get("slow") == 2  # a miss, then b holds "slow"
@@ -214,8 +213,7 @@ def test_opentelemetry_staleness_with_verify() -> None:
 
 
 def test_a_tracking_node_times_its_ping(real_client: redis.Redis) -> None:
-    options: dict[str, Any] = {"strategy": "tracking", "heartbeat": 0.02}
-    with CacheNode(real_client, name="tr", namespace="t", **options) as tr:
+    with TrackingNode(real_client, name="tr", namespace="t", heartbeat=0.02) as tr:
         lag = beats(tr, 2)  # a PING's round trip on the redirect connection
         assert lag.last is not None and 0 < lag.last < 1.0
         registry = CollectorRegistry()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import secrets
 import threading
 from typing import Any
 
@@ -16,7 +15,7 @@ from cachelab.contract import Reply
 from cachelab.harness.servers import ServerProcess
 from cachelab.messages import decode_value
 from cachelab.store import RedisStore
-from tests.conftest import AnyNode, AnyNodeFactory, NodeFactory
+from tests.helpers import AnyNode, AnyNodeFactory, NodeFactory, phases, settle
 
 
 def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
@@ -25,15 +24,6 @@ def redis_value(client: redis.Redis, namespace: str, key: str) -> Any:
     return None if encoded is None else decode_value(encoded)
 
 
-def settle(*nodes: AnyNode) -> None:
-    """Wait until every node has handled every message published so far."""
-    nonce = secrets.token_hex(8)  # not random: hypothesis reseeds it per example
-    nodes[0].publish_sync(nonce)
-    for _ in range(5000):
-        if all(node.synced(nonce) for node in nodes):
-            return
-        threading.Event().wait(0.002)
-    raise AssertionError("nodes did not settle")
 
 
 @pytest.mark.parametrize("strategy", ["invalidate", "update"])
@@ -131,10 +121,10 @@ def _stale_set(make_any_node: AnyNodeFactory, **guards: bool) -> tuple[Any, AnyN
     """Drive the stale-set race: a reader loads v1; v2 and its message land; then the fill."""
     reader, writer = make_any_node("reader", **guards), make_any_node("writer")
     writer.set("k", "v1")
-    flight = reader.load("k")  # read from Redis: v1 ... and the reader stalls here
+    flight = phases(reader).load("k")  # read from Redis: v1 ... and the reader stalls here
     writer.set("k", "v2")
     settle(reader, writer)  # the invalidation for v2 reaches the reader first
-    reader.fill(flight)  # ... then the slow fill of v1 lands
+    phases(reader).fill(flight)  # ... then the slow fill of v1 lands
     return reader.get("k"), reader
 
 
@@ -313,7 +303,7 @@ def test_concurrent_misses_on_one_key_load_it_once(client: redis.Redis) -> None:
     for t in threads:
         t.start()
     for _ in range(5000):  # wait until the leader reads and 7 followers wait on it
-        flight = node.pending("k")
+        flight = phases(node).pending("k")
         if flight is not None and flight.waiters == 7:
             break
         threading.Event().wait(0.002)

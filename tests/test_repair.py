@@ -8,9 +8,8 @@ import redis
 
 from cachelab import messages
 from cachelab.store import RedisStore
-from tests.conftest import AnyNode, AnyNodeFactory, settle_nodes
+from tests.helpers import AnyNode, AnyNodeFactory, phases, settle, settle_nodes
 from tests.test_failures import wait_for, write_while_subscribers_are_killed
-from tests.test_node import settle
 
 
 def _warm(nodes: list[AnyNode], keys: int) -> None:
@@ -91,9 +90,9 @@ def test_while_disconnected_suspects_are_never_served_and_repair_waits(
     a.set("k", 1)
     assert b.get("k") == 1
     settle(a, b)  # a's message has reached b: nothing is still on its way
-    b.disconnected()  # as the bus reports a lost subscription
+    phases(b).disconnected()  # as the bus reports a lost subscription
     assert b.snapshot() == {} and b.stats.suspects == 1
-    b.repair()  # nothing happens while the subscription is down
+    phases(b).repair()  # nothing happens while the subscription is down
     assert b.stats.repair_checks == 0 and b.get("k") == 1 and b.stats.uncached_reads == 1
-    b.subscribed(False)
+    phases(b).subscribed(False)
     assert b.stats.repair_kept == 1 and "k" in b.snapshot()

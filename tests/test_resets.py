@@ -10,8 +10,7 @@ from cachelab import CacheNode, Cluster
 from cachelab.check import check
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
-from tests.test_node import settle
+from tests.helpers import NodeFactory, settle
 
 KEYS = [f"k{i}" for i in range(20)]
 

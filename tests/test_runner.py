@@ -17,7 +17,7 @@ from cachelab.check import check
 from cachelab.harness import cli, runner, servers
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import Op
-from tests.conftest import require_cluster
+from tests.helpers import require_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

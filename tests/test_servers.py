@@ -14,7 +14,7 @@ from redis.retry import Retry
 
 from cachelab.harness import servers
 from cachelab.harness.servers import Kind, ServerError, ServerProcess, running_servers
-from tests.conftest import REAL_PARAMS, require_server
+from tests.helpers import REAL_PARAMS, require_server
 
 
 @pytest.fixture(params=REAL_PARAMS)

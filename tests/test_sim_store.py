@@ -79,9 +79,9 @@ def test_an_absent_key_reads_as_the_current_sequence_number() -> None:
     store = MemoryStore(lambda: 0.0)
     store.write("set", "a", "[0,1]", None)
     store.write("del", "b", "", None)
-    assert store.read("b") == (None, 2, "sim-1", 2)
-    assert store.read("never") == (None, 2, "sim-1", 2)
-    assert store.read("a") == (b"[0,1]", 1, "sim-1", 2)
+    assert store.read("b") == Reply(None, 2, "sim-1", 2)
+    assert store.read("never") == Reply(None, 2, "sim-1", 2)
+    assert store.read("a") == Reply(b"[0,1]", 1, "sim-1", 2)
 
 
 def test_a_fill_is_refused_after_a_newer_marker_until_the_marker_expires() -> None:
@@ -123,7 +123,7 @@ def test_a_value_that_outlives_its_meta_becomes_version_zero_of_the_next() -> No
     for _ in range(3):
         store.write("set", "k", "[0,1]", None)
     store.forget_meta()
-    assert store.read("k") == (b"[0,1]", 0, "sim-2", 0)
+    assert store.read("k") == Reply(b"[0,1]", 0, "sim-2", 0)
     assert store.write("set", "k", "[0,2]", None).seq == 1  # newer than the survivor
 
 

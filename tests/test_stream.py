@@ -14,8 +14,7 @@ from cachelab import ABSENT, CacheNode, Cluster, StripedNode, messages
 from cachelab.auth import Signer
 from cachelab.contract import TransportMismatch
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory, settle_nodes
-from tests.test_node import settle
+from tests.helpers import NodeFactory, settle, settle_nodes
 
 SECRET = b"a shared secret of the fleet"
 STREAM = "{t}:stream"

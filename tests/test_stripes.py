@@ -14,6 +14,7 @@ from cachelab import AsyncCacheNode, CacheNode, Cluster, StripedNode, StripeMism
 from cachelab.sampler import Sampler
 from cachelab.store import RedisStore
 from cachelab.stripes import StripeIndex, stripe_namespace, stripe_of
+from tests.helpers import publish_sync, synced
 
 KEYS = [f"k{i}" for i in range(40)]
 
@@ -120,9 +121,9 @@ def test_one_stripe_is_a_plain_node_namespace_on_one_server(client: redis.Redis)
         assert striped.get("k") == 1
         striped.set("k", 2)
         nonce = "n1"
-        striped.publish_sync(nonce)
+        publish_sync(striped, nonce)
         deadline = time.monotonic() + 10
-        while not plain.synced(nonce) and time.monotonic() < deadline:
+        while not synced(plain, nonce) and time.monotonic() < deadline:
             time.sleep(0.005)
         assert plain.get("k") == 2
 

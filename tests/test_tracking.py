@@ -8,7 +8,6 @@ which the server queues after every invalidation it sent before.
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections.abc import Iterator
 
 import fakeredis
@@ -21,19 +20,14 @@ from cachelab.check import check
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE
+from cachelab.stripes import make_node, node_class
 from cachelab.tracking_redis import INVALIDATE_CHANNEL, resp2_client
-from tests.conftest import require_server
+from tests.helpers import phases, require_server, settle
 from tests.test_failures import wait_for
 
 MODES = [pytest.param(False, id="default"), pytest.param(True, id="bcast")]
 
 
-def settle(*nodes: CacheNode) -> None:
-    """Wait until every node has handled every invalidation the server sent before now."""
-    nonce = secrets.token_hex(6)
-    for node in nodes:
-        node.publish_sync(nonce)
-    wait_for(lambda: all(node.synced(nonce) for node in nodes), "the settle marker")
 
 
 @pytest.fixture
@@ -59,15 +53,16 @@ def nodes(real_client: redis.Redis) -> Iterator[list[TrackingNode]]:
 
 def test_fakeredis_is_refused_with_a_clear_error() -> None:
     with pytest.raises(TrackingUnsupported, match="needs a real Redis 6"):
-        CacheNode(fakeredis.FakeRedis(), strategy="tracking")
+        TrackingNode(fakeredis.FakeRedis())
 
 
-def test_the_strategy_builds_a_tracking_node(real_client: redis.Redis) -> None:
-    with CacheNode(real_client, name="a", strategy="tracking") as node:
-        assert isinstance(node, TrackingNode)
+def test_the_strategy_is_run_by_a_tracking_node_chosen_explicitly(real_client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match=r"build a cachelab\.TrackingNode"):
+        CacheNode(real_client, name="a", strategy="tracking")
+    assert node_class("tracking") is TrackingNode and node_class("stream") is CacheNode
+    with make_node(real_client, name="a", strategy="tracking") as node:
+        assert type(node) is TrackingNode
         assert "tracking" in cachelab.STRATEGIES
-    with CacheNode(real_client, name="b") as plain:
-        assert type(plain) is CacheNode
 
 
 def test_an_outside_writer_is_seen_by_every_node(
@@ -120,12 +115,12 @@ def test_an_invalidation_that_overtakes_the_reply_refuses_the_fill(
 ) -> None:
     with TrackingNode(real_client, bcast=bcast) as node:
         outside.set("k", "old")
-        flight = node.load("k")  # the GET has been answered: "old", not yet filled
+        flight = phases(node).load("k")  # the GET has been answered: "old", not yet filled
         outside.set("k", "new")
         settle(node)  # the invalidation is handled before the reply is
-        assert node.fill(flight) == b"old"
+        assert phases(node).fill(flight) == b"old"
         assert node.stats.stale_fills_rejected == 1
-        assert node.lookup("k") is NO_VALUE
+        assert phases(node).lookup("k") is NO_VALUE
         assert node.get("k") == b"new"
 
 
@@ -135,10 +130,10 @@ def test_without_the_fill_guard_the_race_caches_the_old_value(
     """The control: the same phases with the guard off leave "old" cached for good."""
     with TrackingNode(real_client, fill_guard=False, tombstones=False) as node:
         outside.set("k", "old")
-        flight = node.load("k")
+        flight = phases(node).load("k")
         outside.set("k", "new")
         settle(node)
-        node.fill(flight)
+        phases(node).fill(flight)
         assert node.get("k") == b"old"
 
 
@@ -146,9 +141,9 @@ def test_without_the_fill_guard_the_race_caches_the_old_value(
 def test_a_nodes_own_write_overtakes_its_own_load(real_client: redis.Redis, bcast: bool) -> None:
     with TrackingNode(real_client, bcast=bcast) as node:
         node.set("k", "old")
-        flight = node.load("k")
+        flight = phases(node).load("k")
         node.set("k", "new")
-        node.fill(flight)
+        phases(node).fill(flight)
         assert node.get("k") == b"new"
 
 
@@ -186,7 +181,7 @@ def test_a_lost_redirect_connection_flushes_and_tracks_again(
             outside.client_kill_filter(_id=str(client_id))
         wait_for(lambda: node.stats.reconnects >= 1 and node.coherent, "a new subscription")
         assert node.stats.flushes >= 1
-        assert node.lookup("k") is NO_VALUE  # nothing heard meanwhile is trusted
+        assert phases(node).lookup("k") is NO_VALUE  # nothing heard meanwhile is trusted
         assert node.get("k") == b"v1"
         outside.set("k", "v2")  # must reach the node through its new redirect
         settle(node)
@@ -196,7 +191,7 @@ def test_a_lost_redirect_connection_flushes_and_tracks_again(
 def test_a_data_connection_that_reconnects_tracks_again_and_flushes(
     real_client: redis.Redis, outside: redis.Redis
 ) -> None:
-    with CacheNode(real_client, name="a", strategy="tracking") as node:
+    with TrackingNode(real_client, name="a") as node:
         outside.set("k", "v1")
         assert node.get("k") == b"v1"
         assert node.get("other", None) is None
@@ -217,7 +212,7 @@ def test_tracking_table_evictions_invalidate_unchanged_keys(
     old = str(real_client.config_get("tracking-table-max-keys")["tracking-table-max-keys"])
     real_client.config_set("tracking-table-max-keys", 4)
     try:
-        with CacheNode(real_client, strategy="tracking") as node:
+        with TrackingNode(real_client) as node:
             outside.mset({f"k{i}": str(i) for i in range(20)})
             for i in range(20):
                 assert node.get(f"k{i}") == str(i).encode()
@@ -279,10 +274,10 @@ def test_a_prefix_limits_what_is_cached_and_heard(
 def test_get_or_load_stores_without_caching_what_it_did_not_read(
     real_client: redis.Redis, outside: redis.Redis
 ) -> None:
-    with CacheNode(real_client, strategy="tracking") as node:
+    with TrackingNode(real_client) as node:
         assert node.get_or_load("k", lambda: "loaded") == "loaded"
         assert outside.get("k") == b"loaded"
-        assert node.lookup("k") is NO_VALUE
+        assert phases(node).lookup("k") is NO_VALUE
         assert node.get("k") == b"loaded"
         assert node.get("k") == b"loaded"
         assert node.stats.hits == 1
@@ -341,7 +336,7 @@ def test_bad_options_fail_clearly(
 
 
 def test_values_are_plain_strings(real_client: redis.Redis) -> None:
-    with CacheNode(real_client, strategy="tracking") as node:
+    with TrackingNode(real_client) as node:
         for value in ({"a": 1}, [1], None, True):
             with pytest.raises(TypeError, match="plain Redis strings"):
                 node.set("k", value)
@@ -352,7 +347,7 @@ def test_values_are_plain_strings(real_client: redis.Redis) -> None:
 
 
 def test_close_joins_the_listener_and_closes_connections(real_client: redis.Redis) -> None:
-    node = CacheNode(real_client, name="z", strategy="tracking")
+    node = TrackingNode(real_client, name="z")
     node.get("k")
     node.close()
     assert not _client_ids(real_client, "cachelab-tracking-z")
@@ -368,10 +363,10 @@ def test_an_entry_ends_when_its_key_expires_in_redis(
         outside.set("forever", "v")
         assert node.get("k") == node.get("forever") == b"v"
         now[0] += 99.0
-        assert node.lookup("k") == b"v"
+        assert phases(node).lookup("k") == b"v"
         now[0] += 2.0  # past the key's expiry by the node's clock, counted from the request
-        assert node.lookup("k") is NO_VALUE
-        assert node.lookup("forever") == b"v"
+        assert phases(node).lookup("k") is NO_VALUE
+        assert phases(node).lookup("forever") == b"v"
 
 
 def test_the_checker_finds_no_stale_read_once_each_outside_write_settled(

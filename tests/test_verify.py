@@ -24,9 +24,8 @@ from cachelab.sim.store import MemoryStore
 from cachelab.sim.workloads import zipf
 from cachelab.stats import NodeStats, wilson
 from cachelab.store import RedisStore
-from tests.conftest import NodeFactory
+from tests.helpers import NodeFactory, listener, phases, settle
 from tests.test_failures import wait_for
-from tests.test_node import settle
 
 META = Meta("inc-1", 100)
 
@@ -96,7 +95,7 @@ def test_by_default_nothing_is_sampled_and_no_thread_starts(make_node: NodeFacto
     assert (stats.sampled, stats.verified, stats.verified_stale) == (0, 0, 0)
     assert stats.stale_estimate == 0.0
     assert stats.stale_interval == (0.0, 1.0)
-    assert a.verify_pending() == 0
+    assert phases(a).verify_pending() == 0
 
 
 # -- the Sampler alone ---------------------------------------------------------------------
@@ -292,7 +291,7 @@ def test_a_change_heard_before_verification_is_not_stale(
     assert a.get("k") == "old"
     b.set("k", "new")
     settle(a, b)  # a hears of it: invalidate drops the key, update replaces the value
-    assert a.verify_pending() == 1
+    assert phases(a).verify_pending() == 1
     stats = a.stats
     assert (stats.verified, stats.verified_stale, stats.verify_skipped) == (judged, 0, 1 - judged)
 
@@ -400,7 +399,7 @@ def test_under_tracking_a_change_the_node_never_heard_of_is_stale(
     with outside, a:
         outside.mset({"k": "old", "j": "same", "gone": "soon"})
         assert [a.get(key) for key in ("k", "j", "gone")] == [b"old", b"same", b"soon"]
-        a.invalidated = lambda keys: None  # type: ignore[method-assign]  # deaf from now on
+        listener(a).invalidated = lambda keys: None  # deaf from now on
         outside.set("k", "new")
         outside.delete("gone")
         assert [a.get(key) for key in ("k", "j", "gone")] == [b"old", b"same", b"soon"]
@@ -426,7 +425,7 @@ def test_over_another_store_the_owner_verifies_and_no_thread_runs() -> None:
             a.get(key)
         store.write("set", "changed", encode_value("w"), None)
         store.write("set", "rewritten", encode_value("v"), None)  # same value: no sign
-        assert a.verify_pending() == 3
+        assert phases(a).verify_pending() == 3
         assert (a.stats.verified, a.stats.verified_stale) == (3, 1)
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tests.conftest import skip_or_fail
+from tests.helpers import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_LOCK = ROOT / "requirements" / "dev.txt"

@@ -151,8 +151,8 @@ class NodeHandler:
     def _sync(self, request: dict[str, Any]) -> Reply:
         nonce = _field(request, "nonce", str)
         if request.get("publish", False) is True:
-            self.node.publish_sync(nonce)
-        return {"synced": self.node.synced(nonce)}
+            self.node._publish_sync(nonce)
+        return {"synced": self.node._synced(nonce)}
 
     def _run(self, request: dict[str, Any]) -> Reply:
         workload = Workload.from_dict(_field(request, "workload", dict))

@@ -8,9 +8,11 @@ the key's lease; the others retry Redis every ``lease_retry`` seconds.
 
 from __future__ import annotations
 
+from cachelab.core import Flight
+from cachelab.driver import phases
 from cachelab.history import WRITE, Op
 from cachelab.messages import ABSENT
-from cachelab.node import CacheNode, Flight
+from cachelab.node import CacheNode
 from cachelab.sim.state import RunState
 from cachelab.sim.workloads import Request
 
@@ -51,7 +53,7 @@ class CacheAside(RunState):
             self.leases.pop(flight.key, None)
             self.writer = node.name
             seq = self.store.meta().seq
-            node.load_external(flight, lambda: value)
+            phases(node).load_external(flight, lambda: value)
             if self.store.meta().seq != seq:  # stored: the ticket holds a version of this epoch
                 offset = self.offset
         self._filled(i, life, flight, start, offset)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 
+from cachelab.driver import phases
 from cachelab.messages import Message, decode
 from cachelab.node import CacheNode
 from cachelab.sim.state import RunState, new_tuple
@@ -103,7 +104,7 @@ class Delivery(RunState):
         """Node ``node`` handles ``msg`` (sent at ``sent`` under ``offset``) now."""
         self.outcome = "own"
         self.arriving = (node.name, msg, sent, offset)
-        node.handle(msg)
+        phases(node).handle(msg)
         self.delivered += 1
         if self.arriving is not None:  # the node reported no outcome: its own message
             self._delivered("own")
@@ -136,7 +137,7 @@ class Delivery(RunState):
             self.cursor[i] = entry_id
             self._hand(node, decode(raw, namespace), sent, offset)
         if replay:
-            node.replayed()
+            phases(node).replayed()
 
     def _catch_up(self, i: int, replay: bool) -> None:
         """Node ``i`` reads the stream on from its last id, one delay from now: after a

@@ -63,9 +63,11 @@ from tqdm.auto import tqdm
 from cachelab import validate
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
+from cachelab.core import Flight
+from cachelab.driver import phases
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
 from cachelab.messages import ABSENT, Message, encode_value
-from cachelab.node import CacheNode, Flight
+from cachelab.node import CacheNode
 from cachelab.sampler import Sampler
 from cachelab.sim.cacheaside import CacheAside
 from cachelab.sim.delivery import Delivery
@@ -428,7 +430,7 @@ class _Run(Delivery, Faults, CacheAside):
         if node is None:
             self.skipped += 1
             return
-        entry = node.lookup_entry(key)
+        entry = phases(node).lookup_entry(key)
         if entry is None or self.database:
             self._looked_up(i, node, key, self.now, req.latency, entry)
             return
@@ -453,7 +455,7 @@ class _Run(Delivery, Faults, CacheAside):
         latency: float | None,
     ) -> None:
         """A read (or a retry that keeps its start): look up, then go on."""
-        self._looked_up(i, node, key, start, latency, node.lookup_entry(key))
+        self._looked_up(i, node, key, start, latency, phases(node).lookup_entry(key))
 
     def _looked_up(
         self,
@@ -474,11 +476,11 @@ class _Run(Delivery, Faults, CacheAside):
             if self.samplers[i] is not None:
                 self._sample(i, node, key)
             return
-        flight = node.pending(key) if self.sim.single_flight else None
+        flight = phases(node).pending(key) if self.sim.single_flight else None
         if flight is not None:
             self.waiters.setdefault(flight, []).append(start)
             return
-        flight = node.load(key)
+        flight = phases(node).load(key)
         self.store_reads.append(self.now)
         if self.tracking is not None:  # the version this read saw, for the history
             self.numbers.read(flight, self.store.version(key))
@@ -494,7 +496,7 @@ class _Run(Delivery, Faults, CacheAside):
 
     def _sample(self, i: int, node: CacheNode, key: str) -> None:
         """A hit: if the node's sampler picks it, verify it ``verify_delay`` later."""
-        if node.offer_sample(key):
+        if phases(node).offer_sample(key):
             delay = self.sim.verify_delay
             if delay:
                 self._at(self.now + delay, self._verify, i, self.life[i])
@@ -508,7 +510,7 @@ class _Run(Delivery, Faults, CacheAside):
             return  # the node crashed: its samples went with it
         self.verifying = True
         try:
-            node.verify_pending(1)
+            phases(node).verify_pending(1)
         finally:
             self.verifying = False
 
@@ -540,7 +542,7 @@ class _Run(Delivery, Faults, CacheAside):
     def _fill(self, node: CacheNode, flight: Flight, start: float, offset: int) -> None:
         """Settle a ticket; the fill events it causes carry the read's start and offset."""
         self.since, self.fill_offset = start, offset
-        node.fill(flight)
+        phases(node).fill(flight)
         self.since, self.fill_offset = -1.0, None
 
     def _done(self, name: str, key: str, start: float, version: int, how: str) -> None:

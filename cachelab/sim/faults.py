@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from cachelab.driver import phases
 from cachelab.history import DELETE, Op
+from cachelab.listener import listener_of
 from cachelab.sim.network import Fault
 from cachelab.sim.state import RunState
 
@@ -50,7 +52,7 @@ class Faults(RunState):
         self.conn[i] += 1
         if self.tracking is not None:  # a lost redirect: the node tracks anew on new connections
             self.tracking.forget(i)
-        node.disconnected()
+        phases(node).disconnected()
         if math.isfinite(duration):
             self._at(self.now + duration, self._reconnect, i, self.life[i], self.conn[i])
 
@@ -60,7 +62,7 @@ class Faults(RunState):
         if node is None or self.life[i] != life or self.conn[i] != conn:
             return
         self.up[i] = True
-        node.subscribed(False)
+        phases(node).subscribed(False)
         if self.streaming:
             self._catch_up(i, replay=True)
 
@@ -112,4 +114,4 @@ class Faults(RunState):
         node = self.nodes[fault.node]
         if node is not None:
             self._note("garbage", node.name, detail=repr(fault.data[:40]))
-            node.receive(fault.data)
+            listener_of(node).receive(fault.data)

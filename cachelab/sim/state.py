@@ -13,9 +13,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cachelab.core import Flight
 from cachelab.history import Op
 from cachelab.messages import Message
-from cachelab.node import CacheNode, Flight
+from cachelab.node import CacheNode
 from cachelab.sim.network import Network
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent

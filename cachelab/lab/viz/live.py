@@ -246,9 +246,9 @@ class LiveCluster:
         resend = 0.25 + max(g.delay for g in self.gates.values())  # a marker's own delay too
 
         def synced(nonce: str) -> bool:
-            return all(n.synced(nonce) for n in live)
+            return all(n._synced(nonce) for n in live)
 
-        return settle_markers(live[0].publish_sync, synced, timeout, resend=resend)
+        return settle_markers(live[0]._publish_sync, synced, timeout, resend=resend)
 
     @property
     def trace(self) -> list[Event]:
