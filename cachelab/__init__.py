@@ -50,7 +50,9 @@ _WHERE = {
 }
 """Where each public name lives: imported from there on first use."""
 
-_DEPRECATED = {"Flight": ("cachelab.core", "a load's ticket is the core's, not the API's")}
+_DEPRECATED = {
+    "Flight": ("cachelab.core", "Ticket", "a load's ticket is the core's, not the API's"),
+}
 """Names that left the public API: still there, with a warning, until the next minor version."""
 
 __all__ = [
@@ -83,10 +85,10 @@ def __getattr__(name: str) -> Any:
     """A public name, imported from its module on first use."""
     where = _WHERE.get(name)
     if where is None and name in _DEPRECATED:
-        where, why = _DEPRECATED[name]
+        where, now, why = _DEPRECATED[name]
         message = f"cachelab.{name} is deprecated ({why}); it goes in 0.2"
         warnings.warn(message, DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(where), name)
+        return getattr(importlib.import_module(where), now)
     if where is None:
         raise AttributeError(f"module 'cachelab' has no attribute {name!r}")
     value = getattr(importlib.import_module(where), name)

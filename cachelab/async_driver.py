@@ -49,9 +49,9 @@ class AsyncDriver(Phases):
         """Run the plan up to its next effect; then wake and emit."""
         core = self.core
         step = advance(plan, result, error)
-        for flight in core.take_finished():
-            if flight.event is not None and not flight.event.done():
-                flight.event.set_result(None)
+        for ticket in core.take_finished():
+            if ticket.event is not None and not ticket.event.done():
+                ticket.event.set_result(None)
         emit(self._hooks, core.take_events(), core.take_records() if core.records else ())
         return step
 
@@ -68,18 +68,18 @@ class AsyncDriver(Phases):
         if type(effect) is StoreCall:
             return await getattr(self.store, effect.method)(*effect.args)
         if type(effect) is LoaderCall:
-            flight = effect.flight
-            with self.core.inside_loader(flight):
-                value = call_loader(effect.loader, flight.key)
+            ticket = effect.ticket
+            with self.core.inside_loader(ticket):
+                value = call_loader(effect.loader, ticket.key)
                 if inspect.isawaitable(value):
                     value = await value
             return value
         assert type(effect) is Join
-        flight = effect.flight
-        if flight.event is None:
-            flight.event = asyncio.get_running_loop().create_future()
-        await asyncio.shield(flight.event)
-        return not isinstance(flight.error, asyncio.CancelledError)
+        ticket = effect.ticket
+        if ticket.event is None:
+            ticket.event = asyncio.get_running_loop().create_future()
+        await asyncio.shield(ticket.event)
+        return not isinstance(ticket.error, asyncio.CancelledError)
 
     def owner(self) -> int:
         """The current task."""

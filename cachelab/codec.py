@@ -28,7 +28,7 @@ class Codec:
         """The value of what the store holds (InvalidMessage if it is not ours)."""
         return decode_value(stored)
 
-    def private(self, value: Any, encoded: Any) -> Any:
+    def own_copy(self, value: Any, encoded: Any) -> Any:
         """The node's own copy of a mutable value, so the caller's later changes stay theirs."""
         return decode_value(encoded) if type(value) in _MUTABLE else value
 
@@ -57,7 +57,7 @@ class RawCodec(Codec):
         """What the client's GET returned, as it is."""
         return stored
 
-    def private(self, value: Any, encoded: Any) -> Any:
+    def own_copy(self, value: Any, encoded: Any) -> Any:
         """The stored string itself: a read returns it, not the value given."""
         return encoded
 

@@ -8,16 +8,16 @@ injected timer.
 
 The rules live here once:
 
-- the fill guard (``settle``): a load overtaken by a newer version, a flush or a
+- the fill guard (``guard_fill``): a load overtaken by a newer version, a flush or a
   reset does not fill;
 - writes (``wrote``): the writer fills through the same guard, and taints every other
   load of the key in flight, so a later read of its own never joins an older load;
   a write that failed (``write_failed``) leaves nothing of the key trusted;
 - messages (``handle``/``answer``): ordering per key, and the Sequencer's questions
   about incarnations, gaps and replays;
-- recovery: suspect (or flush) what may be stale, and repair suspects in batches; on the
-  stream transport, hold what a blip made unsure and trust it again once the replay
-  from the last entry id shows no gap (``replayed``), with no round trip.
+- recovery (recovery.py, a base of the core): suspect (or flush) what may be stale, and
+  repair suspects in batches; on the stream transport, hold what a blip made unsure and
+  trust it again once the replay from the last entry id shows no gap (``replayed``).
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from cachelab.coherence import Strategy
-from cachelab.contract import Check, Meta, Reply, Stamp
+from cachelab.contract import Meta, Reply, Stamp
 from cachelab.errors import CachelabError
 from cachelab.link import Link, move
 from cachelab.local import LocalStore
 from cachelab.messages import ABSENT, MARKERS, MAX_SEQ, NO_VALUE, Message, Unauthenticated
+from cachelab.recovery import Recovery, RepairBatch, Switches
 from cachelab.sequence import Sequencer, Verdict
 from cachelab.stats import NodeStats
 
-Entry = tuple[Any, int, float]
+__all__ = ["Ticket", "NodeCore", "ReentrantLoad", "RepairBatch", "Switches"]
 _MAX_UNSURE = 10_000  # a write that never ran leaves its key here: keep the set bounded
 NodeEvent = tuple[str, str, int]  # (kind, key, version); key "" for node-wide events
 Record = tuple[str, str, float, int, bool, str]  # (op, key, start, version, hit, incarnation)
@@ -49,7 +49,7 @@ class ReentrantLoad(CachelabError, RuntimeError):
 
 
 @dataclass(eq=False, slots=True)
-class Flight:
+class Ticket:
     """One load in flight: the fill guard's ticket, and the single-flight rendezvous."""
 
     key: str
@@ -68,36 +68,12 @@ class Flight:
     event: Any = None  # the driver's way to wake waiters (a threading.Event, an asyncio.Future)
 
 
-_INSIDE: ContextVar[tuple[Flight, ...]] = ContextVar("cachelab_inside_loaders", default=())
+_INSIDE: ContextVar[tuple[Ticket, ...]] = ContextVar("cachelab_inside_loaders", default=())
 """The loads whose loader this context runs in. Child tasks (``asyncio.gather``),
 ``asyncio.to_thread`` and ``contextvars.copy_context()`` inherit it; a plain thread does not."""
 
 
-@dataclass(frozen=True)
-class Switches:
-    """The safeguards a node runs; each can be switched off to show what it prevents."""
-
-    fill_guard: bool = True
-    gap_detection: bool = True
-    reconnect_flush: bool = True
-    negative_cache: bool = True
-    repair: bool = True
-
-
-@dataclass(frozen=True)
-class RepairBatch:
-    """Suspects taken for one round trip, with the epoch they were taken in."""
-
-    epoch: int
-    items: list[tuple[str, Entry]]
-
-    @property
-    def keys(self) -> list[str]:
-        """The keys to check."""
-        return [key for key, _ in self.items]
-
-
-class NodeCore:
+class NodeCore(Recovery):
     """One node's protocol state: local store, loads in flight, sequence, counters, events."""
 
     def __init__(
@@ -108,8 +84,8 @@ class NodeCore:
         self.local = local
         self.switches = switches
         self.seq = Sequencer(ordered)
-        self.checks = strategy.subscribes and switches.gap_detection
-        self.flights: dict[str, list[Flight]] = {}
+        self.questions = strategy.subscribes and switches.gap_detection
+        self.tickets: dict[str, list[Ticket]] = {}
         self.unsure: set[str] = set()  # keys of our writes whose outcome we never heard
         self.epoch = 0
         self.link = Link.IDLE if strategy.subscribes else Link.LIVE
@@ -125,22 +101,8 @@ class NodeCore:
         self.events: list[NodeEvent] = []
         self.recording = False  # the driver has a recorder: plans queue records
         self.records: list[Record] = []
-        self.finished: list[Flight] = []  # settled tickets someone waits on
+        self.finished: list[Ticket] = []  # settled tickets someone waits on
         local.on_evict = self._evicted
-
-    @property
-    def coherent(self) -> bool:
-        """Whether the node trusts its local cache: its link is live (or it never distrusts)."""
-        link = self.link
-        if link is Link.LIVE:
-            return True
-        naive = not self.switches.reconnect_flush
-        return naive and (link is Link.DOWN or link is Link.REPLAYING)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the node was closed (it reads through Redis only)."""
-        return self.link is Link.CLOSED
 
     # -- read path -----------------------------------------------------------
 
@@ -151,19 +113,19 @@ class NodeCore:
         self.misses += hit is None
         return hit
 
-    def open(self, key: str, joinable: bool, owner: int) -> Flight:
+    def open(self, key: str, joinable: bool, owner: int) -> Ticket:
         """Register a ticket for a load (``joinable``) or write of ``key``.
 
         A node that numbers its own events stamps a load with the number current now and
         gives a write the next one: anything it hears later is newer than the load.
         """
-        flight = Flight(key, self.epoch, joinable, owner=owner)
+        ticket = Ticket(key, self.epoch, joinable, owner=owner)
         if self.numbered:
-            flight.version = self.seq.last if joinable else self.number()
-        self.flights.setdefault(key, []).append(flight)
-        return flight
+            ticket.version = self.seq.last if joinable else self.number()
+        self.tickets.setdefault(key, []).append(ticket)
+        return ticket
 
-    def joinable(self, key: str, owner: int | None, loads: bool = False) -> Flight | None:
+    def joinable(self, key: str, owner: int | None, loads: bool = False) -> Ticket | None:
         """A load of ``key`` to wait on instead of starting one (single flight).
 
         ``owner`` is who would wait: waiting on a load it leads, or from inside that load's
@@ -172,113 +134,113 @@ class NodeCore:
         thread it started); the read goes to the store itself.
         """
         inside = _INSIDE.get()
-        for flight in self._open_loads(key):
-            if flight.owner == owner or flight in inside:
+        for ticket in self._open_loads(key):
+            if ticket.owner == owner or ticket in inside:
                 raise ReentrantLoad(
                     f"the loader of {key!r} reads {key!r} through the same node; "
                     "a loader must get its value elsewhere"
                 )
-            if loads or not flight.loading:
-                return flight
+            if loads or not ticket.loading:
+                return ticket
         return None
 
-    def pending(self, key: str) -> Flight | None:
+    def pending(self, key: str) -> Ticket | None:
         """The newest untainted load of ``key`` in flight, if any (to inspect, not to join)."""
         return next(self._open_loads(key), None)
 
-    def _open_loads(self, key: str) -> Iterator[Flight]:
+    def _open_loads(self, key: str) -> Iterator[Ticket]:
         """The loads of ``key`` one could still join, newest first."""
-        for flight in reversed(self.flights.get(key, ())):
-            if flight.joinable and not flight.done and self._untainted(flight):
-                yield flight
+        for ticket in reversed(self.tickets.get(key, ())):
+            if ticket.joinable and not ticket.done and self._untainted(ticket):
+                yield ticket
 
     @contextmanager
-    def inside_loader(self, flight: Flight) -> Iterator[None]:
-        """The code it wraps runs ``flight``'s loader (awaited included), so that no read
+    def inside_loader(self, ticket: Ticket) -> Iterator[None]:
+        """The code it wraps runs ``ticket``'s loader (awaited included), so that no read
         waits on that load from inside it."""
-        flight.loading = True
-        token = _INSIDE.set((*_INSIDE.get(), flight))
+        ticket.loading = True
+        token = _INSIDE.set((*_INSIDE.get(), ticket))
         try:
             yield
         finally:
             _INSIDE.reset(token)
-            flight.loading = False
+            ticket.loading = False
 
-    def loaded(self, flight: Flight, reply: Reply, value: Any, sent: float) -> None:
+    def loaded(self, ticket: Ticket, reply: Reply, value: Any, sent: float) -> None:
         """The store answered a load ``reply`` (``value`` decoded) to a request ``sent`` at
         that time; a reply with a ttl ends the entry when the key expires in the store."""
         if self.numbered:  # the load's own stamp is its version
-            reply = Reply(reply.value, flight.version, self.seq.inc, flight.version, reply.ttl)
+            reply = Reply(reply.value, ticket.version, self.seq.inc, ticket.version, reply.ttl)
         if reply.ttl is not None:
-            flight.expires = sent + reply.ttl
-        flight.reply, flight.value, flight.version = reply, value, reply.version
+            ticket.expires = sent + reply.ttl
+        ticket.reply, ticket.value, ticket.version = reply, value, reply.version
         self._notice(reply.inc, reply.seq)
 
-    def stored(self, flight: Flight, value: Any, stamp: Stamp) -> bool:
+    def stored(self, ticket: Ticket, value: Any, stamp: Stamp) -> bool:
         """Cache-aside: the conditional fill ran; True if it stored ``value``."""
-        flight.value = value
+        ticket.value = value
         self._notice(stamp.inc, stamp.seq)
         if not stamp.seq:  # written since we read: hand back our value, never cache it
-            flight.joinable, flight.epoch = False, -1
+            ticket.joinable, ticket.epoch = False, -1
             return False
-        flight.version = stamp.seq
+        ticket.version = stamp.seq
         self.counts["writes"] += 1
         return True
 
-    def settle(self, flight: Flight) -> bool:
+    def guard_fill(self, ticket: Ticket) -> bool:
         """Phase 3, the fill guard: fill unless overtaken, then release the ticket; True if
         it filled."""
-        if flight.done:
+        if ticket.done:
             return False
         filled = False
-        if flight.value is ABSENT and not self.switches.negative_cache:
+        if ticket.value is ABSENT and not self.switches.negative_cache:
             pass
         elif not self.coherent:
             self.counts["uncached_reads"] += 1
-        elif (self.switches.fill_guard and not self._untainted(flight)) or not self.local.fill(
-            flight.key, flight.value, flight.version, flight.expires
+        elif (self.switches.fill_guard and not self._untainted(ticket)) or not self.local.fill(
+            ticket.key, ticket.value, ticket.version, ticket.expires
         ):
             self.counts["stale_fills_rejected"] += 1
-            self._emit("fill_rejected", flight.key, flight.version)
+            self._emit("fill_rejected", ticket.key, ticket.version)
         else:
-            self._emit("fill", flight.key, flight.version)
+            self._emit("fill", ticket.key, ticket.version)
             filled = True
-        self._finish(flight)
+        self._finish(ticket)
         return filled
 
-    def failed(self, flight: Flight, error: BaseException) -> None:
+    def failed(self, ticket: Ticket, error: BaseException) -> None:
         """A load failed: release the ticket; whoever waits on it gets ``error``."""
-        if not flight.done:
-            flight.error = error
-            self._finish(flight)
+        if not ticket.done:
+            ticket.error = error
+            self._finish(ticket)
 
     # -- write path ----------------------------------------------------------
 
-    def wrote(self, flight: Flight, value: Any, stamp: Stamp) -> Stamp:
+    def wrote(self, ticket: Ticket, value: Any, stamp: Stamp) -> Stamp:
         """The store applied this node's write: taint older loads, then fill through the
         guard; the write's stamp (the node's own number, if it numbers its writes)."""
         if self.numbered:
-            stamp = Stamp(flight.version, self.seq.inc)
+            stamp = Stamp(ticket.version, self.seq.inc)
         self.counts["writes"] += 1
         self._notice(stamp.inc, stamp.seq)
-        self._taint(flight.key, stamp.seq, spare=flight)
-        flight.value, flight.version = value, stamp.seq
+        self._taint(ticket.key, stamp.seq, spare=ticket)
+        ticket.value, ticket.version = value, stamp.seq
         if value is NO_VALUE or (value is ABSENT and not self.switches.negative_cache):
-            self.local.invalidate(flight.key, stamp.seq)
-            self._finish(flight)
-        elif not self.settle(flight):
+            self.local.invalidate(ticket.key, stamp.seq)
+            self._finish(ticket)
+        elif not self.guard_fill(ticket):
             # Refused (a newer version overtook the reply): still, this write completed, and
             # a read after it must never see an older version (read your writes).
-            self.local.invalidate(flight.key, stamp.seq)
+            self.local.invalidate(ticket.key, stamp.seq)
         return stamp
 
-    def write_failed(self, flight: Flight, error: BaseException) -> None:
+    def write_failed(self, ticket: Ticket, error: BaseException) -> None:
         """A write ended in an error, yet may have run: trust nothing of its key."""
-        self.local.discard(flight.key)
+        self.local.discard(ticket.key)
         if len(self.unsure) < _MAX_UNSURE:
-            self.unsure.add(flight.key)
-        self._taint(flight.key, MAX_SEQ, spare=None)
-        self.failed(flight, error)
+            self.unsure.add(ticket.key)
+        self._taint(ticket.key, MAX_SEQ, spare=None)
+        self.failed(ticket, error)
 
     # -- a node that numbers its own events (tracking: no store versions) ------
 
@@ -320,12 +282,12 @@ class NodeCore:
             self.invalidated(msg.key)
             return False
         if msg.op in MARKERS:
-            if self.checks and not self.seq.settled(msg):
+            if self.questions and not self.seq.marker_trusted(msg):
                 self.asking = True
                 return True
             self._marked(msg)
             return False
-        if self.checks and not self.seq.trusted(msg):
+        if self.questions and not self.seq.trusted(msg):
             self.asking = True
             return True
         self._apply(msg)
@@ -427,226 +389,39 @@ class NodeCore:
         self.counts["messages_forged"] += 1
         self._emit("forged", msg.key, msg.seq)
 
-    def _taint(self, key: str, seq: int, spare: Flight | None) -> None:
+    def _taint(self, key: str, seq: int, spare: Ticket | None) -> None:
         """Tell every load of ``key`` in flight (but ``spare``) that version ``seq`` exists."""
-        for flight in self.flights.get(key, ()):
-            if flight is not spare:
-                flight.seen = max(flight.seen, seq)
+        for ticket in self.tickets.get(key, ()):
+            if ticket is not spare:
+                ticket.seen = max(ticket.seen, seq)
 
     def _notice(self, inc: str, seq: int) -> None:
         """A reply from the store names its incarnation: another one means a reset."""
         if inc == self.seq.inc:
             return
-        if self.checks and self.seq.inc:
+        if self.questions and self.seq.inc:
             self._reset(Meta(inc, seq))
         else:  # the first one this node hears of, or a node that runs no checks
             self.seq.inc = inc
 
-    # -- recovery ------------------------------------------------------------
-
-    def _reset(self, meta: Meta) -> None:
-        """The store's counter started again: no version we know means anything now."""
-        self.counts["resets"] += 1
-        self._emit("reset", "", meta.seq)
-        self.seq.rebase(meta)
-        self.local.forget_floors()
-        self._recover()
-
-    def _gap(self, seq: int) -> None:
-        """Messages were lost: any entry may be stale."""
-        self.counts["gaps"] += 1
-        self._emit("gap", "", seq)
-        self._recover()
-
-    def _doubt(self, key: str | None, seq: int) -> None:
-        """One message numbered ``seq`` may have been false: recheck the one key it named.
-        A number older than the log's is long past its genuine twin: nothing to recheck."""
-        if key is None:
-            return
-        if not self.switches.repair:
-            self.local.discard(key)
-            return
-        self.held = False  # a suspect for repair to check
-        moved = self.local.doubt(key)
-        self.counts["suspected"] += moved
-        if moved:
-            self._emit("suspect", key, seq)
-
-    def _distrust(self, since: int) -> None:
-        """Versions from ``since`` on may be forged: forget those floors, recheck those entries."""
-        self.local.forget_floors(since)
-        if self.switches.repair:
-            self._suspect(since)
-        else:
-            self._flush()
-
-    def _recover(self) -> None:
-        """Stop trusting every entry (suspect or flush) and every load in flight."""
-        self.epoch += 1
-        if self.switches.repair:
-            self._suspect(0)
-        else:
-            self._flush()
-
-    def _suspect(self, since: int) -> None:
-        """Move entries of version ``since`` or newer out of reach of the hit path."""
-        self.held = False  # these are for repair to check
-        moved = self.local.suspect(since)
-        self.counts["suspected"] += moved
-        if moved:
-            self._emit("suspect", "", since)  # entries of this version or newer
-
-    def _flush(self) -> None:
-        """Drop every entry (the cold alternative to repair)."""
-        self.local.flush()
-        self.counts["flushes"] += 1
-        self._emit("flush", "", self.seq.last)
-
-    def flush(self) -> None:
-        """Drop every entry and reject every fill in flight."""
-        self.epoch += 1
-        self._flush()
-
-    def disconnected(self) -> None:
-        """The subscription is down: stop trusting and filling until it is back."""
-        self.link = move(self.link, "disconnected")
-        if self.closed:
-            return
-        self.counts["disconnects"] += 1
-        self._emit("disconnect", "", self.seq.last)
-        if not self.switches.reconnect_flush:
-            return
-        if self.streamed:
-            self._hold()
-        else:
-            self._recover()
-
-    def _hold(self) -> None:
-        """Stream: serve nothing held until the replay vouches for it (no flush, no repair).
-
-        Suspects already waiting for repair, or a questioned message whose answer never
-        came (lost with the connection), leave repair in charge of everything.
-        """
-        held = (self.held or not self.local.suspects) and not self.asking
-        self.asking = False
-        self.epoch += 1
-        self._suspect(0)
-        self.held = held
-
-    def subscribed(self, first: bool, meta: Meta) -> None:
-        """(Re)subscribed, and the store's meta read after the subscription took effect
-        (on the stream transport: read with the position the bus reads from)."""
-        if self.numbered:  # no counter in the store: the node's own numbering goes on
-            meta = Meta(self.seq.inc, self.seq.last)
-        event = "subscribed" if first else "resumed" if self.streamed else "resubscribed"
-        self.link = move(self.link, event)
-        if self.closed:
-            return
-        if first:
-            self.seq.rebase(meta)
-        elif self.streamed:
-            self._resumed(meta)  # live again once the replay has caught up (``replayed``)
-        else:
-            self._resubscribed(meta)
-            self.seq.rebase(meta)
-
-    def _resumed(self, meta: Meta) -> None:
-        """Stream: reconnected; the bus replays from its last entry id, then ``replayed``."""
-        self.counts["reconnects"] += 1
-        self._emit("reconnect", "", meta.seq)
-        self.replaying = meta.seq
-        if not (self.switches.reconnect_flush or self.checks):
-            return
-        if meta.inc != self.seq.inc:
-            self._reset(meta)
-        elif meta.seq < self.seq.last:  # the same incarnation went back: writes were lost
-            self.local.forget_floors(meta.seq + 1)
-            self._gap(meta.seq)
-            self.seq.rebase(meta)
-
-    def replayed(self) -> None:
-        """Stream: every entry up to where the stream stood at the reconnect was handled.
-
-        Numbers the store had issued by then that no entry carried (written without a
-        message, or trimmed) are a gap: repair. Otherwise what the blip held is trusted
-        again as it is: the replay applied every change it missed.
-        """
-        self.link = move(self.link, "replayed")
-        if self.closed:
-            return
-        until, self.replaying = self.replaying, None
-        if until is not None:
-            self.counts["replays"] += 1
-            if self.checks and self.seq.last < until:
-                self._gap(until)
-                self.seq.last = until
-                self.seq.received = max(self.seq.received, until)
-        if self.held and self.local.suspects:
-            restored = self.local.restore()
-            self.counts["restored"] += restored
-            self._emit("restore", "", self.seq.last)
-        self.held = False
-
-    def _resubscribed(self, meta: Meta) -> None:
-        """After a reconnect: messages may have been lost, or the store may be another one."""
-        self.counts["reconnects"] += 1
-        self._emit("reconnect", "", meta.seq)
-        if not (self.switches.reconnect_flush or self.checks):
-            return  # the naive node trusts on: what the lab shows going wrong
-        if meta.inc != self.seq.inc:
-            self._reset(meta)
-        elif meta.seq < self.seq.last:  # the same incarnation went back: writes were lost
-            self.local.forget_floors(meta.seq + 1)
-            self._gap(meta.seq)
-        elif self.switches.reconnect_flush:
-            self._recover()
-        elif meta.seq > self.seq.last:
-            self._gap(meta.seq)
-
-    def repair_batch(self, size: int) -> RepairBatch | None:
-        """Suspects to check in one round trip, or None (nothing suspect, or not subscribed)."""
-        if not self.coherent or not self.local.suspects:
-            return None
-        return RepairBatch(self.epoch, list(islice(self.local.suspects.items(), size)))
-
-    def repaired(
-        self, batch: RepairBatch, digests: list[str], meta: Meta, checks: list[Check]
-    ) -> None:
-        """Keep the suspects the store confirms by digest, drop the others."""
-        self.counts["repair_checks"] += 1
-        if self.checks and meta.inc != self.seq.inc:
-            self._reset(meta)
-            return
-        if batch.epoch != self.epoch:
-            return  # suspicion came again meanwhile: these answers may predate it
-        for (key, entry), digest, (version, stored) in zip(
-            batch.items, digests, checks, strict=True
-        ):
-            if digest == stored and self.local.confirm(key, entry, version):
-                self.counts["repair_kept"] += 1
-                self._emit("repair_keep", key, version)
-            elif self.local.refute(key, entry, version):
-                self.counts["repair_dropped"] += 1
-                self._emit("repair_drop", key, version)
-
     # -- tickets and events ------------------------------------------------------
 
-    def _untainted(self, flight: Flight) -> bool:
+    def _untainted(self, ticket: Ticket) -> bool:
         """No message, write or recovery has overtaken this ticket so far."""
-        return flight.epoch == self.epoch and flight.seen <= flight.version
+        return ticket.epoch == self.epoch and ticket.seen <= ticket.version
 
-    def _finish(self, flight: Flight) -> None:
+    def _finish(self, ticket: Ticket) -> None:
         """Release a ticket (the shell wakes its waiters); releasing twice changes nothing."""
-        if flight.done:
+        if ticket.done:
             return
-        flight.done = True
-        if flight.waiters:
-            self.finished.append(flight)
-        tickets = self.flights.get(flight.key)
+        ticket.done = True
+        if ticket.waiters:
+            self.finished.append(ticket)
+        tickets = self.tickets.get(ticket.key)
         if tickets is not None:
-            tickets.remove(flight)
+            tickets.remove(ticket)
             if not tickets:
-                del self.flights[flight.key]
+                del self.tickets[ticket.key]
 
     def _emit(self, kind: str, key: str, version: int) -> None:
         """Queue an event for the shell to emit once its lock is released."""
@@ -669,7 +444,7 @@ class NodeCore:
         self.counts["hook_errors"] += 1
         return self.counts["hook_errors"]
 
-    def take_finished(self) -> list[Flight]:
+    def take_finished(self) -> list[Ticket]:
         """The settled tickets whose waiters the driver must wake; the list starts empty again."""
         finished, self.finished = self.finished, []
         return finished

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cachelab.contract import Store
-from cachelab.core import Flight, NodeCore
+from cachelab.core import NodeCore, Ticket
 from cachelab.hooks import Hooks, call_loader
 from cachelab.phases import Phases, Step, advance, emit
 from cachelab.plans import Effect, Join, LoaderCall, Plan, Plans, StoreCall, plain
@@ -66,11 +66,11 @@ class ThreadDriver(Phases):
         with self.lock:
             step = advance(plan, result, error)
             effect = step[0]
-            if type(effect) is Join and effect.flight.event is None:
-                effect.flight.event = threading.Event()
-            for flight in core.take_finished():
-                if flight.event is not None:
-                    flight.event.set()
+            if type(effect) is Join and effect.ticket.event is None:
+                effect.ticket.event = threading.Event()
+            for ticket in core.take_finished():
+                if ticket.event is not None:
+                    ticket.event.set()
             events = core.take_events()
             records = core.take_records() if core.records else ()
         emit(self._hooks, events, records)
@@ -81,11 +81,11 @@ class ThreadDriver(Phases):
         if type(effect) is StoreCall:
             return getattr(self.store, effect.method)(*effect.args)
         if type(effect) is LoaderCall:
-            flight = effect.flight
-            with self.core.inside_loader(flight):
-                return call_loader(effect.loader, flight.key)
+            ticket = effect.ticket
+            with self.core.inside_loader(ticket):
+                return call_loader(effect.loader, ticket.key)
         assert type(effect) is Join
-        effect.flight.event.wait()
+        effect.ticket.event.wait()
         return True
 
     def locked(self, call: Callable[[], T]) -> T:
@@ -97,7 +97,7 @@ class ThreadDriver(Phases):
         with self.lock:
             return self.core.lookup(key)
 
-    def pending(self, key: str) -> Flight | None:
+    def pending(self, key: str) -> Ticket | None:
         """The untainted load of ``key`` in flight, if any (to inspect, not to join)."""
         with self.lock:
             return self.core.pending(key)

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from cachelab.contract import Meta
-from cachelab.core import Flight, NodeCore
+from cachelab.core import NodeCore, Ticket
 from cachelab.hooks import Hooks
 from cachelab.messages import NO_VALUE, Message, channel
 from cachelab.plans import Effect, Plan, Plans, plain
@@ -69,7 +69,7 @@ class Phases:
         """Phase 1 with the version: ``(value, version)``, or None."""
         return self.run_now(plain(partial(self.core.lookup, key)))  # type: ignore[no-any-return]
 
-    def pending(self, key: str) -> Flight | None:
+    def pending(self, key: str) -> Ticket | None:
         """The untainted load of ``key`` in flight, if any (to inspect, not to join)."""
         return self.run_now(plain(partial(self.core.pending, key)))  # type: ignore[no-any-return]
 
@@ -77,14 +77,14 @@ class Phases:
         """Phase 2: take a fill-guard ticket, then read ``key`` from the store (the ticket)."""
         return self.run(self.plans.load(key, self.owner()))
 
-    def load_external(self, flight: Flight, loader: Callable[..., Any]) -> Any:
+    def load_external(self, ticket: Ticket, loader: Callable[..., Any]) -> Any:
         """Phase 2b: the store had nothing; store ``loader()``'s value unless the key
         changed since ``load`` (``fill`` settles the ticket)."""
-        return self.run(self.plans.load_external(flight, loader))
+        return self.run(self.plans.load_external(ticket, loader))
 
-    def fill(self, flight: Flight) -> Any:
+    def fill(self, ticket: Ticket) -> Any:
         """Phase 3: fill the local store unless the guard refuses; the value."""
-        return self.run_now(self.plans.settle(flight))
+        return self.run_now(self.plans.fill(ticket))
 
     # -- what a bus reports --------------------------------------------------------------
 

@@ -9,7 +9,7 @@ clock other than the core's injected timer.
 
 Drivers: the threaded one (driver.py) runs a plan under its lock between two effects and
 performs each effect outside it; the asyncio one (async_driver.py) awaits each effect;
-the simulator drives the phase plans (``load``, ``settle``, ``load_external``) with
+the simulator drives the phase plans (``load``, ``load_external``, ``fill``) with
 virtual time between them.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachelab.contract import Meta, Stamp
-from cachelab.core import Flight, NodeCore
+from cachelab.core import NodeCore, Ticket
 from cachelab.messages import ABSENT, NO_VALUE, Message, fits, message_head
 
 T = TypeVar("T")
@@ -36,18 +36,18 @@ class StoreCall:
 
 @dataclass(frozen=True, slots=True)
 class LoaderCall:
-    """Run the user's ``loader`` for ``flight`` (its value is what the plan receives)."""
+    """Run the user's ``loader`` for ``ticket`` (its value is what the plan receives)."""
 
-    flight: Flight
+    ticket: Ticket
     loader: Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Wait until ``flight`` settles; the plan receives True, or False when its leader was
+    """Wait until ``ticket`` settles; the plan receives True, or False when its leader was
     cancelled (not the waiter): then the waiter looks again."""
 
-    flight: Flight
+    ticket: Ticket
 
 
 Effect = StoreCall | LoaderCall | Join
@@ -74,9 +74,9 @@ def plain(call: Callable[[], T]) -> Plan[T]:
     return call()
 
 
-def flight_inc(flight: Flight) -> str:
+def flight_inc(ticket: Ticket) -> str:
     """The incarnation of a ticket's version."""
-    return "" if flight.reply is None else flight.reply.inc
+    return "" if ticket.reply is None else ticket.reply.inc
 
 
 class Plans:
@@ -96,14 +96,14 @@ class Plans:
         hit = core.lookup(key)
         if hit is not None and not (loader is not None and hit[0] is ABSENT):
             return hit[0], hit[1], core.seq.inc, True
-        flight = yield from self.miss(key, loader, owner)
-        if loader is not None and flight.value is ABSENT:  # joined a plain get()
-            flight = yield from self.miss(key, loader, owner, join=False)
-        return flight.value, flight.version, flight_inc(flight), False
+        ticket = yield from self.miss(key, loader, owner)
+        if loader is not None and ticket.value is ABSENT:  # joined a plain get()
+            ticket = yield from self.miss(key, loader, owner, join=False)
+        return ticket.value, ticket.version, flight_inc(ticket), False
 
     def miss(
         self, key: str, loader: Callable[..., Any] | None, owner: int, join: bool = True
-    ) -> Plan[Flight]:
+    ) -> Plan[Ticket]:
         """Load ``key`` once per node however many callers miss it together, then fill."""
         core = self.core
         while join:
@@ -115,64 +115,64 @@ class Plans:
                 if leader.error is not None:
                     raise leader.error
                 return leader
-        flight = core.open(key, True, owner)
+        ticket = core.open(key, True, owner)
         try:
-            yield from self._load(flight)
-            if loader is not None and flight.value is ABSENT:
-                yield from self._load_external(flight, loader)
+            yield from self._load(ticket)
+            if loader is not None and ticket.value is ABSENT:
+                yield from self._load_external(ticket, loader)
         except BaseException as exc:
-            core.failed(flight, exc)
+            core.failed(ticket, exc)
             raise
-        core.settle(flight)
-        return flight
+        core.guard_fill(ticket)
+        return ticket
 
-    def load(self, key: str, owner: int) -> Plan[Flight]:
-        """Phase 2 alone: a fill-guard ticket, then the store's read (``settle`` fills)."""
-        flight = self.core.open(key, True, owner)
+    def load(self, key: str, owner: int) -> Plan[Ticket]:
+        """Phase 2 alone: a fill-guard ticket, then the store's read (``fill`` fills)."""
+        ticket = self.core.open(key, True, owner)
         try:
-            yield from self._load(flight)
+            yield from self._load(ticket)
         except BaseException as exc:
-            self.core.failed(flight, exc)
+            self.core.failed(ticket, exc)
             raise
-        return flight
+        return ticket
 
-    def load_external(self, flight: Flight, loader: Callable[..., Any]) -> Plan[Any]:
+    def load_external(self, ticket: Ticket, loader: Callable[..., Any]) -> Plan[Any]:
         """Phase 2b alone: store the loader's value unless the key changed since ``load``."""
         try:
-            yield from self._load_external(flight, loader)
+            yield from self._load_external(ticket, loader)
         except BaseException as exc:
-            self.core.failed(flight, exc)
+            self.core.failed(ticket, exc)
             raise
-        return flight.value
+        return ticket.value
 
-    def settle(self, flight: Flight) -> Plan[Any]:
+    def fill(self, ticket: Ticket) -> Plan[Any]:
         """Phase 3 alone: the fill guard decides; the ticket's value."""
         yield from ()  # no effect
-        self.core.settle(flight)
-        return flight.value
+        self.core.guard_fill(ticket)
+        return ticket.value
 
-    def _load(self, flight: Flight) -> Plan[None]:
+    def _load(self, ticket: Ticket) -> Plan[None]:
         """Read the store into the ticket; a value the codec refuses fails the load."""
         sent = self.core.timer()
-        reply = yield StoreCall("read", (flight.key,))
+        reply = yield StoreCall("read", (ticket.key,))
         value = ABSENT if reply.value is None else self.codec.decode(reply.value)
-        self.core.loaded(flight, reply, value, sent)
+        self.core.loaded(ticket, reply, value, sent)
 
-    def _load_external(self, flight: Flight, loader: Callable[..., Any]) -> Plan[None]:
+    def _load_external(self, ticket: Ticket, loader: Callable[..., Any]) -> Plan[None]:
         """Cache-aside: call the loader, then store its value unless the key changed."""
         core = self.core
         start = core.timer() if core.recording else 0.0
-        value = yield LoaderCall(flight, loader)
+        value = yield LoaderCall(ticket, loader)
         encoded = self.codec.encode(value)
-        assert flight.reply is not None
-        head = self._head("set", flight.key, encoded)
+        assert ticket.reply is not None
+        head = self._head("set", ticket.key, encoded)
         try:
-            stamp = yield StoreCall("fill", (flight.key, encoded, flight.reply, head))
+            stamp = yield StoreCall("fill", (ticket.key, encoded, ticket.reply, head))
         except BaseException as exc:  # it may have run: nothing of the key stays trusted
-            core.write_failed(flight, exc)
+            core.write_failed(ticket, exc)
             raise
-        if core.stored(flight, self.codec.private(value, encoded), stamp):
-            core.record("write", flight.key, start, stamp.seq, False, stamp.inc)
+        if core.stored(ticket, self.codec.own_copy(value, encoded), stamp):
+            core.record("write", ticket.key, start, stamp.seq, False, stamp.inc)
 
     # -- writes ------------------------------------------------------------------
 
@@ -183,13 +183,13 @@ class Plans:
         encoded, keep = self._written(op, value)
         head = self._head(op, key, encoded)
         start = core.timer() if core.recording else 0.0
-        flight = core.open(key, False, owner)
+        ticket = core.open(key, False, owner)
         try:
             stamp = yield StoreCall("write", (op, key, encoded, head))
         except BaseException as exc:  # it may have run
-            core.write_failed(flight, exc)
+            core.write_failed(ticket, exc)
             raise
-        stamp = core.wrote(flight, keep, stamp)
+        stamp = core.wrote(ticket, keep, stamp)
         core.record(_RECORD_AS[op], key, start, stamp.seq, False, stamp.inc)
         return stamp
 
@@ -198,7 +198,7 @@ class Plans:
         cached absence, nothing for an invalidation (nor for a node that keeps no writes)."""
         if op == "set":
             encoded = self.codec.encode(value)
-            keep = self.codec.private(value, encoded)
+            keep = self.codec.own_copy(value, encoded)
         else:
             encoded, keep = "", ABSENT if op == "del" else NO_VALUE
         return encoded, keep if self.core.strategy.keeps_writes else NO_VALUE

@@ -126,6 +126,6 @@ class Sequencer:
             return Verdict.OVERRUN
         return Verdict.IN_ORDER
 
-    def settled(self, marker: Message) -> bool:
+    def marker_trusted(self, marker: Message) -> bool:
         """Whether a marker agrees with this node's view, with no question to ask."""
         return marker.inc == self.inc and marker.seq == self.last

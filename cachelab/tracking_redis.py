@@ -131,7 +131,7 @@ class TrackedKeys:
             old, self._client, self._redirect = self._client, fresh, client_id
             if old is not None:
                 self._retired.append(old)
-        if old is not None:  # in-flight commands finish on it; their fills are refused
+        if old is not None:  # in-ticket commands finish on it; their fills are refused
             old.connection_pool.disconnect(inuse_connections=False)
 
     @property

@@ -33,9 +33,9 @@ def msg(seq: int, key: str = "k", inc: str = INC, op: str = "inv", src: str = "p
 
 
 def fill(node: NodeCore, key: str, value: object, version: int) -> None:
-    flight = node.open(key, True, owner=1)
-    node.loaded(flight, Reply(b"x", version, INC, version), value, 0.0)
-    node.settle(flight)
+    ticket = node.open(key, True, owner=1)
+    node.loaded(ticket, Reply(b"x", version, INC, version), value, 0.0)
+    node.guard_fill(ticket)
 
 
 # -- the sequencer's verdicts ------------------------------------------------------------
@@ -89,8 +89,8 @@ def test_a_write_during_a_repair_round_trip_wins_over_the_repair_answer() -> Non
     node.answer(msg(12, "other"), Meta(INC, 12))  # a real gap: everything is suspect
     batch = node.repair_batch(10)
     assert batch is not None and batch.keys == ["k"]
-    flight = node.open("k", False, owner=1)  # our own write lands meanwhile
-    node.wrote(flight, "mine", Stamp(13, INC))
+    ticket = node.open("k", False, owner=1)  # our own write lands meanwhile
+    node.wrote(ticket, "mine", Stamp(13, INC))
     node.repaired(batch, [_digest("old")], Meta(INC, 13), [(5, _digest("old"))])
     assert node.local.get("k") == ("mine", 13)  # the stale answer did not bring "old" back
     assert node.counts["repair_kept"] == 0
@@ -140,9 +140,9 @@ def test_a_reset_found_by_repair_forgets_floors_and_suspects_again() -> None:
 def test_a_read_reply_from_another_incarnation_resets_and_is_not_filled() -> None:
     node = core()
     fill(node, "a", 1, 5)
-    flight = node.open("b", True, owner=1)
-    node.loaded(flight, Reply(b"x", 3, "inc-2", 3), 2, 0.0)
-    node.settle(flight)
+    ticket = node.open("b", True, owner=1)
+    node.loaded(ticket, Reply(b"x", 3, "inc-2", 3), 2, 0.0)
+    node.guard_fill(ticket)
     assert node.counts["resets"] == 1 and node.seq.inc == "inc-2"
     assert node.local.get("b") is None and "a" in node.local.suspects
 
@@ -192,7 +192,7 @@ def test_a_failed_write_drops_the_entry_and_taints_loads_in_flight() -> None:
     node.write_failed(writer, TimeoutError())
     assert node.local.get("k") is None
     node.loaded(reader, Reply(b"x", 5, INC, 5), "old", 0.0)
-    node.settle(reader)
+    node.guard_fill(reader)
     assert node.local.get("k") is None and node.counts["stale_fills_rejected"] == 1
 
 
@@ -335,25 +335,30 @@ def test_a_heartbeat_behind_the_node_re_bases_what_it_received() -> None:
 # -- the link's state: one enum, and steps out of order refused ----------------------------
 
 
+def state(node: NodeCore) -> tuple[Link, bool]:
+    """The link's state and whether the node trusts its cache, read afresh."""
+    return node.link, node.coherent
+
+
 def test_the_link_moves_through_its_states_and_coherence_follows_it() -> None:
     node = core()
-    assert node.link is Link.LIVE and node.coherent
+    assert state(node) == (Link.LIVE, True)
     node.disconnected()
-    assert node.link is Link.DOWN and not node.coherent
+    assert state(node) == (Link.DOWN, False)
     node.subscribed(False, Meta(INC, 10))
-    assert node.link is Link.LIVE and node.coherent
+    assert state(node) == (Link.LIVE, True)
     stream = core("stream")
     stream.disconnected()
     stream.subscribed(False, Meta(INC, 10))
-    assert stream.link is Link.REPLAYING and not stream.coherent
+    assert state(stream) == (Link.REPLAYING, False)
     stream.replayed()
-    assert stream.link is Link.LIVE and stream.coherent
+    assert state(stream) == (Link.LIVE, True)
 
 
 def test_a_naive_node_keeps_trusting_while_its_link_is_down() -> None:
     node = core(reconnect_flush=False)
     node.disconnected()
-    assert node.link is Link.DOWN and node.coherent
+    assert state(node) == (Link.DOWN, True)
 
 
 @pytest.mark.parametrize(
@@ -377,9 +382,9 @@ def test_a_closed_link_stays_closed_whatever_a_stopping_bus_reports() -> None:
     node.close()
     node.disconnected()
     node.subscribed(False, Meta(INC, 10))
-    assert node.link is Link.CLOSED and not node.coherent and node.counts["disconnects"] == 0
+    assert state(node) == (Link.CLOSED, False) and node.counts["disconnects"] == 0
 
 
 def test_a_node_that_never_subscribes_is_live_from_the_start() -> None:
     node = NodeCore("me#1", strategy_for("none"), LocalStore(100), Switches(), True)
-    assert node.link is Link.LIVE and node.coherent
+    assert state(node) == (Link.LIVE, True)

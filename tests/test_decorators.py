@@ -315,8 +315,8 @@ def test_two_threads_missing_one_key_call_the_function_once(make_node: NodeFacto
     second = threading.Thread(target=lambda: results.append(slow(4)))
     second.start()
     for _ in range(5000):  # the second has joined the first's load
-        flight = phases(a).pending("slow:4")
-        if flight is not None and flight.waiters == 1:
+        ticket = phases(a).pending("slow:4")
+        if ticket is not None and ticket.waiters == 1:
             break
         threading.Event().wait(0.002)
     else:
@@ -386,7 +386,7 @@ class FakeAsyncNode:
 
     ``get``, ``set``, ``delete``, ``invalidate`` and ``get_or_load`` are coroutines;
     ``get_or_load`` takes a sync or async loader and runs one load per key at a time (single
-    flight); ``peek`` is sync. Each fake keeps a local copy, dropped by any fake's write.
+    ticket); ``peek`` is sync. Each fake keeps a local copy, dropped by any fake's write.
     Replace ``make_async_node`` by a factory of real ``AsyncCacheNode`` at merge.
     """
 
@@ -422,7 +422,7 @@ class FakeAsyncNode:
         self._misses += 1
         if key in self._flights:
             return await asyncio.shield(self._flights[key])
-        flight = self._flights[key] = asyncio.get_running_loop().create_future()
+        ticket = self._flights[key] = asyncio.get_running_loop().create_future()
         try:
             await asyncio.sleep(0)  # a round trip
             if key in self._shared:
@@ -433,11 +433,11 @@ class FakeAsyncNode:
                     value = await value
                 self._shared[key] = value
             self._local[key] = value
-            flight.set_result(value)
+            ticket.set_result(value)
             return value
         except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()  # retrieved: no "never retrieved" warning without waiters
+            ticket.set_exception(exc)
+            ticket.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
         finally:
             del self._flights[key]

@@ -218,11 +218,11 @@ def test_make_node_chooses_the_tracking_node_without_an_import_of_it() -> None:
 
 def test_flight_left_the_public_names_with_a_deprecation_warning() -> None:
     import cachelab
-    from cachelab.core import Flight
+    from cachelab.core import Ticket
 
     assert "Flight" not in cachelab.__all__
     with pytest.warns(DeprecationWarning, match="cachelab.Flight is deprecated"):
-        assert cachelab.Flight is Flight
+        assert cachelab.Flight is Ticket
 
 
 PROTOCOL_STEPS = {

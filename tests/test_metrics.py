@@ -44,10 +44,10 @@ def known_operations(a: CacheNode, b: CacheNode) -> None:
     a.set("k", 1)
     settle(a, b)  # b hears of it first (else the message could arrive after b's load)
     assert b.get("k") == 1 and b.get("k") == 1  # a miss, then a hit
-    flight = phases(b).load("slow")  # a slow read of "slow"...
+    ticket = phases(b).load("slow")  # a slow read of "slow"...
     a.set("slow", 2)  # ...overtaken by a write
     settle(a, b)
-    phases(b).fill(flight)  # refused by the fill guard
+    phases(b).fill(ticket)  # refused by the fill guard
     a.set("k", 3)  # b drops its copy of k
     settle(a, b)
     assert b.get("slow") == 2  # a miss, then b holds "slow"

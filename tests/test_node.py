@@ -121,10 +121,10 @@ def _stale_set(make_any_node: AnyNodeFactory, **guards: bool) -> tuple[Any, AnyN
     """Drive the stale-set race: a reader loads v1; v2 and its message land; then the fill."""
     reader, writer = make_any_node("reader", **guards), make_any_node("writer")
     writer.set("k", "v1")
-    flight = phases(reader).load("k")  # read from Redis: v1 ... and the reader stalls here
+    ticket = phases(reader).load("k")  # read from Redis: v1 ... and the reader stalls here
     writer.set("k", "v2")
     settle(reader, writer)  # the invalidation for v2 reaches the reader first
-    phases(reader).fill(flight)  # ... then the slow fill of v1 lands
+    phases(reader).fill(ticket)  # ... then the slow fill of v1 lands
     return reader.get("k"), reader
 
 
@@ -303,8 +303,8 @@ def test_concurrent_misses_on_one_key_load_it_once(client: redis.Redis) -> None:
     for t in threads:
         t.start()
     for _ in range(5000):  # wait until the leader reads and 7 followers wait on it
-        flight = phases(node).pending("k")
-        if flight is not None and flight.waiters == 7:
+        ticket = phases(node).pending("k")
+        if ticket is not None and ticket.waiters == 7:
             break
         threading.Event().wait(0.002)
     release.set()

@@ -115,10 +115,10 @@ def test_an_invalidation_that_overtakes_the_reply_refuses_the_fill(
 ) -> None:
     with TrackingNode(real_client, bcast=bcast) as node:
         outside.set("k", "old")
-        flight = phases(node).load("k")  # the GET has been answered: "old", not yet filled
+        ticket = phases(node).load("k")  # the GET has been answered: "old", not yet filled
         outside.set("k", "new")
         settle(node)  # the invalidation is handled before the reply is
-        assert phases(node).fill(flight) == b"old"
+        assert phases(node).fill(ticket) == b"old"
         assert node.stats.stale_fills_rejected == 1
         assert phases(node).lookup("k") is NO_VALUE
         assert node.get("k") == b"new"
@@ -130,10 +130,10 @@ def test_without_the_fill_guard_the_race_caches_the_old_value(
     """The control: the same phases with the guard off leave "old" cached for good."""
     with TrackingNode(real_client, fill_guard=False, tombstones=False) as node:
         outside.set("k", "old")
-        flight = phases(node).load("k")
+        ticket = phases(node).load("k")
         outside.set("k", "new")
         settle(node)
-        phases(node).fill(flight)
+        phases(node).fill(ticket)
         assert node.get("k") == b"old"
 
 
@@ -141,9 +141,9 @@ def test_without_the_fill_guard_the_race_caches_the_old_value(
 def test_a_nodes_own_write_overtakes_its_own_load(real_client: redis.Redis, bcast: bool) -> None:
     with TrackingNode(real_client, bcast=bcast) as node:
         node.set("k", "old")
-        flight = phases(node).load("k")
+        ticket = phases(node).load("k")
         node.set("k", "new")
-        phases(node).fill(flight)
+        phases(node).fill(ticket)
         assert node.get("k") == b"new"
 
 

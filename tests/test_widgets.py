@@ -372,7 +372,7 @@ def test_sim_panel_animates_each_action(sim: ControlPanel) -> None:
     assert "(partition)" not in " ".join(r["head"] for r in rows)
 
 
-def flights(viewer: TraceViewer) -> set[float]:
+def tickets(viewer: TraceViewer) -> set[float]:
     """How long each delivered message took, in ms."""
     rows = viewer.panes[0]["events"]
     return {round((r["t"] - r["since"]) * 1000, 3) for r in rows if r["kind"] == "deliver"}
@@ -382,10 +382,10 @@ def test_moving_the_delay_replays_the_session_visibly(sim: ControlPanel) -> None
     viewer = sim.viewer
     assert viewer is not None
     sim.write_button.click()
-    assert flights(viewer) == {2.0}
+    assert tickets(viewer) == {2.0}
     viewer.pause()
     sim.delay.value = 50.0
-    assert flights(viewer) == {50.0} and viewer.playing and viewer.time == viewer.start
+    assert tickets(viewer) == {50.0} and viewer.playing and viewer.time == viewer.start
     assert "network: delay 50 ms" in sim.journal.value
 
 

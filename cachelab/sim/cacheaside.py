@@ -8,7 +8,7 @@ the key's lease; the others retry Redis every ``lease_retry`` seconds.
 
 from __future__ import annotations
 
-from cachelab.core import Flight
+from cachelab.core import Ticket
 from cachelab.driver import phases
 from cachelab.history import WRITE, Op
 from cachelab.messages import ABSENT
@@ -24,7 +24,7 @@ class CacheAside(RunState):
         self,
         i: int,
         life: int,
-        flight: Flight,
+        ticket: Ticket,
         start: float,
         latency: float | None,
         leased: bool,
@@ -32,31 +32,31 @@ class CacheAside(RunState):
     ) -> None:
         """Redis answered a cache-aside read: a value fills; absence goes to the database."""
         node = self.nodes[i]
-        if node is None or self.life[i] != life or flight.value is not ABSENT:
-            self._filled(i, life, flight, start, offset)
+        if node is None or self.life[i] != life or ticket.value is not ABSENT:
+            self._filled(i, life, ticket, start, offset)
             return
         if not leased:
-            self._wait_for_lease(i, node, flight, start, latency, offset)
+            self._wait_for_lease(i, node, ticket, start, latency, offset)
             return
-        value = self.db.get(flight.key, 0)
+        value = self.db.get(ticket.key, 0)
         self.db_loads.append(self.now)
-        self._note("db_load", node.name, flight.key, value)
+        self._note("db_load", node.name, ticket.key, value)
         wait = self.sim.db_latency if latency is None else latency
-        self._at(self.now + wait, self._load_done, i, life, flight, start, value, offset)
+        self._at(self.now + wait, self._load_done, i, life, ticket, start, value, offset)
 
     def _load_done(
-        self, i: int, life: int, flight: Flight, start: float, value: int, offset: int
+        self, i: int, life: int, ticket: Ticket, start: float, value: int, offset: int
     ) -> None:
         """The database answered: store the value through the conditional fill, then fill."""
         node = self.nodes[i]
         if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
-            self.leases.pop(flight.key, None)
+            self.leases.pop(ticket.key, None)
             self.writer = node.name
             seq = self.store.meta().seq
-            phases(node).load_external(flight, lambda: value)
+            phases(node).load_external(ticket, lambda: value)
             if self.store.meta().seq != seq:  # stored: the ticket holds a version of this epoch
                 offset = self.offset
-        self._filled(i, life, flight, start, offset)
+        self._filled(i, life, ticket, start, offset)
 
     def _take_lease(self, key: str) -> bool:
         """Take the key's lease unless another reader holds a live one."""
@@ -70,18 +70,18 @@ class CacheAside(RunState):
         self,
         i: int,
         node: CacheNode,
-        flight: Flight,
+        ticket: Ticket,
         start: float,
         latency: float | None,
         offset: int,
     ) -> None:
         """Refused the lease: release the ticket; this read and its joiners retry later."""
         # settling the ticket caches at worst the absence, which reads skip
-        self._fill(node, flight, start, offset)
-        self._note("lease", node.name, flight.key, flight.version + offset, "wait")
+        self._fill(node, ticket, start, offset)
+        self._note("lease", node.name, ticket.key, ticket.version + offset, "wait")
         retry = self.now + self.sim.lease_retry
-        for begun in (start, *self.waiters.pop(flight, ())):
-            self._at(retry, self._retry, i, self.life[i], flight.key, begun, latency)
+        for begun in (start, *self.waiters.pop(ticket, ())):
+            self._at(retry, self._retry, i, self.life[i], ticket.key, begun, latency)
 
     def _retry(self, i: int, life: int, key: str, start: float, latency: float | None) -> None:
         """A read waiting for a lease tries again (it keeps its original start)."""

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from cachelab import validate
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
-from cachelab.core import Flight
+from cachelab.core import Ticket
 from cachelab.driver import phases
 from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
 from cachelab.messages import ABSENT, Message, encode_value
@@ -271,7 +271,7 @@ class _Run(Delivery, Faults, CacheAside):
         self.up = [True] * n
         self.cut = [0] * n  # partitions in force
         self.last_arrival = [0.0] * n  # pub/sub is FIFO per subscriber
-        self.waiters: dict[Flight, list[float]] = {}
+        self.waiters: dict[Ticket, list[float]] = {}
         self.writer = "redis"
         self.written = 0
         self.since = -1.0  # the start of the read whose fill runs now, if any
@@ -476,23 +476,23 @@ class _Run(Delivery, Faults, CacheAside):
             if self.samplers[i] is not None:
                 self._sample(i, node, key)
             return
-        flight = phases(node).pending(key) if self.sim.single_flight else None
-        if flight is not None:
-            self.waiters.setdefault(flight, []).append(start)
+        ticket = phases(node).pending(key) if self.sim.single_flight else None
+        if ticket is not None:
+            self.waiters.setdefault(ticket, []).append(start)
             return
-        flight = phases(node).load(key)
+        ticket = phases(node).load(key)
         self.store_reads.append(self.now)
         if self.tracking is not None:  # the version this read saw, for the history
-            self.numbers.read(flight, self.store.version(key))
+            self.numbers.read(ticket, self.store.version(key))
         if self.sim.database:
             # like memcache's lease-get, the lease is decided in the same round trip as the read
-            leased = not self.sim.lease or flight.value is not ABSENT or self._take_lease(key)
+            leased = not self.sim.lease or ticket.value is not ABSENT or self._take_lease(key)
             wait = self.sim.store_latency
-            args = (i, self.life[i], flight, start, latency, leased, self.offset)
+            args = (i, self.life[i], ticket, start, latency, leased, self.offset)
             self._at(self.now + wait, self._loaded, *args)
         else:
             wait = self.sim.store_latency if latency is None else latency
-            self._at(self.now + wait, self._filled, i, self.life[i], flight, start, self.offset)
+            self._at(self.now + wait, self._filled, i, self.life[i], ticket, start, self.offset)
 
     def _sample(self, i: int, node: CacheNode, key: str) -> None:
         """A hit: if the node's sampler picks it, verify it ``verify_delay`` later."""
@@ -520,29 +520,29 @@ class _Run(Delivery, Faults, CacheAside):
             return 0 if value is ABSENT else int(value)
         return version + offset
 
-    def _filled(self, i: int, life: int, flight: Flight, start: float, offset: int) -> None:
+    def _filled(self, i: int, life: int, ticket: Ticket, start: float, offset: int) -> None:
         """The store's answer arrives: fill through the guard, complete every reader.
 
         ``offset`` is the one in force when the load read Redis.
         """
         node = self.nodes[i]
-        waiting = self.waiters.pop(flight, ())
+        waiting = self.waiters.pop(ticket, ())
         if node is None or self.life[i] != life:
             return  # the node crashed: these reads never complete
-        self._fill(node, flight, start, offset)
+        self._fill(node, ticket, start, offset)
         if self.tracking is not None:  # the node numbers its entries itself: map them
-            read = self.numbers.filled(node.name, flight.key, flight.version, flight)
+            read = self.numbers.filled(node.name, ticket.key, ticket.version, ticket)
             version = read + offset
         else:
-            version = self._version(flight.value, flight.version, offset)
-        self._done(node.name, flight.key, start, version, "miss")
+            version = self._version(ticket.value, ticket.version, offset)
+        self._done(node.name, ticket.key, start, version, "miss")
         for joined in waiting:
-            self._done(node.name, flight.key, joined, version, "joined")
+            self._done(node.name, ticket.key, joined, version, "joined")
 
-    def _fill(self, node: CacheNode, flight: Flight, start: float, offset: int) -> None:
+    def _fill(self, node: CacheNode, ticket: Ticket, start: float, offset: int) -> None:
         """Settle a ticket; the fill events it causes carry the read's start and offset."""
         self.since, self.fill_offset = start, offset
-        phases(node).fill(flight)
+        phases(node).fill(ticket)
         self.since, self.fill_offset = -1.0, None
 
     def _done(self, name: str, key: str, start: float, version: int, how: str) -> None:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cachelab.core import Flight
+from cachelab.core import Ticket
 from cachelab.history import Op
 from cachelab.messages import Message
 from cachelab.node import CacheNode
@@ -62,7 +62,7 @@ class RunState:
     restarted: bool  # until Redis restarts, every offset is 0 (the fast path)
     held: dict[str, dict[str, int]]
     leases: dict[str, float]
-    waiters: dict[Flight, list[float]]  # reads joined to a load in flight, by their starts
+    waiters: dict[Ticket, list[float]]  # reads joined to a load in flight, by their starts
     db: dict[str, int]  # the database of a cache-aside run: key -> version
     db_seq: int
     db_loads: list[float]
@@ -99,11 +99,11 @@ class RunState:
         """A read (or a retry that keeps its start): the engine runs it."""
         raise NotImplementedError
 
-    def _fill(self, node: CacheNode, flight: Flight, start: float, offset: int) -> None:
+    def _fill(self, node: CacheNode, ticket: Ticket, start: float, offset: int) -> None:
         """Settle a ticket (the engine traces it)."""
         raise NotImplementedError
 
-    def _filled(self, i: int, life: int, flight: Flight, start: float, offset: int) -> None:
+    def _filled(self, i: int, life: int, ticket: Ticket, start: float, offset: int) -> None:
         """The store's answer arrives (the engine completes the reads)."""
         raise NotImplementedError
 
