@@ -73,7 +73,8 @@ class ThreadDriver(Phases):
                     ticket.event.set()
             events = core.take_events()
             records = core.take_records() if core.records else ()
-        emit(self._hooks, events, records)
+        if events or records:
+            emit(self._hooks, events, records)
         return step
 
     def _perform(self, effect: Effect) -> Any:
@@ -138,6 +139,8 @@ class ThreadDriver(Phases):
 def phases(node: Any, key: str = "") -> ThreadDriver:
     """The driver of a threaded node (``CacheNode``, ``TrackingNode``): its phase API; of a
     ``StripedNode``, the driver of the stripe that holds ``key``."""
-    node_of = getattr(node, "node_of", None)
-    driver: ThreadDriver = (node if node_of is None else node_of(key))._driver
+    try:
+        driver: ThreadDriver = node._driver
+    except AttributeError:
+        driver = node.node_of(key)._driver
     return driver

@@ -214,7 +214,8 @@ class Plans:
         if self.core.handle(msg):
             meta = yield StoreCall("meta")
             self.core.answer(msg, meta)
-        yield from self.repair()
+        if self.core.local.suspects:
+            yield from self.repair()
 
     def subscribed(self, first: bool, meta: Meta | None) -> Plan[None]:
         """(Re)subscribed: re-base on the store's meta (read now unless the bus read it with
