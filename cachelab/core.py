@@ -396,8 +396,13 @@ class NodeCore(Recovery):
                 ticket.seen = max(ticket.seen, seq)
 
     def _notice(self, inc: str, seq: int) -> None:
-        """A reply from the store names its incarnation: another one means a reset."""
-        if inc == self.seq.inc:
+        """A reply from the store names its incarnation: another one means a reset.
+
+        One this node has left is a late reply, sent before the restart the node already
+        re-based on: its ticket is overtaken by that reset, and the node stays where it is
+        (re-basing back would trust the old incarnation's late messages).
+        """
+        if inc == self.seq.inc or inc in self.seq.retired:
             return
         if self.questions and self.seq.inc:
             self._reset(Meta(inc, seq))

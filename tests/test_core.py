@@ -388,3 +388,25 @@ def test_a_closed_link_stays_closed_whatever_a_stopping_bus_reports() -> None:
 def test_a_node_that_never_subscribes_is_live_from_the_start() -> None:
     node = NodeCore("me#1", strategy_for("none"), LocalStore(100), Switches(), True)
     assert state(node) == (Link.LIVE, True)
+
+
+def test_a_late_reply_of_an_incarnation_the_node_left_does_not_take_the_node_back() -> None:
+    """A read sent before a restart, answered after the node re-based on the new incarnation:
+    the reply names the old one. Taking it as "another incarnation" would re-base the node on
+    the old one, and a late message of the old incarnation would then be trusted and applied:
+    an old value, served as the newest (strategy update)."""
+    node = core("update")
+    reader = node.open("k", True, owner=1)
+    restarted = Message("ns", "set", "k", "peer#1", 1, value="new", inc="inc-2")
+    assert node.handle(restarted)  # another incarnation: questioned
+    node.answer(restarted, Meta("inc-2", 1))
+    assert node.seq.inc == "inc-2" and node.counts["resets"] == 1
+    node.loaded(reader, Reply(b'[0,"old"]', 9, INC, 10), "old", 0.0)  # sent before the restart
+    assert not node.guard_fill(reader)
+    assert node.seq.inc == "inc-2" and node.counts["resets"] == 1
+    node.local.fill("k", "new", 1)
+    late = Message("ns", "set", "k", "peer#1", 11, value="old", inc=INC)
+    if node.handle(late):
+        node.answer(late, Meta("inc-2", 1))
+    assert node.local.get("k") == ("new", 1)
+    assert node.counts["messages_outdated"] == 1
