@@ -68,9 +68,10 @@ class ThreadDriver(Phases):
             effect = step[0]
             if type(effect) is Join and effect.ticket.event is None:
                 effect.ticket.event = threading.Event()
-            for ticket in core.take_finished():
-                if ticket.event is not None:
-                    ticket.event.set()
+            if core.finished:
+                for ticket in core.take_finished():
+                    if ticket.event is not None:
+                        ticket.event.set()
             events = core.take_events()
             records = core.take_records() if core.records else ()
         if events or records:

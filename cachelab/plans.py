@@ -28,10 +28,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class StoreCall:
-    """Call ``Store.<method>(*args)``; the plan receives what it returns."""
+    """Call ``Store.<method>(*args)``; the plan receives what it returns. ``ticket`` is the
+    load it is for, if any (the simulator keeps its books by it)."""
 
     method: str
     args: tuple[Any, ...] = ()
+    ticket: Ticket | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,7 @@ class Plans:
     def _load(self, ticket: Ticket) -> Plan[None]:
         """Read the store into the ticket; a value the codec refuses fails the load."""
         sent = self.core.timer()
-        reply = yield StoreCall("read", (ticket.key,))
+        reply = yield StoreCall("read", (ticket.key,), ticket)
         value = ABSENT if reply.value is None else self.codec.decode(reply.value)
         self.core.loaded(ticket, reply, value, sent)
 

@@ -516,3 +516,25 @@ def test_the_simulators_ops_have_every_field_of_an_op() -> None:
     assert result.history and all(len(op) == len(Op._fields) for op in result.history)
     assert all(op.inc == "" for op in result.history if op.op == "read")
     repr(result.history)  # every op prints (a short tuple raised TypeError)
+
+
+def test_a_read_joins_a_load_only_while_a_real_node_would() -> None:
+    """The simulator drives the node's own miss plan, so a load's reply counts when it
+    arrives, as in CacheNode: until then a peer's message about the key overtakes the load
+    (the node cannot know the reply already holds that write), and a read loads again
+    instead of joining it."""
+    net = Network(delay=0.001)
+    workload = [
+        Request(0.0, 1, "write", "k", value=5),  # b's message reaches a at 1 ms
+        Request(0.0005, 0, "read", "k", latency=0.010),  # a's load reads v1; its reply: 10.5 ms
+        Request(0.0008, 0, "read", "k"),  # joins a's load
+        Request(0.002, 0, "read", "k"),  # the load is overtaken by then: a loads again
+    ]
+    result = Simulation(nodes=2, seed=1, network=net, progress=False).run(workload=workload)
+    reads = [e for e in result.raw_trace if e.kind == "read" and e.node == "a"]
+    assert [(e.since, e.detail) for e in reads] == [
+        (0.002, "miss"),
+        (0.0005, "miss"),
+        (0.0008, "joined"),
+    ]
+    assert all(e.version == 1 for e in reads)

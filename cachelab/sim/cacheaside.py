@@ -11,52 +11,33 @@ from __future__ import annotations
 from cachelab.core import Ticket
 from cachelab.driver import phases
 from cachelab.history import WRITE, Op
-from cachelab.messages import ABSENT
-from cachelab.node import CacheNode
-from cachelab.sim.state import RunState
+from cachelab.sim.reads import Reads, SimRead
 from cachelab.sim.workloads import Request
 
 
-class CacheAside(RunState):
+class CacheAside(Reads):
     """The database side of a cache-aside run."""
 
-    def _loaded(
-        self,
-        i: int,
-        life: int,
-        ticket: Ticket,
-        start: float,
-        latency: float | None,
-        leased: bool,
-        offset: int,
-    ) -> None:
-        """Redis answered a cache-aside read: a value fills; absence goes to the database."""
-        node = self.nodes[i]
-        if node is None or self.life[i] != life or ticket.value is not ABSENT:
-            self._filled(i, life, ticket, start, offset)
-            return
-        if not leased:
-            self._wait_for_lease(i, node, ticket, start, latency, offset)
+    def _load_database(self, read: SimRead, ticket: Ticket) -> None:
+        """Redis had nothing: load the database (the plan's loader), or wait for the lease."""
+        node = read.node
+        if not read.leased:
+            self._wait_for_lease(read, ticket)
             return
         value = self.db.get(ticket.key, 0)
         self.db_loads.append(self.now)
         self._note("db_load", node.name, ticket.key, value)
-        wait = self.sim.db_latency if latency is None else latency
-        self._at(self.now + wait, self._load_done, i, life, ticket, start, value, offset)
+        wait = self.sim.db_latency if read.latency is None else read.latency
+        self._at(self.now + wait, self._load_done, read, value)
 
-    def _load_done(
-        self, i: int, life: int, ticket: Ticket, start: float, value: int, offset: int
-    ) -> None:
-        """The database answered: store the value through the conditional fill, then fill."""
-        node = self.nodes[i]
-        if node is not None and self.life[i] == life:  # a dead holder's lease runs out instead
-            self.leases.pop(ticket.key, None)
-            self.writer = node.name
-            seq = self.store.meta().seq
-            phases(node).load_external(ticket, lambda: value)
-            if self.store.meta().seq != seq:  # stored: the ticket holds a version of this epoch
-                offset = self.offset
-        self._filled(i, life, ticket, start, offset)
+    def _load_done(self, read: SimRead, value: int) -> None:
+        """The database answered: the plan stores the value through the conditional fill,
+        then fills (a dead holder's lease runs out instead)."""
+        if not self._alive(read):
+            return
+        self.leases.pop(read.key, None)
+        self.writer = read.node.name
+        self._advance(read, value)
 
     def _take_lease(self, key: str) -> bool:
         """Take the key's lease unless another reader holds a live one."""
@@ -66,22 +47,20 @@ class CacheAside(RunState):
         self.leases[key] = self.now + self.sim.lease_ttl
         return True
 
-    def _wait_for_lease(
-        self,
-        i: int,
-        node: CacheNode,
-        ticket: Ticket,
-        start: float,
-        latency: float | None,
-        offset: int,
-    ) -> None:
+    def _wait_for_lease(self, read: SimRead, ticket: Ticket) -> None:
         """Refused the lease: release the ticket; this read and its joiners retry later."""
+        node = read.node
         # settling the ticket caches at worst the absence, which reads skip
-        self._fill(node, ticket, start, offset)
-        self._note("lease", node.name, ticket.key, ticket.version + offset, "wait")
+        self.since, self.fill_offset = read.start, read.offset
+        phases(node).fill(ticket)
+        self.since, self.fill_offset = -1.0, None
+        read.plan.close()
+        self._note("lease", node.name, ticket.key, ticket.version + read.offset, "wait")
         retry = self.now + self.sim.lease_retry
-        for begun in (start, *self.waiters.pop(ticket, ())):
-            self._at(retry, self._retry, i, self.life[i], ticket.key, begun, latency)
+        for waiting in (read, *self.waiters.pop(ticket, ())):
+            waiting.plan.close()
+            self._at(retry, self._retry, read.i, self.life[read.i], ticket.key, waiting.start,
+                     read.latency)  # fmt: skip
 
     def _retry(self, i: int, life: int, key: str, start: float, latency: float | None) -> None:
         """A read waiting for a lease tries again (it keeps its original start)."""

@@ -63,10 +63,8 @@ from tqdm.auto import tqdm
 from cachelab import validate
 from cachelab.cluster import node_names
 from cachelab.coherence import strategy_for
-from cachelab.core import Ticket
-from cachelab.driver import phases
-from cachelab.history import DELETE, INVALIDATE, READ, WRITE, Op
-from cachelab.messages import ABSENT, Message, encode_value
+from cachelab.history import DELETE, INVALIDATE, WRITE, Op
+from cachelab.messages import Message, encode_value
 from cachelab.node import CacheNode
 from cachelab.sampler import Sampler
 from cachelab.sim.cacheaside import CacheAside
@@ -271,7 +269,7 @@ class _Run(Delivery, Faults, CacheAside):
         self.up = [True] * n
         self.cut = [0] * n  # partitions in force
         self.last_arrival = [0.0] * n  # pub/sub is FIFO per subscriber
-        self.waiters: dict[Ticket, list[float]] = {}
+        self.waiters = {}
         self.writer = "redis"
         self.written = 0
         self.since = -1.0  # the start of the read whose fill runs now, if any
@@ -420,136 +418,6 @@ class _Run(Delivery, Faults, CacheAside):
         """The offset of ``node``'s version of ``key``: older if cached before a restart."""
         held = self.held[node]
         return held.get(key, self.offset) if held else self.offset
-
-    # -- reads ---------------------------------------------------------------
-
-    def _read(self, req: Request) -> None:
-        """A read: a local hit now, or a miss that completes at its fill."""
-        i, key = req[1], req[3]  # node, key
-        node = self.nodes[i] if 0 <= i < self.n else self._live(req)
-        if node is None:
-            self.skipped += 1
-            return
-        entry = phases(node).lookup_entry(key)
-        if entry is None or self.database:
-            self._looked_up(i, node, key, self.now, req.latency, entry)
-            return
-        now, name, version = self.now, node.name, entry[1]  # the hit path, flat: most take it
-        if self.tracking is not None:
-            version = self.numbers.of(name, key, version)
-        elif self.by_value:
-            version = 0 if entry[0] is ABSENT else int(entry[0])
-        if self.restarted:
-            version += self._held_offset(name, key)
-        self.history.append(_new(Op, (name, READ, key, now, now, version, True, "")))
-        self.trace.append(_new(TraceEvent, (now, "read", name, key, version, "hit", now)))
-        if self.samplers[i] is not None:
-            self._sample(i, node, key)
-
-    def _read_at(
-        self,
-        i: int,
-        node: CacheNode,
-        key: str,
-        start: float,
-        latency: float | None,
-    ) -> None:
-        """A read (or a retry that keeps its start): look up, then go on."""
-        self._looked_up(i, node, key, start, latency, phases(node).lookup_entry(key))
-
-    def _looked_up(
-        self,
-        i: int,
-        node: CacheNode,
-        key: str,
-        start: float,
-        latency: float | None,
-        entry: tuple[Any, int] | None,
-    ) -> None:
-        """After the lookup: a hit, or join the load in flight, or start one."""
-        if entry is not None and not (self.sim.database and entry[0] is ABSENT):
-            offset = self._held_offset(node.name, key)
-            version = entry[1]
-            if self.tracking is not None:
-                version = self.numbers.of(node.name, key, version)
-            self._done(node.name, key, start, self._version(entry[0], version, offset), "hit")
-            if self.samplers[i] is not None:
-                self._sample(i, node, key)
-            return
-        ticket = phases(node).pending(key) if self.sim.single_flight else None
-        if ticket is not None:
-            self.waiters.setdefault(ticket, []).append(start)
-            return
-        ticket = phases(node).load(key)
-        self.store_reads.append(self.now)
-        if self.tracking is not None:  # the version this read saw, for the history
-            self.numbers.read(ticket, self.store.version(key))
-        if self.sim.database:
-            # like memcache's lease-get, the lease is decided in the same round trip as the read
-            leased = not self.sim.lease or ticket.value is not ABSENT or self._take_lease(key)
-            wait = self.sim.store_latency
-            args = (i, self.life[i], ticket, start, latency, leased, self.offset)
-            self._at(self.now + wait, self._loaded, *args)
-        else:
-            wait = self.sim.store_latency if latency is None else latency
-            self._at(self.now + wait, self._filled, i, self.life[i], ticket, start, self.offset)
-
-    def _sample(self, i: int, node: CacheNode, key: str) -> None:
-        """A hit: if the node's sampler picks it, verify it ``verify_delay`` later."""
-        if phases(node).offer_sample(key):
-            delay = self.sim.verify_delay
-            if delay:
-                self._at(self.now + delay, self._verify, i, self.life[i])
-            else:
-                self._verify(i, self.life[i])
-
-    def _verify(self, i: int, life: int) -> None:
-        """Verify the node's oldest sample (each was queued with its own event)."""
-        node = self.nodes[i]
-        if node is None or self.life[i] != life:
-            return  # the node crashed: its samples went with it
-        self.verifying = True
-        try:
-            phases(node).verify_pending(1)
-        finally:
-            self.verifying = False
-
-    def _version(self, value: Any, version: int, offset: int) -> int:
-        """The version a read reports: the store's (shifted), or the database's (the value)."""
-        if self.by_value:
-            return 0 if value is ABSENT else int(value)
-        return version + offset
-
-    def _filled(self, i: int, life: int, ticket: Ticket, start: float, offset: int) -> None:
-        """The store's answer arrives: fill through the guard, complete every reader.
-
-        ``offset`` is the one in force when the load read Redis.
-        """
-        node = self.nodes[i]
-        waiting = self.waiters.pop(ticket, ())
-        if node is None or self.life[i] != life:
-            return  # the node crashed: these reads never complete
-        self._fill(node, ticket, start, offset)
-        if self.tracking is not None:  # the node numbers its entries itself: map them
-            read = self.numbers.filled(node.name, ticket.key, ticket.version, ticket)
-            version = read + offset
-        else:
-            version = self._version(ticket.value, ticket.version, offset)
-        self._done(node.name, ticket.key, start, version, "miss")
-        for joined in waiting:
-            self._done(node.name, ticket.key, joined, version, "joined")
-
-    def _fill(self, node: CacheNode, ticket: Ticket, start: float, offset: int) -> None:
-        """Settle a ticket; the fill events it causes carry the read's start and offset."""
-        self.since, self.fill_offset = start, offset
-        phases(node).fill(ticket)
-        self.since, self.fill_offset = -1.0, None
-
-    def _done(self, name: str, key: str, start: float, version: int, how: str) -> None:
-        """Record a completed read in the history and the trace."""
-        now = self.now
-        self.history.append(_new(Op, (name, READ, key, start, now, version, how == "hit", "")))
-        self.trace.append(_new(TraceEvent, (now, "read", name, key, version, how, start)))
 
     # -- writes --------------------------------------------------------------
 

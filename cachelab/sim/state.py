@@ -1,8 +1,9 @@
 """The state of one simulated run that its parts share: clock, queue, nodes, links, trace.
 
-``_Run`` (engine.py) is built from parts, one idea each: the loop, reads and writes
-there; message delivery in ``delivery.py``; injected faults in ``faults.py``. They share
-this state, declared here once.
+``_Run`` (engine.py) is built from parts, one idea each: the loop and writes there;
+reads (each miss driven through the node's own plan) in ``reads.py``, cache-aside loads
+in ``cacheaside.py``; message delivery in ``delivery.py``; injected faults in
+``faults.py``. They share this state, declared here once.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from cachelab.node import CacheNode
 from cachelab.sim.network import Network
 from cachelab.sim.store import MemoryStore
 from cachelab.sim.trace import TraceEvent
-from cachelab.sim.tracking import TrackingServer
+from cachelab.sim.tracking import TrackedVersions, TrackingServer
 from cachelab.sim.workloads import Request
 
 if TYPE_CHECKING:
+    from cachelab.sampler import Sampler
     from cachelab.sim.engine import Simulation
+    from cachelab.sim.reads import SimRead
 
 Event = tuple[float, int, Callable[..., None], tuple[Any, ...]]
 new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
@@ -62,7 +65,15 @@ class RunState:
     restarted: bool  # until Redis restarts, every offset is 0 (the fast path)
     held: dict[str, dict[str, int]]
     leases: dict[str, float]
-    waiters: dict[Ticket, list[float]]  # reads joined to a load in flight, by their starts
+    waiters: dict[Ticket, list[SimRead]]  # reads joined to a load in flight, in join order
+    numbers: TrackedVersions  # tracking: the store versions behind nodes' numbers
+    by_value: bool  # versions are the values themselves (no store versions to report)
+    samplers: list[Sampler | None]
+    store_reads: list[float]
+    verifying: bool
+    since: float  # the start of the read whose fill runs now, if any
+    fill_offset: int | None  # the offset of the load whose fill runs now
+    skipped: int
     db: dict[str, int]  # the database of a cache-aside run: key -> version
     db_seq: int
     db_loads: list[float]
@@ -99,12 +110,16 @@ class RunState:
         """A read (or a retry that keeps its start): the engine runs it."""
         raise NotImplementedError
 
-    def _fill(self, node: CacheNode, ticket: Ticket, start: float, offset: int) -> None:
-        """Settle a ticket (the engine traces it)."""
+    def _held_offset(self, node: str, key: str) -> int:
+        """The offset of ``node``'s version of ``key`` (the engine knows restarts)."""
         raise NotImplementedError
 
-    def _filled(self, i: int, life: int, ticket: Ticket, start: float, offset: int) -> None:
-        """The store's answer arrives (the engine completes the reads)."""
+    def _load_database(self, read: SimRead, ticket: Ticket) -> None:
+        """A cache-aside miss loads the database (cacheaside.py)."""
+        raise NotImplementedError
+
+    def _take_lease(self, key: str) -> bool:
+        """Take the key's lease (cacheaside.py)."""
         raise NotImplementedError
 
     def _catch_up(self, i: int, replay: bool) -> None:
