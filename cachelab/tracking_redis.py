@@ -120,6 +120,7 @@ class TrackedKeys:
         self._redirect = 0
         self._lock = threading.Lock()
         self._plain: redis.Redis | None = None  # untracked, for the identity (bus thread)
+        self._closed = False
 
     def redirect(self, client_id: int) -> None:
         """Track for the listener ``client_id`` from now on, on fresh connections."""
@@ -136,9 +137,15 @@ class TrackedKeys:
 
     @property
     def client(self) -> redis.Redis:
-        """The current tracked client (raises before the listener has subscribed once)."""
+        """The current tracked client (raises before the listener has subscribed once).
+
+        Once closed, the client the node was given, untracked: a closed node still reads
+        and writes through Redis, and caches nothing.
+        """
         client = self._client
         if client is None:
+            if self._closed:
+                return self._template
             raise redis.ConnectionError("tracking is not set up yet: no listener")
         return client
 
@@ -191,6 +198,7 @@ class TrackedKeys:
             clients = [*self._retired, *([self._client] if self._client else [])]
             clients += [self._plain] if self._plain is not None else []
             self._retired, self._client, self._plain = [], None, None
+            self._closed = True
         for client in clients:
             client.connection_pool.disconnect()
 

@@ -24,8 +24,8 @@ from cachelab import CacheNode
 from cachelab.harness.cluster_servers import ClusterProcess
 from cachelab.harness.servers import Kind, ServerProcess
 from tests.helpers import (
-    FLAVOURS,
     IN_CI,
+    NODE_KINDS,
     REAL_PARAMS,
     AnyNodeFactory,
     LoopThread,
@@ -33,6 +33,7 @@ from tests.helpers import (
     _any_nodes,
     async_twin,
     fresh_cluster,
+    kinds_for,
     require_server,
 )
 
@@ -124,10 +125,32 @@ def async_client(client: redis.Redis, aio: LoopThread) -> Iterator[redis.asyncio
     aio.run(twin.aclose())
 
 
-@pytest.fixture(params=FLAVOURS)
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Which shell a behaviour test runs on: the threaded CacheNode or the AsyncCacheNode."""
-    return str(request.param)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(*capabilities): the node kinds a test runs on (helpers.NODE_KINDS)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A behaviour test (it takes ``flavour``) runs on every node kind that has what it needs."""
+    if "flavour" in metafunc.fixturenames:
+        needs = {need for mark in metafunc.definition.iter_markers("needs") for need in mark.args}
+        unknown = needs - set().union(*NODE_KINDS.values())
+        assert not unknown, f"{metafunc.definition.name} needs unknown capabilities {unknown}"
+        metafunc.parametrize("flavour", kinds_for(needs))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) a kind on a server it cannot run on: tracking on fakeredis."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        runs = params.get("flavour") != "tracking" or params.get("client") != "fakeredis"
+        (kept if runs else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

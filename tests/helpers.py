@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachelab import AsyncCacheNode, CacheNode
+from cachelab import AsyncCacheNode, CacheNode, StripedNode, TrackingNode
 from cachelab.cluster import settle_markers
 from cachelab.driver import phases as thread_phases
 from cachelab.harness.cluster_servers import ClusterProcess, cli_binary
@@ -155,15 +155,59 @@ class BlockingNode(Blocking):
         return f"<BlockingNode {self.node!r}>"
 
 
-AnyNode = CacheNode | BlockingNode
+AnyNode = CacheNode | BlockingNode | StripedNode
 AnyNodeFactory = Callable[..., AnyNode]
-FLAVOURS = ["sync", "async"]
+
+# The node kinds the behaviour tests run on, and what each can do. A test names what it
+# needs (``@pytest.mark.needs("typed")``); every kind that has it opts in, as a subclass of
+# cachetools' CacheTestMixin does. Tracking needs a real server's CLIENT TRACKING.
+_EVERYTHING = frozenset(
+    {
+        "typed",  # values keep their Python types (the JSON codec)
+        "versions",  # store versions: gap detection, repair, forgeries, strategy "update"
+        "strategies",  # takes strategy= ("none", "invalidate", "update")
+        "own-writes",  # the writer caches what it wrote
+        "one-lru",  # one LRU holds every key (max_entries is exact)
+        "one-namespace",  # one channel, one meta key: a test may publish or write on them
+        "threads",  # callable from many threads at once
+        "fakeredis",  # runs on the embedded fakeredis
+    }
+)
+NODE_KINDS: dict[str, frozenset[str]] = {
+    "sync": _EVERYTHING,
+    "async": _EVERYTHING - {"threads"},
+    "striped": _EVERYTHING - {"one-lru", "one-namespace"},
+    "tracking": _EVERYTHING - {"typed", "versions", "strategies", "own-writes", "fakeredis"},
+}
+FLAVOURS = list(NODE_KINDS)
+
+
+def kinds_for(needs: set[str]) -> list[str]:
+    """The node kinds that have everything a test needs."""
+    return [kind for kind, can in NODE_KINDS.items() if needs <= can]
+
+
+class _StripePhases:
+    """The phase API of a striped node: each call goes to the stripe of its key (or of its
+    ticket's key)."""
+
+    def __init__(self, node: StripedNode) -> None:
+        self.node = node
+
+    def __getattr__(self, name: str) -> Any:
+        def routed(first: Any, *args: Any) -> Any:
+            key = first if isinstance(first, str) else first.key
+            return getattr(thread_phases(self.node, key), name)(first, *args)
+
+        return routed
 
 
 def phases(node: Any, key: str = "") -> Any:
     """The phase API of any node kind: ``lookup``, ``load``, ``fill``, ``handle``, ..."""
     if isinstance(node, BlockingNode):
         return Blocking(node.aio, node.node._driver)
+    if isinstance(node, StripedNode) and not key:
+        return _StripePhases(node)
     return thread_phases(node, key)
 
 
@@ -214,11 +258,17 @@ def _any_nodes(
     aio: LoopThread | None = request.getfixturevalue("aio") if flavour == "async" else None
     twin: redis.asyncio.Redis | None = None
 
+    decoded = _decoded_twin(client) if flavour == "tracking" else None
+
     def make(name: str = "a", **options: Any) -> AnyNode:
         nonlocal twin
         options.setdefault("namespace", "t")
         node: AnyNode
-        if aio is None:
+        if flavour == "striped":
+            node = StripedNode(client, name=name, stripes=3, **options)
+        elif decoded is not None:
+            node = TrackingNode(decoded, name=name, **options)
+        elif aio is None:
             node = CacheNode(client, name=name, **options)
         else:
             if twin is None:
@@ -234,6 +284,15 @@ def _any_nodes(
         node.close()
     if aio is not None and twin is not None:
         aio.run(twin.aclose())
+    if decoded is not None:
+        decoded.close()
+
+
+def _decoded_twin(client: redis.Redis) -> redis.Redis:
+    """A client of ``client``'s real server that decodes replies: a tracking node's values
+    are what GET returns, so str values read back as str."""
+    kwargs = client.connection_pool.connection_kwargs
+    return redis.Redis(host=kwargs["host"], port=kwargs["port"], decode_responses=True)
 
 
 any_nodes = contextlib.contextmanager(_any_nodes)

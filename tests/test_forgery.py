@@ -42,6 +42,7 @@ def current_seq(client: redis.Redis, namespace: str = "t") -> int:
     return store_of(client, namespace).meta().seq
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_a_forged_value_at_the_current_number_is_caught_at_once(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -56,6 +57,7 @@ def test_a_forged_value_at_the_current_number_is_caught_at_once(
     assert b.stats.messages_forged == 1
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_a_forged_leap_ahead_cannot_make_nodes_ignore_later_writes(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -71,6 +73,7 @@ def test_a_forged_leap_ahead_cannot_make_nodes_ignore_later_writes(
     assert b.get("k") == "v2"
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_without_a_secret_a_guessed_next_number_lasts_until_the_next_real_message(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -84,6 +87,7 @@ def test_without_a_secret_a_guessed_next_number_lasts_until_the_next_real_messag
     assert b.stats.messages_forged == 1
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_with_a_secret_every_forgery_is_refused(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:

@@ -55,6 +55,7 @@ def test_random_concurrent_traffic_converges_to_redis(client: redis.Redis, strat
         assert sum(n.stats.invalidations_received for n in cluster.nodes) > 0
 
 
+@pytest.mark.needs("strategies")
 def test_without_coherence_a_peer_serves_the_old_value(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a", strategy="none"), make_any_node("b", strategy="none")
     a.set("user:1", "alice")
@@ -64,6 +65,7 @@ def test_without_coherence_a_peer_serves_the_old_value(make_any_node: AnyNodeFac
     assert a.get("user:1") == "bob"
 
 
+@pytest.mark.needs("versions")
 def test_with_invalidation_a_peer_sees_the_new_value(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a"), make_any_node("b")
     a.set("user:1", "alice")
@@ -75,6 +77,7 @@ def test_with_invalidation_a_peer_sees_the_new_value(make_any_node: AnyNodeFacto
     assert b.stats.invalidations_received == 2  # both writes, each newer than b knew
 
 
+@pytest.mark.needs("strategies", "versions")
 def test_update_strategy_ships_the_value_without_a_reload(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a", strategy="update"), make_any_node("b", strategy="update")
     a.set("k", 1)
@@ -86,6 +89,7 @@ def test_update_strategy_ships_the_value_without_a_reload(make_any_node: AnyNode
     assert b.stats.misses == misses
 
 
+@pytest.mark.needs("typed")
 def test_values_round_trip_with_their_types(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a"), make_any_node("b")
     values: list[Any] = ["s", b"\x00\xff", 7, 2.5, True, None, [1, "x"], {"a": {"b": [None]}}]
@@ -110,8 +114,8 @@ def test_missing_keys_give_the_default_and_are_cached_as_absent(
 
 def test_delete_removes_the_key_everywhere(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a"), make_any_node("b")
-    a.set("k", 1)
-    assert b.get("k") == 1
+    a.set("k", "1")
+    assert b.get("k") == "1"
     b.delete("k")
     settle(a, b)
     assert a.get("k") is None and b.get("k") is None
@@ -154,6 +158,7 @@ def _inject(client: redis.Redis, node: AnyNode, op: str, key: str, seq: int, val
     client.publish(messages.channel(node.namespace), messages.encode(msg))
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_a_late_or_repeated_number_is_taken_for_a_forgery_and_repaired(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -171,6 +176,7 @@ def test_a_late_or_repeated_number_is_taken_for_a_forgery_and_repaired(
     assert b.stats.messages_outdated == 0
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_without_ordering_and_sequence_checks_a_late_message_wins(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -185,6 +191,7 @@ def test_without_ordering_and_sequence_checks_a_late_message_wins(
     assert b.get("k") == "older"
 
 
+@pytest.mark.needs("versions", "one-namespace")
 @pytest.mark.parametrize("repair", [True, False], ids=["repair", "flush"])
 def test_a_sequence_gap_recovers_what_may_be_stale(
     client: redis.Redis, make_any_node: AnyNodeFactory, repair: bool
@@ -208,6 +215,7 @@ def test_a_sequence_gap_recovers_what_may_be_stale(
         assert (stats.repair_checks, stats.flushes) == (0, 1)
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_without_gap_detection_the_lost_write_stays_invisible(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -220,6 +228,7 @@ def test_without_gap_detection_the_lost_write_stays_invisible(
     assert b.get("x") == 1
 
 
+@pytest.mark.needs("strategies")
 def test_ttl_backstop_bounds_staleness_without_messages(make_any_node: AnyNodeFactory) -> None:
     now = [0.0]
     a = make_any_node("a", strategy="none", ttl=5.0, timer=lambda: now[0])
@@ -232,6 +241,7 @@ def test_ttl_backstop_bounds_staleness_without_messages(make_any_node: AnyNodeFa
     assert a.get("k") == "new"
 
 
+@pytest.mark.needs("one-lru", "own-writes")
 def test_lru_keeps_at_most_max_entries(make_any_node: AnyNodeFactory) -> None:
     a = make_any_node("a", max_entries=3)
     for i in range(5):
@@ -350,6 +360,7 @@ def test_context_manager_closes_and_close_is_idempotent(client: redis.Redis) -> 
     node.close()
 
 
+@pytest.mark.needs("strategies")
 def test_a_writer_without_coherence_still_tells_the_listeners(
     make_any_node: AnyNodeFactory,
 ) -> None:
@@ -401,6 +412,7 @@ def test_a_read_after_a_write_never_joins_a_load_that_began_before_it(
     assert node.get("k") == want  # and its late fill was refused
 
 
+@pytest.mark.needs("typed", "own-writes")
 def test_the_writer_keeps_its_own_copy_of_a_mutable_value(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a"), make_any_node("b")
     profile: dict[str, Any] = {"name": "alice", "tags": ["x"]}

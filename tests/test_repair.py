@@ -21,6 +21,7 @@ def _warm(nodes: list[AnyNode], keys: int) -> None:
             assert node.get(f"k{i}") == i
 
 
+@pytest.mark.needs("versions", "one-namespace")
 @pytest.mark.real_redis
 def test_a_killed_subscription_is_repaired_and_the_cache_stays_warm(
     real_client: redis.Redis, make_real_node: AnyNodeFactory
@@ -39,6 +40,7 @@ def test_a_killed_subscription_is_repaired_and_the_cache_stays_warm(
         assert node.get("k") == "new"
 
 
+@pytest.mark.needs("versions", "one-namespace")
 @pytest.mark.real_redis
 def test_with_repair_off_the_same_blip_turns_every_node_cold(
     real_client: redis.Redis, make_real_node: AnyNodeFactory
@@ -52,6 +54,7 @@ def test_with_repair_off_the_same_blip_turns_every_node_cold(
         assert node.get("k") == "new"
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_repair_checks_its_suspects_in_batches(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -71,6 +74,7 @@ def test_repair_checks_its_suspects_in_batches(
     assert all(b.get(key) == "changed" for key in changed)
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_a_lost_last_message_is_caught_by_the_heartbeat(
     client: redis.Redis, make_any_node: AnyNodeFactory
 ) -> None:
@@ -83,6 +87,7 @@ def test_a_lost_last_message_is_caught_by_the_heartbeat(
     assert b.get("k") == "new"
 
 
+@pytest.mark.needs("versions", "one-namespace")
 def test_while_disconnected_suspects_are_never_served_and_repair_waits(
     make_any_node: AnyNodeFactory,
 ) -> None:
