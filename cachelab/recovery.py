@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from cachelab.contract import Check, Meta
+from cachelab.contract import KeyState, Meta
 from cachelab.link import Link, move
 from cachelab.local import LocalStore
 from cachelab.sequence import Sequencer
@@ -106,7 +106,10 @@ class Recovery:
             self._emit("suspect", key, seq)
 
     def _distrust(self, since: int) -> None:
-        """Versions from ``since`` on may be forged: forget those floors, recheck those entries."""
+        """Versions from ``since`` on may be forged, or lost (an older dump restored in
+        place): forget those floors, recheck those entries, and let no load in flight fill,
+        since its reply may carry one of them and would then outrank every later write."""
+        self.epoch += 1
         self.local.forget_floors(since)
         if self.switches.repair:
             self._suspect(since)
@@ -243,7 +246,7 @@ class Recovery:
         return RepairBatch(self.epoch, list(islice(self.local.suspects.items(), size)))
 
     def repaired(
-        self, batch: RepairBatch, digests: list[str], meta: Meta, checks: list[Check]
+        self, batch: RepairBatch, digests: list[str], meta: Meta, checks: list[KeyState]
     ) -> None:
         """Keep the suspects the store confirms by digest, drop the others."""
         self.counts["repair_checks"] += 1

@@ -410,3 +410,26 @@ def test_a_late_reply_of_an_incarnation_the_node_left_does_not_take_the_node_bac
         node.answer(late, Meta("inc-2", 1))
     assert node.local.get("k") == ("new", 1)
     assert node.counts["messages_outdated"] == 1
+
+
+@pytest.mark.parametrize("how", ["message", "marker"])
+def test_a_load_in_flight_across_a_rollback_cannot_fill_a_lost_version(how: str) -> None:
+    """An older dump restored in place (same incarnation, a lower counter): a load that read
+    the store before it, answered after the node noticed, carries a version the store has
+    lost. Filled, it would outrank every later write of the key, whose numbers are issued
+    again lower: its messages would be outdated, and the lost value served for good."""
+    node = core("update")
+    for seq in range(11, 21):
+        node.handle(msg(seq, key=f"x{seq}"))  # the node has handled up to 20
+    reader = node.open("k", True, owner=1)  # reads the store at 18, before the reload
+    if how == "message":  # the first write after the reload is numbered 13
+        noticed = msg(13, key="y")
+        assert node.handle(noticed)
+        node.answer(noticed, Meta(INC, 13))
+    else:  # a heartbeat after the reload carries the store's 12
+        beat = Message("ns", "beat", "token", "me#1", 12, inc=INC)
+        assert node.handle(beat)
+        node.answer(beat, Meta(INC, 12))
+    node.loaded(reader, Reply(b'[0,"lost"]', 18, INC, 20), "lost", 0.0)
+    assert not node.guard_fill(reader)
+    assert node.local.get("k") is None
