@@ -107,7 +107,7 @@ class AsyncCacheNode(NodeFace):
         self._started = self._closed = False
 
     async def start(self) -> None:
-        """Check the namespace (a secret it does not share fails here), then subscribe when
+        """KeyState the namespace (a secret it does not share fails here), then subscribe when
         the strategy listens; return once subscribed. Idempotent."""
         if self._started or self._closed:
             return

@@ -54,8 +54,11 @@ class StripeMismatch(CachelabError, ValueError):
     """The namespace and this node disagree about its stripes (see ``cachelab.stripes``)."""
 
 
-Check = tuple[int, str]
-"""One key's repair answer: its version and the SHA-1 of its encoded value ("" if absent)."""
+KeyState = tuple[int, str]
+"""One key's state in the store, as ``Store.check`` answers: its version and the SHA-1 of
+its encoded value ("" if absent)."""
+
+Check = KeyState  # the name before 0.2 ("check" also names the checker): kept one version
 
 
 class Store(Protocol):
@@ -78,7 +81,7 @@ class Store(Protocol):
         read ``since``; a refusal has ``seq`` 0."""
         ...
 
-    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         """Version and value digest of each key, for repair, with the store's meta."""
         ...
 

@@ -79,7 +79,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cachelab.contract import Check, Meta
+from cachelab.contract import KeyState, Meta
 from cachelab.messages import ABSENT, value_digest
 from cachelab.stats import Z95, wilson
 
@@ -96,7 +96,7 @@ Digest = Callable[[Any], str]
 
 
 def judge(
-    meta: Meta, check: Check, held: Held, inc: str, digest: Digest = value_digest
+    meta: Meta, check: KeyState, held: Held, inc: str, digest: Digest = value_digest
 ) -> bool | None:
     """Whether the entry ``held`` is stale given the store's answer ``(meta, check)``.
 
@@ -231,7 +231,7 @@ class Sampler:
     def judge(
         self,
         meta: Meta,
-        checks: Sequence[Check],
+        checks: Sequence[KeyState],
         held: Sequence[Held],
         inc: str,
         digest: Digest = value_digest,

@@ -33,7 +33,15 @@ from redis.cluster import RedisCluster
 
 from cachelab import validate
 from cachelab.auth import AuthenticationMismatch, Signer
-from cachelab.contract import Check, Meta, Position, Reply, Stamp, StripeMismatch, TransportMismatch
+from cachelab.contract import (
+    KeyState,
+    Meta,
+    Position,
+    Reply,
+    Stamp,
+    StripeMismatch,
+    TransportMismatch,
+)
 from cachelab.messages import channel
 
 # Every script: ARGV[1] is the caller's nonce (part of any incarnation it creates), ARGV[2]
@@ -325,7 +333,7 @@ class ScriptCalls:
         names = (self.meta_key, *(self._prefix + key for key in keys))
         return self._call("check", names, (self._cap, *self._auth[:1]))
 
-    def check_reply(self, out: Any) -> tuple[Meta, list[Check]]:
+    def check_reply(self, out: Any) -> tuple[Meta, list[KeyState]]:
         """The check's reply: the store's meta, and each key's (version, digest)."""
         pairs = [(int(out[i]), _text(out[i + 1])) for i in range(2, len(out), 2)]
         return Meta(self._learn(out[0]), int(out[1])), pairs
@@ -431,7 +439,7 @@ class RedisStore(ScriptCalls):
         call = self.fill_call(key, encoded, since, head)
         return self.stamp(self._run(call), call)
 
-    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         """Version and value digest of each key, with the store's meta."""
         return self.check_reply(self._run(self.check_call(keys)))
 
@@ -491,7 +499,7 @@ class AsyncRedisStore(ScriptCalls):
         call = self.fill_call(key, encoded, since, head)
         return self.stamp(await self._run(call), call)
 
-    async def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    async def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         """Version and value digest of each key, with the store's meta."""
         return self.check_reply(await self._run(self.check_call(keys)))
 

@@ -36,7 +36,7 @@ from cachelab.backends import Client
 from cachelab.bus import Bus
 from cachelab.codec import RawValue
 from cachelab.coherence import Strategy, Tracking
-from cachelab.contract import Check, Meta, Reply, Stamp, Store
+from cachelab.contract import KeyState, Meta, Reply, Stamp, Store
 from cachelab.driver import ThreadDriver
 from cachelab.listener import NodeListener
 from cachelab.local import Timer
@@ -115,7 +115,7 @@ class KeyspaceStore:
         self.keys.set_if_absent(key, encoded)
         return Stamp(0, self.inc)
 
-    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         """No versions: the digest of each key's current value."""
         return Meta(self.inc, 0), [(0, digest) for digest in self.keys.digests(keys)]
 

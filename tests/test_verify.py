@@ -15,7 +15,7 @@ import redis
 
 from cachelab import CacheNode, Cluster, TrackingNode
 from cachelab.check import stale_reads
-from cachelab.contract import Check, Meta
+from cachelab.contract import KeyState, Meta
 from cachelab.history import READ
 from cachelab.messages import ABSENT, encode_value, value_digest
 from cachelab.sampler import Sampler, VerifyThread, judge
@@ -217,7 +217,12 @@ def test_a_cached_absence_is_judged_by_value() -> None:
 
 def test_the_sampler_counts_a_batchs_verdicts() -> None:
     sampler = Sampler(1.0)
-    checks: list[Check] = [(7, digest("v")), (9, digest("w")), (9, digest("w")), (0, digest("x"))]
+    checks: list[KeyState] = [
+        (7, digest("v")),
+        (9, digest("w")),
+        (9, digest("w")),
+        (0, digest("x")),
+    ]
     held: Sequence[tuple[Any, ...] | None] = [("v", 7, 1.0), ("v", 7, 1.0), None, ("y", 0, 1.0)]
     assert sampler.judge(META, checks, held, "inc-1") == 2
     assert (sampler.verified, sampler.stale, sampler.skipped) == (3, 2, 1)
@@ -327,7 +332,7 @@ def test_close_does_not_hang_on_a_round_trip_that_never_returns(
     a.set("k", 1)
     inside, release = threading.Event(), threading.Event()
 
-    def stuck(keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def stuck(keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         inside.set()
         release.wait()  # a server that stopped answering, and no socket timeout
         raise redis.ConnectionError("the server went away")
@@ -357,7 +362,7 @@ def test_an_error_during_verification_is_counted_and_the_thread_lives_on(
     real_check = a._store.check
     calls = []
 
-    def failing_once(keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def failing_once(keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         calls.append(list(keys))
         if len(calls) == 1:
             raise error
@@ -413,7 +418,7 @@ def test_over_another_store_the_owner_verifies_and_no_thread_runs() -> None:
     """A store without versions (as tracking's): its check gives version 0; values decide."""
 
     class Unversioned(MemoryStore):
-        def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+        def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
             meta, checks = super().check(keys)
             return meta, [(0, digest) for _, digest in checks]
 

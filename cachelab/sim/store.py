@@ -25,7 +25,7 @@ from itertools import islice
 
 from cachelab import validate
 from cachelab.auth import Signer
-from cachelab.contract import Check, Meta, Reply, Stamp
+from cachelab.contract import KeyState, Meta, Reply, Stamp
 from cachelab.local import Timer
 from cachelab.messages import finish, message_tail
 
@@ -111,7 +111,7 @@ class MemoryStore:
             return Stamp(0, inc)
         return self._apply("fill", key, encoded, head)
 
-    def check(self, keys: Sequence[str]) -> tuple[Meta, list[Check]]:
+    def check(self, keys: Sequence[str]) -> tuple[Meta, list[KeyState]]:
         """Version and value digest of each key, with the meta."""
         meta = self.meta()
         self.on_check(len(keys))
@@ -168,7 +168,7 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def _check(self, key: str, seq: int) -> Check:
+    def _check(self, key: str, seq: int) -> KeyState:
         """One key's repair answer."""
         entry = self._data.get(key)
         if entry is None or entry[0] is None:
