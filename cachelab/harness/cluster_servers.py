@@ -48,7 +48,7 @@ from cachelab.harness.servers import (
 )
 
 SLOTS = 16384
-_CLI: dict[Kind, str] = {"redis": "redis-cli", "valkey": "valkey-cli"}
+_CLI: dict[Kind, str] = {"redis": "redis-cli", "valkey": "valkey-cli", "redis8": "redis-cli"}
 _MIGRATE_BATCH = 100  # keys per MIGRATE, as redis-cli's own --cluster reshard moves them
 _MIGRATE_TIMEOUT_MS = 5000
 

