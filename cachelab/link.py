@@ -31,6 +31,9 @@ class Link(Enum):
 _MOVES: dict[tuple[str, Link], Link] = {
     ("subscribed", Link.IDLE): Link.LIVE,
     ("resubscribed", Link.DOWN): Link.LIVE,
+    # redis-py may reconnect and resubscribe by itself, unseen by the bus until the channels
+    # are confirmed again: a resubscription with no loss reported, messages lost meanwhile.
+    ("resubscribed", Link.LIVE): Link.LIVE,
     ("resumed", Link.DOWN): Link.REPLAYING,
     ("replayed", Link.REPLAYING): Link.LIVE,
     ("disconnected", Link.IDLE): Link.DOWN,
