@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from cachelab.core import NodeCore
 from cachelab.hooks import Hooks, call_loader
 from cachelab.phases import Phases, Step, advance, emit
-from cachelab.plans import Effect, Join, LoaderCall, Plan, Plans, StoreCall
+from cachelab.plans import Compute, Effect, Join, LoaderCall, Plan, Plans, StoreCall
 
 T = TypeVar("T")
 
@@ -67,6 +67,8 @@ class AsyncDriver(Phases):
         """One effect, awaited."""
         if type(effect) is StoreCall:
             return await getattr(self.store, effect.method)(*effect.args)
+        if type(effect) is Compute:
+            return effect.fn(*effect.args)
         if type(effect) is LoaderCall:
             ticket = effect.ticket
             with self.core.inside_loader(ticket):

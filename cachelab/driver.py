@@ -20,7 +20,7 @@ from cachelab.contract import Store
 from cachelab.core import NodeCore, Ticket
 from cachelab.hooks import Hooks, call_loader
 from cachelab.phases import Phases, Step, advance, emit
-from cachelab.plans import Effect, Join, LoaderCall, Plan, Plans, StoreCall, plain
+from cachelab.plans import Compute, Effect, Join, LoaderCall, Plan, Plans, StoreCall, plain
 from cachelab.sampler import Sampler
 
 T = TypeVar("T")
@@ -82,6 +82,8 @@ class ThreadDriver(Phases):
         """One effect, outside the lock."""
         if type(effect) is StoreCall:
             return getattr(self.store, effect.method)(*effect.args)
+        if type(effect) is Compute:
+            return effect.fn(*effect.args)
         if type(effect) is LoaderCall:
             ticket = effect.ticket
             with self.core.inside_loader(ticket):

@@ -52,7 +52,16 @@ class Join:
     ticket: Ticket
 
 
-Effect = StoreCall | LoaderCall | Join
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """Run ``fn(*args)`` outside any lock: decoding, encoding or hashing values, work in
+    proportion to their size that must not hold up the node; the plan receives the result."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+Effect = StoreCall | LoaderCall | Join | Compute
 Plan = Generator[Effect, Any, T]
 Read = tuple[Any, int, str, bool]  # (value, version, incarnation, hit)
 
@@ -157,7 +166,9 @@ class Plans:
         """Read the store into the ticket; a value the codec refuses fails the load."""
         sent = self.core.timer()
         reply = yield StoreCall("read", (ticket.key,), ticket)
-        value = ABSENT if reply.value is None else self.codec.decode(reply.value)
+        value = ABSENT
+        if reply.value is not None:
+            value = yield Compute(self.codec.decode, (reply.value,))
         self.core.loaded(ticket, reply, value, sent)
 
     def _load_external(self, ticket: Ticket, loader: Callable[..., Any]) -> Plan[None]:
@@ -165,7 +176,7 @@ class Plans:
         core = self.core
         start = core.timer() if core.recording else 0.0
         value = yield LoaderCall(ticket, loader)
-        encoded = self.codec.encode(value)
+        encoded, own = yield Compute(self._stored, (value,))
         assert ticket.reply is not None
         head = self._head("set", ticket.key, encoded)
         try:
@@ -173,16 +184,21 @@ class Plans:
         except BaseException as exc:  # it may have run: nothing of the key stays trusted
             core.write_failed(ticket, exc)
             raise
-        if core.stored(ticket, self.codec.own_copy(value, encoded), stamp):
+        if core.stored(ticket, own, stamp):
             core.record("write", ticket.key, start, stamp.seq, False, stamp.inc)
 
     # -- writes ------------------------------------------------------------------
 
     def write(self, op: str, key: str, value: Any, owner: int) -> Plan[Stamp]:
-        """A set (``value``), delete or invalidation: the script, then the writer's own
-        cache through the guard; nothing of the key trusted if the script failed."""
-        core = self.core
+        """A set (``value``), delete or invalidation. The value is encoded now, by the
+        caller, before any lock; the plan runs the script, then fills the writer's own cache
+        through the guard, and trusts nothing of the key if the script failed."""
         encoded, keep = self._written(op, value)
+        return self._write(op, key, encoded, keep, owner)
+
+    def _write(self, op: str, key: str, encoded: Any, keep: Any, owner: int) -> Plan[Stamp]:
+        """The write's plan, its value encoded."""
+        core = self.core
         head = self._head(op, key, encoded)
         start = core.timer() if core.recording else 0.0
         ticket = core.open(key, False, owner)
@@ -199,11 +215,15 @@ class Plans:
         """What a write stores, and what the writer keeps: a set's private copy, a delete's
         cached absence, nothing for an invalidation (nor for a node that keeps no writes)."""
         if op == "set":
-            encoded = self.codec.encode(value)
-            keep = self.codec.own_copy(value, encoded)
+            encoded, keep = self._stored(value)
         else:
             encoded, keep = "", ABSENT if op == "del" else NO_VALUE
         return encoded, keep if self.core.strategy.keeps_writes else NO_VALUE
+
+    def _stored(self, value: Any) -> tuple[Any, Any]:
+        """What the store holds for ``value``, and the node's own copy of it."""
+        encoded = self.codec.encode(value)
+        return encoded, self.codec.own_copy(value, encoded)
 
     def _head(self, op: str, key: str, encoded: Any) -> str:
         """The message a write publishes."""
@@ -236,9 +256,13 @@ class Plans:
         """Revalidate suspect entries against the store, one batch per round trip."""
         core = self.core
         while (batch := core.repair_batch(self.repair_size)) is not None:
-            digests = [self.codec.digest(entry[0]) for _, entry in batch.items]
+            digests = yield Compute(self._digests, (batch.items,))
             meta, checks = yield StoreCall("check", (batch.keys,))
             core.repaired(batch, digests, meta, checks)
+
+    def _digests(self, items: list[tuple[str, Any]]) -> list[str]:
+        """What the store's check gives for each held entry's value."""
+        return [self.codec.digest(entry[0]) for _, entry in items]
 
     def mark(self, channel: str, op: str, token: str) -> Plan[None]:
         """Publish a marker (a heartbeat, a sync) carrying the store's (incarnation, seq)."""

@@ -11,6 +11,7 @@ import redis
 
 import cachelab
 from cachelab import ABSENT, CacheNode, Cluster, messages
+from cachelab.codec import JSON
 from cachelab.contract import Reply
 from cachelab.harness.servers import ServerProcess
 from cachelab.messages import decode_value
@@ -434,3 +435,43 @@ def test_connect_follows_redis_url_when_set_and_the_embedded_server_otherwise(
     with cachelab.connect() as embedded:
         assert type(embedded).__module__.startswith("fakeredis")
     assert cachelab.connect(redis_server.url).ping()  # an explicit URL wins, as ever
+
+
+@pytest.mark.parametrize("step", ["decode", "encode", "digest"])
+def test_values_are_decoded_encoded_and_hashed_outside_the_nodes_lock(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Work in proportion to a value's size (a miss's decode, a loader value's encode, a
+    repair's hashing) must not hold the lock every other miss, write and message needs."""
+    a, b = make_node("a"), make_node("b")
+    a.set("k", "v")
+    a.set("j", "w")
+    assert b.get("j") == "w"
+    inside, release = threading.Event(), threading.Event()
+    held: list[bool] = []
+    codec = JSON
+    real = getattr(codec, step)
+
+    def slow(*args: Any) -> Any:
+        inside.set()
+        release.wait(10)
+        return real(*args)
+
+    actions = {
+        "decode": lambda: b.get("k"),
+        "encode": lambda: b.get_or_load("new", lambda: "loaded"),
+        "digest": lambda: phases(b).subscribed(False),  # back: repair what the loss made suspect
+    }
+    if step == "digest":
+        phases(b).disconnected()
+    monkeypatch.setattr(codec, step, slow)
+    worker = threading.Thread(target=actions[step])
+    worker.start()
+    assert inside.wait(10)
+    lock = b._driver.lock
+    held.append(not lock.acquire(blocking=False))
+    if not held[-1]:
+        lock.release()
+    release.set()
+    worker.join(10)
+    assert held == [False]

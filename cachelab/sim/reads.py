@@ -20,7 +20,7 @@ from cachelab.driver import phases
 from cachelab.history import READ, Op
 from cachelab.messages import ABSENT
 from cachelab.node import CacheNode
-from cachelab.plans import Join, LoaderCall, Plan, StoreCall
+from cachelab.plans import Compute, Join, LoaderCall, Plan, StoreCall
 from cachelab.sim.state import RunState, new_tuple
 from cachelab.sim.trace import TraceEvent
 from cachelab.sim.workloads import Request
@@ -109,9 +109,10 @@ class Reads(RunState):
     def _advance(self, read: SimRead, result: Any = None) -> None:
         """Step ``read``'s plan until it waits for the network, the database or a leader."""
         driver = phases(read.node)
+        error: BaseException | None = None
         while True:
             self.since, self.fill_offset = read.start, read.offset  # its fill's events
-            effect, result, error = driver._step(read.plan, result, None)
+            effect, result, error = driver._step(read.plan, result, error)
             self.since, self.fill_offset = -1.0, None
             if error is not None:
                 raise error
@@ -124,6 +125,12 @@ class Reads(RunState):
             if type(effect) is LoaderCall:
                 self._load_database(read, effect.ticket)
                 return
+            if type(effect) is Compute:  # no time passes: the simulator holds no lock
+                try:
+                    result = effect.fn(*effect.args)
+                except Exception as exc:  # the plan decides, as under a real driver
+                    result, error = None, exc
+                continue
             assert type(effect) is StoreCall
             if effect.method == "read":
                 self._read_store(read, effect)
