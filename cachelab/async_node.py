@@ -31,7 +31,6 @@ from cachelab.hooks import EventHook, Recorder
 from cachelab.listener import NodeListener
 from cachelab.local import Timer
 from cachelab.messages import ABSENT, channel
-from cachelab.plans import plain
 from cachelab.shell import NodeFace, RefusalLog, choose_signer, local_store, switches_of
 from cachelab.stats import NodeStats
 from cachelab.store import AsyncRedisStore
@@ -216,7 +215,7 @@ class AsyncCacheNode(NodeFace):
 
     def flush(self) -> None:
         """Drop every local entry (and reject every fill in flight)."""
-        self._driver.run_now(plain(self._core.flush))
+        self._driver.now(self._core.flush)
 
     @property
     def stats(self) -> NodeStats:
@@ -243,7 +242,7 @@ class AsyncCacheNode(NodeFace):
         self._closed = True
         if self._bus is not None:
             await self._bus.stop()
-            self._driver.run_now(plain(self._core.close))
+            self._driver.now(self._core.close)
 
     def __repr__(self) -> str:
         return f"<AsyncCacheNode {self.name!r} ns={self.namespace!r} {self.strategy.name}>"

@@ -13,14 +13,13 @@ bus reports, so that the simulator and the tests can put time between the steps.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cachelab.contract import Store
 from cachelab.core import NodeCore, Ticket
 from cachelab.hooks import Hooks, call_loader
 from cachelab.phases import Phases, Step, advance, emit
-from cachelab.plans import Compute, Effect, Join, LoaderCall, Plan, Plans, StoreCall, plain
+from cachelab.plans import Compute, Effect, Join, LoaderCall, Plan, Plans, StoreCall
 from cachelab.sampler import Sampler
 
 T = TypeVar("T")
@@ -91,10 +90,6 @@ class ThreadDriver(Phases):
         assert type(effect) is Join
         effect.ticket.event.wait()
         return True
-
-    def locked(self, call: Callable[[], T]) -> T:
-        """Run a core call without effects under the lock, then emit what it queued."""
-        return self.run(plain(call))
 
     def lookup_entry(self, key: str) -> tuple[Any, int] | None:
         """Phase 1 with the version (the simulator's every read: the lock alone)."""

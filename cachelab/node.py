@@ -255,7 +255,7 @@ class CacheNode(NodeFace):
 
     def flush(self) -> None:
         """Drop every local entry (and reject every fill in flight)."""
-        self._driver.locked(self._core.flush)
+        self._driver.now(self._core.flush)
 
     @property
     def sampler(self) -> Sampler | None:
@@ -291,7 +291,7 @@ class CacheNode(NodeFace):
             self._verifier.stop()
         if self._bus is not None:
             self._bus.stop()
-            self._driver.locked(self._core.close)
+            self._driver.now(self._core.close)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the listener (and verifier) thread to end."""

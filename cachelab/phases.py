@@ -54,6 +54,11 @@ class Phases:
         """Drive a plan without effects at once; its result."""
         raise NotImplementedError
 
+    def now(self, call: Callable[[], Any]) -> Any:
+        """Run one core call with no effect at once (under the lock, on the threaded
+        driver), then emit what it queued; its result."""
+        return self.run_now(plain(call))
+
     def owner(self) -> int:
         """Who leads or joins a load: the current thread, or task."""
         raise NotImplementedError
@@ -67,11 +72,11 @@ class Phases:
 
     def lookup_entry(self, key: str) -> tuple[Any, int] | None:
         """Phase 1 with the version: ``(value, version)``, or None."""
-        return self.run_now(plain(partial(self.core.lookup, key)))  # type: ignore[no-any-return]
+        return self.now(partial(self.core.lookup, key))  # type: ignore[no-any-return]
 
     def pending(self, key: str) -> Ticket | None:
         """The untainted load of ``key`` in flight, if any (to inspect, not to join)."""
-        return self.run_now(plain(partial(self.core.pending, key)))  # type: ignore[no-any-return]
+        return self.now(partial(self.core.pending, key))  # type: ignore[no-any-return]
 
     def load(self, key: str) -> Any:
         """Phase 2: take a fill-guard ticket, then read ``key`` from the store (the ticket)."""
@@ -106,7 +111,7 @@ class Phases:
 
     def disconnected(self) -> None:
         """The bus is down (at once, on either driver: a bus reports it synchronously)."""
-        self.run_now(plain(self.core.disconnected))
+        self.now(self.core.disconnected)
 
     def repair(self) -> Any:
         """Revalidate suspect entries, one batch per round trip."""

@@ -175,16 +175,16 @@ class TrackingListener(NodeListener):
         """The server says ``keys`` changed; None means the database was flushed."""
         core = self.driver.core
         if keys is None:
-            self.driver.locked(core.flush)
+            self.driver.now(core.flush)
             return
-        self.driver.locked(partial(core.invalidated_all, _own_keys(keys, self.keys.prefix)))
+        self.driver.now(partial(core.invalidated_all, _own_keys(keys, self.keys.prefix)))
 
     def marked(self, nonce: str) -> None:
         """A settle marker came back: first make sure the database is still ours, so that
         a settled node never serves another database's values (SWAPDB)."""
         self.check_database()
         core = self.driver.core
-        self.driver.locked(lambda: core.marked(nonce))
+        self.driver.now(lambda: core.marked(nonce))
 
     def maintain(self) -> None:
         """Between invalidations: check the database's identity once per heartbeat."""
