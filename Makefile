@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 LAB_STAMP := $(VENV)/.lab-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: lab test site lint typecheck bench faults message-cost scaling upgrade test-latest test-lowest clean
+.PHONY: lab test site lint typecheck bench faults message-cost bakeoff scaling upgrade test-latest test-lowest clean
 
 # uv itself lives in a venv of its own inside .venv, which no sync touches.
 $(UV):
@@ -60,6 +60,10 @@ faults: $(DEV_STAMP)
 # What one message or event costs the server (INFO commandstats); rewrites docs/message-cost.md.
 message-cost: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.message_cost
+
+# Stale reads under faults, cachelab vs redis-py's client-side cache; rewrites docs/bakeoff.md (minutes).
+bakeoff: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks.bakeoff
 
 # Propagation and server CPU at 1 to 16 subscriber processes, cachelab against a raw PUBLISH;
 # rewrites docs/scaling.md and cachelab/sim/scaling.json, the fleet simulator's calibration (minutes).

@@ -3,8 +3,9 @@
 One task alone creates, reads and closes its PubSub (``redis.asyncio``, or fakeredis's
 async client). ``bus.Subscription`` says what each event means, as it does for the
 threaded ``RedisBus``: a message for the node, our heartbeat's echo on a private beat
-channel, or a (re)subscription, reported as such, since redis-py resubscribes silently
-and whatever was published in the gap is lost.
+channel, or a (re)subscription. The task subscribes on a client of its own that never
+retries: redis-py would otherwise reconnect and resubscribe silently, and whatever was
+published in the gap would be lost while the node went on serving hits.
 
 Nothing the task meets can end it: a server error (the heartbeat's silence included) is a
 lost subscription, any other exception is logged and treated the same. The node is told
@@ -22,8 +23,11 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from cachelab.bus import _SERVER_ERRORS, RECEIVED, SUBSCRIBED, Heartbeat, Subscription
+from cachelab.strict import Gate
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,16 @@ class AsyncRedisBus:
         heartbeat: float | None = 1.0,
         max_backoff: float = 1.0,
         start_timeout: float = 10.0,
+        strict: bool = False,
     ) -> None:
         self.client = client
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}  # no silent retry
+        self._own = redis.asyncio.Redis(
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
+        )
+        self.gate = Gate() if strict else None  # strict=True: what the hit path asks
+        self._live = False
         self.channel = channel
         self.name = name
         self.poll = poll
@@ -159,25 +171,42 @@ class AsyncRedisBus:
     async def _step(self) -> None:
         """Subscribe if need be, beat, and hand on one pub/sub event."""
         if self._pubsub is None:
-            self._pubsub = self.client.pubsub()
-            self.subscription.restart()
-            await self._pubsub.subscribe(self.channel, self.beat_channel)
+            await self._subscribe()
         token = self.heartbeat.due()  # raises if the last beat never came back
         if token is not None and self._listener is not None:
             await self._listener.send_beat(self.beat_channel, token)
         message = await self._pubsub.get_message(timeout=self.poll)
         if message is not None and self._listener is not None:
-            event = self.subscription.event(message)
-            if event is RECEIVED:
-                await self._listener.receive(message["data"])
-            elif event is SUBSCRIBED:
-                await self._listener.subscribed(self._first)
-                self._first = False
-                self.heartbeat.restart()
-                if self._ready is not None and not self._ready.done():
-                    self._ready.set_result(None)
+            # No await lies between the read and here: a hit sees the bytes or this turn.
+            if self.gate is not None:
+                self.gate.enter()
+            await self._dispatch(self._listener, message)
+            if self.gate is not None and self._live:
+                self.gate.leave(self._pubsub.connection)
         if self._listener is not None and self._ready is not None and self._ready.done():
             await self._listener.maintain()
+
+    async def _subscribe(self) -> None:
+        """A fresh PubSub on the channel and the beat channel; the gate watches it."""
+        self._live = False
+        self._pubsub = self._own.pubsub()
+        self.subscription.restart()
+        await self._pubsub.subscribe(self.channel, self.beat_channel)
+        if self.gate is not None:
+            self.gate.watch_async(self._pubsub.connection)
+
+    async def _dispatch(self, listener: AsyncListener, message: dict[str, Any]) -> None:
+        """Hand one pub/sub event to the listener."""
+        event = self.subscription.event(message)
+        if event is RECEIVED:
+            await listener.receive(message["data"])
+        elif event is SUBSCRIBED:
+            await listener.subscribed(self._first)
+            self._first = False
+            self._live = True
+            self.heartbeat.restart()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
 
     async def _lost(self, exc: BaseException | None) -> None:
         """Report the subscription down and drop it."""
@@ -199,6 +228,8 @@ class AsyncRedisBus:
 
     async def _drop(self) -> None:
         """Close the PubSub, from the task only; errors no longer matter."""
+        if self.gate is not None:
+            self.gate.close()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return

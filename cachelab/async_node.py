@@ -34,6 +34,7 @@ from cachelab.messages import ABSENT, channel
 from cachelab.shell import NodeFace, RefusalLog, choose_signer, local_store, switches_of
 from cachelab.stats import NodeStats
 from cachelab.store import AsyncRedisStore
+from cachelab.strict import Gate
 
 __all__ = ["ASYNC_STRATEGIES", "AsyncCacheNode", "settle"]
 
@@ -48,7 +49,9 @@ class AsyncCacheNode(NodeFace):
     options are ``CacheNode``'s, with the same defaults and meanings; ``verify``,
     ``bus`` and ``stream_maxlen`` are not offered. ``await node.start()`` (or
     ``async with``) subscribes; ``await node.close()`` cancels the listener task and
-    awaits it. ``node.peek(key)`` reads the local copy only, synchronously.
+    awaits it. ``node.peek(key)`` reads the local copy only, synchronously. ``strict``
+    is ``CacheNode``'s: no hit while a message may wait unread (in the socket, in the
+    stream reader or parser, or with the listener task).
 
     A node belongs to the event loop it was started on: call it from that loop's thread
     only (it takes no lock; see the module's docstring).
@@ -77,6 +80,7 @@ class AsyncCacheNode(NodeFace):
         secret: bytes | str | None = None,
         recorder: Recorder | None = None,
         events: EventHook | None = None,
+        strict: bool = False,
     ) -> None:
         if not isinstance(r, redis.asyncio.Redis):
             raise TypeError(
@@ -90,6 +94,9 @@ class AsyncCacheNode(NodeFace):
                 f"AsyncCacheNode supports the strategies {', '.join(map(repr, ASYNC_STRATEGIES))}; "
                 f"{self.strategy.name!r} needs the threaded CacheNode"
             )
+        validate.strict(strict, self.strategy, None, False, None)
+        self._strict = strict
+        self._gate: Gate | None = None  # strict=True: the bus's, once started
         switches = switches_of(fill_guard, gap_detection, reconnect_flush, negative_cache, repair)
         self._heartbeat = validate.seconds("heartbeat", heartbeat, optional=True)
         local = local_store(max_entries, ttl, self._timer, tombstones, tombstone_ttl, ordering)
@@ -106,7 +113,7 @@ class AsyncCacheNode(NodeFace):
         self._started = self._closed = False
 
     async def start(self) -> None:
-        """KeyState the namespace (a secret it does not share fails here), then subscribe when
+        """Check the namespace (a secret it does not share fails here), then subscribe when
         the strategy listens; return once subscribed. Idempotent."""
         if self._started or self._closed:
             return
@@ -117,7 +124,9 @@ class AsyncCacheNode(NodeFace):
                 channel(self.namespace),
                 name=f"cachelab-bus-{self.name}",
                 heartbeat=self._heartbeat,
+                strict=self._strict,
             )
+            self._gate = bus.gate
             await bus.start(self._listener)  # raises (and leaves no task) if it cannot subscribe
             self._bus = bus
         self._started = True
@@ -138,7 +147,8 @@ class AsyncCacheNode(NodeFace):
             # cachetools.LRUCache.get (benchmarks/async_costs.py). Deliberate duplication,
             # as in cachetools: CacheNode.get inlines the same.
             entry = self._entries.get(key)
-            if entry is not None and entry[2] > self._timer():
+            quiet = self._gate is None or self._quiet()
+            if entry is not None and entry[2] > self._timer() and quiet:
                 self._entries.move_to_end(key)
                 self._hits += 1
                 value = entry[0]
@@ -146,14 +156,21 @@ class AsyncCacheNode(NodeFace):
         value = await self._read(key, None)
         return default if value is ABSENT else value
 
+    def _quiet(self) -> bool:
+        """Whether a hit may be served: always, unless strict=True and a message may wait
+        unread (the task runs on this thread: nothing moves while this looks)."""
+        gate = self._gate
+        return gate is None or gate.quiet(gate.turn)
+
     def peek(self, key: str, default: Any = None) -> Any:
         """The local value of ``key``, or ``default``: never a round trip, never a load.
 
         A hit counts in ``stats.hits`` (and is recorded) as ``get``'s would; a miss counts
-        nothing, since the load that usually follows it counts it.
+        nothing, since the load that usually follows it counts it. Under strict=True it
+        answers ``default`` while a message may wait unread.
         """
         entry = self._entries.get(key)
-        if entry is None or not entry[2] > self._timer():
+        if entry is None or not entry[2] > self._timer() or not self._quiet():
             return default
         self._entries.move_to_end(key)
         self._hits += 1
@@ -177,7 +194,7 @@ class AsyncCacheNode(NodeFace):
         """The general read: the read plan, then the record."""
         validate.key(key)
         start = self._timer() if self._recorder is not None else 0.0
-        plan = self._driver.plans.read(key, loader, _me())
+        plan = self._driver.plans.read(key, loader, _me(), not self._quiet())
         value, version, inc, hit = await self._driver.run(plan)
         if self._recorder is not None:
             self._record("read", key, start, version, hit, inc)
@@ -204,6 +221,8 @@ class AsyncCacheNode(NodeFace):
         """Run the write plan (a cancelled write leaves nothing of its key trusted)."""
         validate.key(key)
         await self._driver.run(self._driver.plans.write(op, key, value, _me()))
+        if self._strict:
+            await self._client.ping()  # the fence: see CacheNode._write
 
     # -- settling (``settle``) ------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """RedisBus: the pub/sub listener thread, with reconnect detection and a heartbeat.
 
-redis-py resubscribes silently after a dropped connection, and whatever was
-published in the gap is lost. Every subscription confirmation after the first is
-therefore reported to the node as a resubscription, which flushes its cache.
+redis-py would resubscribe silently after a dropped connection, tens of milliseconds
+later, and the node would serve hits meanwhile: the bus subscribes on a client of its own
+that never retries, so a lost connection surfaces at once and is reported. Should a
+subscription be confirmed again anyway, it is reported as a resubscription, which
+distrusts the cache.
 
 The listener thread alone touches its PubSub object (creating, reading, closing
 it): closing a PubSub from another thread while it reads is the redis-py 8 +
@@ -25,9 +27,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from cachelab.errors import CachelabError
 from cachelab.stats import LagStats
+from cachelab.strict import Gate
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +356,9 @@ class ListenerThread:
             log.exception("%s: the listener failed to take a disconnection", self.name)
 
 
+_DRAIN_BATCH = 256  # messages read in one round before the bus beats and repairs again
+
+
 class RedisBus(ListenerThread):
     """A pub/sub subscription served by one daemon thread, with a heartbeat."""
 
@@ -366,28 +374,71 @@ class RedisBus(ListenerThread):
         heartbeat: float | None = 1.0,
         max_backoff: float = 1.0,
         start_timeout: float = 10.0,
+        strict: bool = False,
     ) -> None:
         super().__init__(name, poll, max_backoff, start_timeout, f"subscribe to {channel!r}")
         self.client = client
+        self._own = private_client(client, retry=Retry(NoBackoff(), 0))  # no silent retry
         self.channel = channel
         self.subscription = Subscription(channel, Heartbeat(heartbeat))
         self.beat_channel = self.subscription.beat_channel
         self.heartbeat = self.subscription.heartbeat
         self._listener: Listener | None = None
         self._first = True
+        self._live = False  # the current connection's subscription is confirmed
         self._pubsub: Any = None  # touched by the listener thread only
+        self.gate = Gate() if strict else None  # strict=True: what the hit path asks
 
     def _step(self) -> None:
-        """Subscribe if need be, beat, and hand on one pub/sub event."""
+        """Subscribe if need be, beat, and hand on the pub/sub events that came."""
         if self._pubsub is None:
+            self._live = False
             self._subscribe()
+            self._watch()
         self._beat()
-        self._dispatch(self._pubsub.get_message(timeout=self.poll))
+        if self.gate is None:
+            self._dispatch(self._pubsub.get_message(timeout=self.poll))
+        else:
+            self._drain(self.gate)
         self._maintain()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread, then close the connections of the bus's own client."""
+        super().join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self._own.connection_pool.disconnect()
+
+    def _drain(self, gate: Gate) -> None:
+        """Strict: wait until a byte comes, then read and apply every whole message before
+        hits resume (an error leaves them stopped: the connection is dropped)."""
+        gate.wait(self.poll)
+        gate.enter()
+        for _ in range(_DRAIN_BATCH):
+            message = self._pubsub.get_message(timeout=0)
+            if message is None:
+                break
+            self._dispatch(message)
+        else:
+            return  # more may be waiting: hits stay stopped until the next round reads it
+        if self._live:
+            gate.leave(self._pubsub.connection)
+
+    def _watch(self) -> None:
+        """Strict: the gate watches the new connection's socket."""
+        if self.gate is not None:
+            self.gate.watch(self._pubsub.connection)
+
+    def _confirmed(self, listener: Any) -> None:
+        """The subscription is confirmed: tell the listener, once as the first."""
+        listener.subscribed(self._first)
+        self._first = False
+        self._live = True
+        self.heartbeat.restart()
+        self._started()
 
     def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
-        self._pubsub = self.client.pubsub()
+        self._pubsub = self._own.pubsub()
         self.subscription.restart()
         self._pubsub.subscribe(self.channel, self.beat_channel)
 
@@ -405,13 +456,12 @@ class RedisBus(ListenerThread):
         if event is RECEIVED:
             self._listener.receive(message["data"])
         elif event is SUBSCRIBED:
-            self._listener.subscribed(self._first)
-            self._first = False
-            self.heartbeat.restart()
-            self._started()
+            self._confirmed(self._listener)
 
     def _drop(self) -> None:
         """Close the PubSub object, from this thread only; errors no longer matter."""
+        if self.gate is not None:
+            self.gate.close()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return
@@ -419,6 +469,13 @@ class RedisBus(ListenerThread):
             pubsub.close()
         except Exception:  # the connection may already be gone
             log.debug("closing pubsub of %s failed", self.name, exc_info=True)
+
+
+def private_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
+    """A client of the same server as ``client``, with a pool of its own and ``overrides``."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, **overrides}
+    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
 
 
 def _text(name: bytes | str) -> str:

@@ -280,7 +280,7 @@ def decode(
 
 
 def _authenticate(data: bytes, signer: Signer) -> None:
-    """KeyState the tag over everything before it, before parsing anything."""
+    """Check the tag over everything before it, before parsing anything."""
     cut = len(data) - _SIGNED_SUFFIX
     if cut < 0 or data[cut : cut + len(_TAG_PREFIX)] != _TAG_PREFIX or data[-2:] != b'"}':
         raise Unauthenticated("message carries no tag, and this node has a secret")

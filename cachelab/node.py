@@ -32,6 +32,7 @@ from cachelab.shell import NodeFace, RefusalLog, choose_signer, local_store, swi
 from cachelab.stats import NodeStats
 from cachelab.store import RedisStore
 from cachelab.streambus import StreamBus
+from cachelab.strict import Gate
 
 __all__ = ["CacheNode", "EventHook", "Recorder", "ReentrantLoad"]
 
@@ -54,6 +55,11 @@ class CacheNode(NodeFace):
     are hooks for histories and traces. ``stream_maxlen`` is the cap of the namespace's
     stream (strategy ``"stream"``, default 10,000 entries; a ``"none"`` node writing to a
     stream namespace gives it too): every node of a namespace gives the same one.
+    ``strict=True`` serves a hit only while no message the node was sent waits unread
+    (in the socket, half read, or read and not yet applied) and its subscription is live;
+    otherwise the read goes to Redis. A hit then costs one poll(2) more; docs/protocol.md
+    says what it promises. It needs a pub/sub bus on one server (not ``stream``, not a
+    Redis Cluster).
 
     ``verify`` (a fraction of hits in (0, 1], e.g. 0.01; None, the default, is off)
     measures this node's own staleness: that share of hits is checked against the store
@@ -91,8 +97,10 @@ class CacheNode(NodeFace):
         bus: Bus | None = None,
         verify: float | Sampler | None = None,
         stream_maxlen: int | None = None,
+        strict: bool = False,
     ) -> None:
         self._name(name, namespace, strategy, timer, recorder)
+        validate.strict(strict, self.strategy, stream_maxlen, isinstance(r, RedisCluster), bus)
         namespace = self.namespace
         if not self.strategy.store_versions and not self._numbers_itself:
             raise ValueError(
@@ -105,7 +113,8 @@ class CacheNode(NodeFace):
         self._entries = local.data  # the inlined hit path reads this dict directly
         self._hits = 0
         self._sampler = sampler_for(verify, name)
-        self._bare = recorder is None and self._sampler is None  # get()'s fastest path
+        self._lean = recorder is None and self._sampler is None  # a hit records nothing
+        self._bare = self._lean and not strict  # get()'s fastest path
         self._sample_at = self._sampler.gap() if self._sampler is not None else 0
         self._signer = _signer(r, secret, namespace)
         self._stream_maxlen = validate.stream_maxlen(stream_maxlen, self.strategy)
@@ -117,7 +126,9 @@ class CacheNode(NodeFace):
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
         refusals = RefusalLog(name, namespace)
         self._listener = self._make_listener(refusals)
-        self._bus = self._start_bus(r, bus, heartbeat)
+        self._bus = self._start_bus(r, bus, heartbeat, strict)
+        self._gate: Gate | None = getattr(self._bus, "gate", None) if strict else None
+        self._fence = getattr(r, "ping", None) if strict else None
         self._verifier = self._start_verifier(r)
 
     _numbers_itself = False  # a TrackingNode numbers what it hears (strategy "tracking")
@@ -130,7 +141,9 @@ class CacheNode(NodeFace):
         """What the bus calls."""
         return NodeListener(self._driver, self.namespace, self._signer, refusals)
 
-    def _start_bus(self, r: Client | Store, bus: Bus | None, heartbeat: float | None) -> Bus | None:
+    def _start_bus(
+        self, r: Client | Store, bus: Bus | None, heartbeat: float | None, strict: bool
+    ) -> Bus | None:
         """Subscribe when the strategy listens; return the bus, or None."""
         if not self.strategy.subscribes:
             return None
@@ -143,7 +156,9 @@ class CacheNode(NodeFace):
             elif isinstance(self._store, RedisStore) and self._store.stream_maxlen is not None:
                 bus = StreamBus(r, self._store, name=f"cachelab-stream-{self.name}")
             else:
-                bus = RedisBus(r, channel(self.namespace), name=name, heartbeat=heartbeat)
+                bus = RedisBus(
+                    r, channel(self.namespace), name=name, heartbeat=heartbeat, strict=strict
+                )
         bus.start(self._listener)
         return bus
 
@@ -174,6 +189,18 @@ class CacheNode(NodeFace):
                     return default if value is ABSENT else value
             except KeyError:  # a miss (or just invalidated): the general path decides
                 pass
+        elif self._gate is not None:  # strict=True: the same hit, once the gate is quiet
+            gate = self._gate
+            if self._lean and gate.quiet(gate.turn):
+                try:
+                    entry = self._entries[key]
+                    if entry[2] > self._timer():
+                        self._entries.move_to_end(key)
+                        self._hits += 1
+                        value = entry[0]
+                        return default if value is ABSENT else value
+                except KeyError:
+                    pass
         elif self._recorder is None:  # verify=: the same hit, plus one comparison
             try:
                 entry = self._entries[key]
@@ -203,7 +230,9 @@ class CacheNode(NodeFace):
         """The general read: the read plan, then the sample and the record."""
         validate.key(key)
         start = self._timer() if self._recorder is not None else 0.0
-        plan = self._driver.plans.read(key, loader, threading.get_ident())
+        gate = self._gate
+        fresh = gate is not None and not gate.quiet(gate.turn)
+        plan = self._driver.plans.read(key, loader, threading.get_ident(), fresh)
         value, version, inc, hit = self._driver.run(plan)
         if hit and self._sampler is not None and self._sampler.hit():
             self._sampler.offer(key)
@@ -239,6 +268,11 @@ class CacheNode(NodeFace):
         """Run the write plan."""
         validate.key(key)
         self._driver.run(self._driver.plans.write(op, key, value, threading.get_ident()))
+        if self._fence is not None:
+            # Redis answers a writer before it writes the peers' messages (it writes the
+            # client it queued last first); one more round trip returns only after that loop
+            # is done, so a strict peer's socket holds the message when the write returns.
+            self._fence()
 
     # -- settling (Cluster.settle) ---------------------------------------------
 

@@ -101,13 +101,17 @@ class Plans:
 
     # -- reads -------------------------------------------------------------------
 
-    def read(self, key: str, loader: Callable[..., Any] | None, owner: int) -> Plan[Read]:
-        """A read past the inlined hit: the local copy, else one load per node."""
+    def read(
+        self, key: str, loader: Callable[..., Any] | None, owner: int, fresh: bool = False
+    ) -> Plan[Read]:
+        """A read past the inlined hit: the local copy, else one load per node. A ``fresh``
+        read (strict=True, with a message maybe unread) trusts neither the local copy nor
+        a load begun before it: it reads the store itself."""
         core = self.core
-        hit = core.lookup(key)
+        hit = None if fresh else core.lookup(key)
         if hit is not None and not (loader is not None and hit[0] is ABSENT):
             return hit[0], hit[1], core.seq.inc, True
-        ticket = yield from self.miss(key, loader, owner)
+        ticket = yield from self.miss(key, loader, owner, join=not fresh)
         if loader is not None and ticket.value is ABSENT:  # joined a plain get()
             ticket = yield from self.miss(key, loader, owner, join=False)
         return ticket.value, ticket.version, flight_inc(ticket), False

@@ -115,7 +115,7 @@ class NodeFace:
     def _name(
         self, name: str, namespace: str, strategy: str | Strategy, timer: Any, recorder: Any
     ) -> None:
-        """KeyState and set what names the node, and the hooks its hit path reads inline."""
+        """Check and set what names the node, and the hooks its hit path reads inline."""
         validate.name("name", name, 100)
         self.name = name
         self.namespace = validate.namespace(namespace)

@@ -283,12 +283,15 @@ class TrackingNode(CacheNode):
         identity = DatabaseIdentity(self._keys, self._identity_every, self._timer)
         return TrackingListener(self._driver, refusals, self._keys, identity, self.flush)
 
-    def _start_bus(self, r: Any, bus: Bus | None, heartbeat: float | None) -> Bus | None:
+    def _start_bus(
+        self, r: Any, bus: Bus | None, heartbeat: float | None, strict: bool
+    ) -> Bus | None:
         """Start the redirect listener (its first connection id sets up the keyspace)."""
         if bus is None:
             if not isinstance(self._keys, TrackedKeys):
                 raise TypeError("a bus is required when the keyspace is not a Redis one")
-            bus = TrackingBus(r, name=f"cachelab-tracking-{self.name}", heartbeat=heartbeat)
+            name = f"cachelab-tracking-{self.name}"
+            bus = TrackingBus(r, name=name, heartbeat=heartbeat, strict=strict)
         self._tracking_bus = bus  # type: ignore[assignment]
         bus.start(self._listener)
         return bus

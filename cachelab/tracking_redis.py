@@ -26,8 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from cachelab.bus import RedisBus
 from cachelab.errors import CachelabError
@@ -228,11 +226,13 @@ class TrackingBus(RedisBus):
         name: str = "cachelab-tracking",
         heartbeat: float | None = 1.0,
         poll: float = 0.05,
+        strict: bool = False,
     ) -> None:
-        # No retry inside redis-py: a lost connection must surface here, to be reported.
         tag = f"{name}-{secrets.token_hex(4)}"
-        own = resp2_client(client, retry=Retry(NoBackoff(), 0), client_name=tag)
-        super().__init__(own, INVALIDATE_CHANNEL, name=name, heartbeat=heartbeat, poll=poll)
+        own = resp2_client(client, client_name=tag)  # RedisBus adds its no-retry policy
+        super().__init__(
+            own, INVALIDATE_CHANNEL, name=name, heartbeat=heartbeat, poll=poll, strict=strict
+        )
         self._marks: deque[str] = deque(maxlen=64)
         self._tracker: TrackingListener | None = None
 
@@ -245,23 +245,18 @@ class TrackingBus(RedisBus):
         """Ask for a settle marker (sent by the listener thread, which owns the connection)."""
         self._marks.append(nonce)
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread, then close the client this bus opened."""
-        super().join(timeout)
-        if self._thread is None or not self._thread.is_alive():
-            self.client.connection_pool.disconnect()
-
     def _subscribe(self) -> None:
         """A fresh connection: learn its id, hand it to the node, then subscribe."""
-        connection = self.client.connection_pool.get_connection()
+        pool = self._own.connection_pool
+        connection = pool.get_connection()
         try:
             connection.send_command("CLIENT", "ID")  # type: ignore[no-untyped-call]
             client_id = int(connection.read_response())
         except BaseException:
-            self.client.connection_pool.release(connection)
+            pool.release(connection)
             raise
-        self._pubsub = self.client.pubsub()
-        self._pubsub.connection = connection  # ours: no silent resubscription by redis-py
+        self._pubsub = self._own.pubsub()
+        self._pubsub.connection = connection  # its id is the redirect target
         self.subscription.restart()
         assert self._tracker is not None
         self._tracker.redirect_to(client_id)
@@ -285,10 +280,7 @@ class TrackingBus(RedisBus):
         elif kind == "pong":
             self._ponged(_text(message["data"]))
         elif kind == "subscribe":
-            self._tracker.subscribed(self._first)
-            self._first = False
-            self.heartbeat.restart()
-            self._ready.set()
+            self._confirmed(self._tracker)
 
     def _ponged(self, data: str) -> None:
         """A PONG: our heartbeat, or a settle marker."""

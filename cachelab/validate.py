@@ -112,3 +112,15 @@ def store_options(marker_ttl: Any, stream_maxlen: Any) -> None:
         raise ValueError(f"marker_ttl must be positive, not {marker_ttl!r}")
     if stream_maxlen is not None and (type(stream_maxlen) is not int or stream_maxlen < 1):
         raise ValueError(f"stream_maxlen must be a positive int or None, not {stream_maxlen!r}")
+
+
+def strict(value: Any, strategy: Strategy, stream_maxlen: Any, cluster: bool, bus: Any) -> None:
+    """strict=True watches one pub/sub connection: say plainly where there is none."""
+    if not flag("strict", value):
+        return
+    if not strategy.subscribes or strategy.name == "stream" or stream_maxlen is not None:
+        raise ValueError(f"strict=True needs a pub/sub strategy, not {strategy.name!r}")
+    if cluster:
+        raise ValueError("strict=True watches one server's pub/sub: not on a Redis Cluster")
+    if bus is not None and getattr(bus, "gate", None) is None:
+        raise ValueError("strict=True needs a bus with a gate (cachelab.strict.Gate)")

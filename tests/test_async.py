@@ -433,12 +433,12 @@ def test_garbage_is_counted_and_the_task_keeps_listening(
 
 @pytest.mark.parametrize("fault", ["server-down", "no-pubsub"])
 def test_a_node_that_cannot_subscribe_fails_at_start_with_no_task_left(
-    aio: LoopThread, fault: str
+    aio: LoopThread, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = fakeredis.FakeServer()
     r = fakeredis.FakeAsyncRedis(server=server)
 
-    def refuse() -> None:
+    async def refuse(*channels: object) -> None:
         raise redis.ConnectionError("no pub/sub here")
 
     async def body() -> None:
@@ -446,7 +446,7 @@ def test_a_node_that_cannot_subscribe_fails_at_start_with_no_task_left(
         if fault == "server-down":
             server.connected = False
         else:  # the store answers, the subscription fails
-            r.pubsub = refuse  # type: ignore[assignment,method-assign]
+            monkeypatch.setattr(redis.asyncio.client.PubSub, "subscribe", refuse)
         with pytest.raises(redis.ConnectionError):
             await a.start()
         assert asyncio.all_tasks() == {asyncio.current_task()}

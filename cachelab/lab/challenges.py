@@ -67,7 +67,7 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class KeyState:
+class Check:
     """One scripted run and the bound its metric must stay within."""
 
     name: str
@@ -91,7 +91,7 @@ class KeyState:
 class Outcome:
     """One check's result."""
 
-    check: KeyState
+    check: Check
     value: float
     result: SimResult
 
@@ -164,7 +164,7 @@ class Challenge:
     name: str
     title: str
     brief: str
-    checks: tuple[KeyState, ...]
+    checks: tuple[Check, ...]
     reference: Answer
     switched_off: Answer
     carries_value: bool = False
@@ -189,7 +189,7 @@ class Challenge:
         return check.run(answer, self.carries_value, lambda: requests)
 
 
-def _fails(check: KeyState, answer: Answer, challenge: Challenge, requests: list[Request]) -> bool:
+def _fails(check: Check, answer: Answer, challenge: Challenge, requests: list[Request]) -> bool:
     """Whether ``check`` fails on this script."""
     result = check.run(answer, challenge.carries_value, lambda: requests)
     return check.value(result) > check.bound + 1e-9
@@ -300,9 +300,9 @@ _CUT = Network(partitions=(Partition(B, 1.0, 1.2),))
 _NO_GAPS = MappingProxyType({"gap_detection": False, "reconnect_flush": False})
 
 
-def _check(name: str, script: Script, metric: str, bound: float, **options: Any) -> KeyState:
+def _check(name: str, script: Script, metric: str, bound: float, **options: Any) -> Check:
     """A check with its Simulation options."""
-    return KeyState(name, script, MappingProxyType(options), metric, bound)
+    return Check(name, script, MappingProxyType(options), metric, bound)
 
 
 CHALLENGES: dict[str, Challenge] = {
