@@ -58,11 +58,38 @@ def hit_costs(client: redis.Redis, strategies: Sequence[str], keys: int = 1000) 
     return costs
 
 
+def write_costs(
+    client: redis.Redis, strategies: Sequence[str], keys: int = 200
+) -> dict[str, float]:
+    """Seconds per write (a ``set``) under each strategy, and a plain ``SET``'s (``"SET"``),
+    with a second node listening in the same process."""
+    names = [f"w{i}" for i in range(keys)]
+    costs = {}
+    for strategy in strategies:
+        with _node(client, strategy) as node, _peer(client, node):
+            costs[strategy] = best(lambda: [node.set(k, "v") for k in names], number=5) / keys
+    costs["SET"] = best(lambda: [client.set(k, "v") for k in names], number=5) / keys
+    return costs
+
+
+@contextmanager
+def _peer(client: redis.Redis, node: Any) -> Iterator[Any]:
+    """A second node of ``node``'s namespace (a listener that must hear each write)."""
+    if isinstance(node, TrackingNode):
+        yield None  # a tracking write is a plain SET: nobody listens unless they read
+        return
+    with CacheNode(client, name="peer", namespace=node.namespace, strategy=node.strategy) as peer:
+        yield peer
+
+
 @contextmanager
 def _node(client: redis.Redis, strategy: str, **options: Any) -> Iterator[CacheNode | StripedNode]:
     """One node of ``strategy`` ("tracking-bcast" is tracking with BCAST, "invalidate-x16"
-    invalidate over 16 stripes)."""
+    invalidate over 16 stripes, "-strict" strict=True)."""
     node: CacheNode | StripedNode
+    if strategy.endswith("-strict"):
+        options["strict"] = True
+        strategy = strategy.removesuffix("-strict")
     if strategy.startswith("tracking"):
         node = TrackingNode(client, bcast=strategy.endswith("bcast"), **options)
     elif strategy.endswith("-x16"):
@@ -260,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "tracking",
             "tracking-bcast",
         )
-        _print_hits(hit_costs(client, strategies))
+        strict = ("invalidate-strict", "update-strict", "tracking-strict")
+        _print_hits(hit_costs(client, (*strategies, *strict)))
+        _print_writes(write_costs(client, ("invalidate", "update", "tracking", *strict)))
         _print_staleness(client)
         _print_messages(client)
         client.close()
@@ -271,6 +300,13 @@ def _print_hits(costs: dict[str, float]) -> None:
     print("hit cost, as a ratio to cachetools.LRUCache.get")
     for strategy, cost in costs.items():
         print(f"  {strategy:<16} {cost / base:5.2f}x  ({cost * 1e9:.0f} ns)")
+
+
+def _print_writes(costs: dict[str, float]) -> None:
+    base = costs.pop("SET")
+    print("write cost, as a ratio to a plain SET (a peer node listening)")
+    for strategy, cost in costs.items():
+        print(f"  {strategy:<18} {cost / base:5.2f}x  ({cost * 1e6:.0f} us)")
 
 
 STALENESS_RUNS = (

@@ -107,6 +107,7 @@ class AsyncCacheNode(NodeFace):
         self._store = AsyncRedisStore(r, namespace, signer=signer)
         self._core, plans, hooks = self._assemble(local, switches, True, events, repair_batch)
         self._record = hooks.record
+        plans.fence = strict  # see CacheNode
         self._driver = AsyncDriver(self._core, plans, self._store, hooks)
         self._listener = NodeListener(self._driver, namespace, signer, RefusalLog(name, namespace))
         self._bus: AsyncRedisBus | None = None
@@ -221,8 +222,6 @@ class AsyncCacheNode(NodeFace):
         """Run the write plan (a cancelled write leaves nothing of its key trusted)."""
         validate.key(key)
         await self._driver.run(self._driver.plans.write(op, key, value, _me()))
-        if self._strict:
-            await self._client.ping()  # the fence: see CacheNode._write
 
     # -- settling (``settle``) ------------------------------------------------------
 

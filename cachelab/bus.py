@@ -356,6 +356,9 @@ class ListenerThread:
             log.exception("%s: the listener failed to take a disconnection", self.name)
 
 
+NO_RETRY = Retry(NoBackoff(), 0)
+"""A subscription's policy: a lost connection surfaces, to be reported, never retried."""
+
 _DRAIN_BATCH = 256  # messages read in one round before the bus beats and repairs again
 
 
@@ -378,7 +381,7 @@ class RedisBus(ListenerThread):
     ) -> None:
         super().__init__(name, poll, max_backoff, start_timeout, f"subscribe to {channel!r}")
         self.client = client
-        self._own = private_client(client, retry=Retry(NoBackoff(), 0))  # no silent retry
+        self._own = self._private(client)
         self.channel = channel
         self.subscription = Subscription(channel, Heartbeat(heartbeat))
         self.beat_channel = self.subscription.beat_channel
@@ -402,10 +405,14 @@ class RedisBus(ListenerThread):
             self._drain(self.gate)
         self._maintain()
 
+    def _private(self, client: redis.Redis) -> redis.Redis | None:
+        """The client the bus subscribes on: ``client``'s server, its own pool, no retry."""
+        return private_client(client, retry=NO_RETRY)
+
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread, then close the connections of the bus's own client."""
         super().join(timeout)
-        if self._thread is None or not self._thread.is_alive():
+        if self._own is not None and (self._thread is None or not self._thread.is_alive()):
             self._own.connection_pool.disconnect()
 
     def _drain(self, gate: Gate) -> None:
@@ -438,6 +445,7 @@ class RedisBus(ListenerThread):
 
     def _subscribe(self) -> None:
         """A fresh PubSub on the namespace's channel and this bus's heartbeat channel."""
+        assert self._own is not None
         self._pubsub = self._own.pubsub()
         self.subscription.restart()
         self._pubsub.subscribe(self.channel, self.beat_channel)
@@ -474,7 +482,8 @@ class RedisBus(ListenerThread):
 def private_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
     """A client of the same server as ``client``, with a pool of its own and ``overrides``."""
     pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, **overrides}
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "himport_registry"}
+    kwargs.update(overrides)  # the registry of HIMPORT field sets is the client's own
     return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
 
 

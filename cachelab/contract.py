@@ -68,6 +68,10 @@ class Store(Protocol):
         """The current incarnation and sequence number (created when absent)."""
         ...
 
+    def fence(self) -> None:
+        """Return once every message of this client's earlier writes was sent (strict)."""
+        ...
+
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
         ...

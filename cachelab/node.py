@@ -121,6 +121,7 @@ class CacheNode(NodeFace):
         self._store: Store = self._make_store(r, namespace)
         ordered = bool(getattr(bus, "ordered", True))
         self._core, plans, hooks = self._assemble(local, switches, ordered, events, repair_batch)
+        plans.fence = strict  # Redis can answer a writer before it writes the peers' messages
         self._driver = ThreadDriver(self._core, plans, self._store, hooks, self._sampler)
         self._record = hooks.record
         self._store.meta()  # fails now, clearly, on a secret the namespace does not share
@@ -128,7 +129,6 @@ class CacheNode(NodeFace):
         self._listener = self._make_listener(refusals)
         self._bus = self._start_bus(r, bus, heartbeat, strict)
         self._gate: Gate | None = getattr(self._bus, "gate", None) if strict else None
-        self._fence = getattr(r, "ping", None) if strict else None
         self._verifier = self._start_verifier(r)
 
     _numbers_itself = False  # a TrackingNode numbers what it hears (strategy "tracking")
@@ -268,11 +268,6 @@ class CacheNode(NodeFace):
         """Run the write plan."""
         validate.key(key)
         self._driver.run(self._driver.plans.write(op, key, value, threading.get_ident()))
-        if self._fence is not None:
-            # Redis answers a writer before it writes the peers' messages (it writes the
-            # client it queued last first); one more round trip returns only after that loop
-            # is done, so a strict peer's socket holds the message when the write returns.
-            self._fence()
 
     # -- settling (Cluster.settle) ---------------------------------------------
 

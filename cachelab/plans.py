@@ -98,6 +98,7 @@ class Plans:
         self.codec = core.strategy.codec
         self.prefix = prefix
         self.repair_size = repair_size
+        self.fence = False  # strict=True: a write ends with the store's fence
 
     # -- reads -------------------------------------------------------------------
 
@@ -212,6 +213,11 @@ class Plans:
             core.write_failed(ticket, exc)
             raise
         stamp = core.wrote(ticket, keep, stamp)
+        if self.fence:
+            try:
+                yield StoreCall("fence")
+            except Exception:  # the write took effect and peers were told: not a failure
+                core.counts["fences_failed"] += 1
         core.record(_RECORD_AS[op], key, start, stamp.seq, False, stamp.inc)
         return stamp
 

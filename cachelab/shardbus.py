@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from cachelab.bus import RedisBus
+from cachelab.bus import NO_RETRY, RedisBus, private_client
 
 
 class ShardedBus(RedisBus):
@@ -39,10 +39,14 @@ class ShardedBus(RedisBus):
             self.cluster.nodes_manager.initialize()
         self._lost_once = True
         node = self.cluster.get_node_from_key(self.channel)  # type: ignore[no-untyped-call]
-        self._shard = _own_client(self.cluster.get_redis_connection(node))
+        self._shard = private_client(self.cluster.get_redis_connection(node), retry=NO_RETRY)
         self._pubsub = self._shard.pubsub()
         self.subscription.restart()
         self._pubsub.ssubscribe(self.channel, self.beat_channel)
+
+    def _private(self, client: redis.Redis) -> None:
+        """None: each subscription gets a client of the slot's owner (``_subscribe``)."""
+        return None
 
     def _drop(self) -> None:
         """Close the PubSub, then its pool; errors no longer matter."""
@@ -51,10 +55,3 @@ class ShardedBus(RedisBus):
         if shard is not None:
             shard.close()
 
-
-def _own_client(shard: redis.Redis) -> redis.Redis:
-    """A client of the same server, with the same options, on a pool of its own."""
-    pool = shard.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "himport_registry"}
-    own = type(pool)(connection_class=pool.connection_class, **kwargs)
-    return redis.Redis(connection_pool=own)

@@ -44,7 +44,8 @@ class NodeStats:
     stale. ``verify_skipped`` were checked when the node no longer held the key (not
     judged); ``verify_dropped`` were never checked (queue full, or their round trip failed:
     ``verify_errors`` counts those round trips). ``stale_estimate`` and ``stale_interval``
-    (95 %, Wilson) estimate the stale fraction of this node's hits.
+    (95 %, Wilson) estimate the stale fraction of this node's hits. ``fences_failed``
+    counts strict writes whose closing round trip failed (the write itself took effect).
     """
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
@@ -67,6 +68,7 @@ class NodeStats:
         "replays",
         "restored",
         "hook_errors",
+        "fences_failed",
     )
 
     hits: int = 0
@@ -92,6 +94,7 @@ class NodeStats:
     replays: int = 0
     restored: int = 0
     hook_errors: int = 0
+    fences_failed: int = 0
     suspects: int = 0
     sampled: int = 0
     verified: int = 0

@@ -409,6 +409,11 @@ class RedisStore(ScriptCalls):
         """The current incarnation and sequence number (created when absent)."""
         return self.mark("", None)
 
+    def fence(self) -> None:
+        """A PING: Redis reads it in a later round than the write, so the messages the
+        write published were written to every subscriber's socket before it answers."""
+        self.client.ping()
+
     def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""
         call = self.read_call(key)
@@ -483,6 +488,10 @@ class AsyncRedisStore(ScriptCalls):
     async def meta(self) -> Meta:
         """The current incarnation and sequence number (created when absent)."""
         return await self.mark("", None)
+
+    async def fence(self) -> None:
+        """``RedisStore.fence``, awaited."""
+        await self.client.ping()
 
     async def read(self, key: str) -> Reply:
         """Read ``key``; absent keys read as ``(None, current seq)``."""

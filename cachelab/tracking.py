@@ -97,6 +97,12 @@ class KeyspaceStore:
         """This node's own incarnation (no counter lives in Redis)."""
         return Meta(self.inc, 0)
 
+    def fence(self) -> None:
+        """The keyspace's fence, if it has one (``RedisStore.fence``)."""
+        fence = getattr(self.keys, "fence", None)
+        if fence is not None:
+            fence()
+
     def read(self, key: str) -> Reply:
         """GET ``key`` (the node stamps its version), with the seconds it has left."""
         value, left = self.keys.read(key)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import redis
 
-from cachelab.bus import RedisBus
+from cachelab.bus import NO_RETRY, RedisBus
 from cachelab.errors import CachelabError
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,10 @@ class TrackedKeys:
             value, left_ms = pipe.execute()
         return value, (left_ms / 1000 if left_ms >= 0 else None)
 
+    def fence(self) -> None:
+        """A PING on the data connection (``RedisStore.fence``)."""
+        self.client.ping()
+
     def set(self, key: str, value: str | bytes) -> None:
         """SET ``key``."""
         self.client.set(self.prefix + key, value)
@@ -228,10 +232,8 @@ class TrackingBus(RedisBus):
         poll: float = 0.05,
         strict: bool = False,
     ) -> None:
-        tag = f"{name}-{secrets.token_hex(4)}"
-        own = resp2_client(client, client_name=tag)  # RedisBus adds its no-retry policy
         super().__init__(
-            own, INVALIDATE_CHANNEL, name=name, heartbeat=heartbeat, poll=poll, strict=strict
+            client, INVALIDATE_CHANNEL, name=name, heartbeat=heartbeat, poll=poll, strict=strict
         )
         self._marks: deque[str] = deque(maxlen=64)
         self._tracker: TrackingListener | None = None
@@ -245,8 +247,14 @@ class TrackingBus(RedisBus):
         """Ask for a settle marker (sent by the listener thread, which owns the connection)."""
         self._marks.append(nonce)
 
+    def _private(self, client: redis.Redis) -> redis.Redis:
+        """RESP2 (the redirect target subscribes), a pool of its own, no retry, a name."""
+        tag = f"{self.name}-{secrets.token_hex(4)}"
+        return resp2_client(client, retry=NO_RETRY, client_name=tag)
+
     def _subscribe(self) -> None:
         """A fresh connection: learn its id, hand it to the node, then subscribe."""
+        assert self._own is not None
         pool = self._own.connection_pool
         connection = pool.get_connection()
         try:

@@ -5,13 +5,26 @@ from __future__ import annotations
 import pytest
 import redis
 
-from benchmarks.strategies import hit_costs, messages_per_write, staleness
+from benchmarks.strategies import _node, hit_costs, messages_per_write, staleness, write_costs
 
 
 def test_hit_costs_cover_each_strategy_and_the_baseline(real_client: redis.Redis) -> None:
     costs = hit_costs(real_client, ("invalidate", "invalidate-x16", "tracking"), keys=20)
     assert set(costs) == {"invalidate", "invalidate-x16", "tracking", "cachetools"}
     assert all(cost > 0 for cost in costs.values())
+
+
+def test_strict_variants_are_strict_nodes_and_write_costs_have_a_baseline(
+    real_client: redis.Redis,
+) -> None:
+    for name in ("invalidate-strict", "tracking-strict"):
+        with _node(real_client, name) as node:
+            assert getattr(node, "_gate", None) is not None
+    costs = hit_costs(real_client, ("invalidate-strict", "tracking-strict"), keys=20)
+    assert set(costs) == {"invalidate-strict", "tracking-strict", "cachetools"}
+    writes = write_costs(real_client, ("update", "update-strict"), keys=5)
+    assert set(writes) == {"update", "update-strict", "SET"}
+    assert all(cost > 0 for cost in writes.values())
 
 
 @pytest.mark.parametrize(

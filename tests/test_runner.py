@@ -72,6 +72,20 @@ def test_faults_are_injected_and_nothing_stale_survives_settle(
     assert out["report"]["reads"] + out["report"]["writes"] == 3000 - run["errors"]
 
 
+@pytest.mark.real_redis
+def test_strict_nodes_read_nothing_stale_while_their_subscriptions_are_killed(
+    redis_server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same run without --strict read 17 to 83 stale values in three runs here.
+    args = ["--procs", "2", "--threads", "2", "--ops", "3000", "--url", redis_server.url]
+    faults = ["--faults", "kill-pubsub", "--fault-every", "0.1", "--keys", "10"]
+    out = run_json(capsys, *args, *faults, "--strict")
+    run, nodes = out["run"], out["nodes"]
+    assert run["strict"] is True and run["faults"]["kill-pubsub"] >= 1
+    assert all(node["stats"]["disconnects"] >= 1 for node in nodes.values())
+    assert out["report"]["stale_reads"] == 0 and run["stale_after_settle"] == 0
+
+
 def test_one_process_without_a_url_runs_on_the_embedded_fakeredis(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

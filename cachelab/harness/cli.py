@@ -47,6 +47,10 @@ example: cachelab run --procs 4 --threads 2 --ops 100000 --faults kill-pubsub,pa
 """
 
 
+_STRICT_HELP = (
+    "strict=True: no hit while a message the node was sent waits unread (docs/protocol.md)"
+)
+
 def _number(
     kind: Callable[[str], float], low: float, what: str, high: float = math.inf
 ) -> Callable[[str], Any]:
@@ -138,6 +142,7 @@ def _node_parser(commands: Any) -> argparse.ArgumentParser:
         default=None,
         help="seconds between heartbeats (default: CacheNode's)",
     )
+    node.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     node.add_argument(
         "--watch-stdin",
         action="store_true",
@@ -204,6 +209,7 @@ def _run_parser(commands: Any) -> argparse.ArgumentParser:
         help="on a Redis Cluster: --url names one of its nodes; without --url, a private "
         "one (3 masters, 3 replicas) is started and stopped",
     )
+    run.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     run.add_argument("--settle-timeout", type=positive_seconds, default=20.0)
     run.add_argument("--json", action="store_true", help="print the report and stats as JSON")
     run.add_argument(
@@ -273,8 +279,9 @@ def _node(args: argparse.Namespace) -> int:
     try:
         stripes = args.stripes or (CLUSTER_STRIPES if args.cluster else 1)
         options = node_options(
-            args.name, args.namespace, args.strategy, stripes, args.heartbeat, args.cluster
-        )
+            args.name, args.namespace, args.strategy, stripes, args.heartbeat, args.cluster,
+            args.strict,
+        )  # fmt: skip
         node, recorder = build_node(client, options)
     except (NodeError, ValueError, TypeError) as exc:
         client.close()
@@ -307,6 +314,7 @@ def _run(args: argparse.Namespace) -> int:
         clock_offset=args.clock_offset,
         stripes=args.stripes or (CLUSTER_STRIPES if args.cluster else 1),
         cluster=args.cluster,
+        strict=args.strict,
         settle_timeout=args.settle_timeout,
         progress=not args.quiet,
     )

@@ -58,6 +58,7 @@ def node_options(
     stripes: int = 1,
     heartbeat: float | None = None,
     cluster: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """A node's keyword arguments for these options; ``cluster``: a Redis Cluster's node."""
     options: dict[str, Any] = {"name": name, "namespace": namespace, "strategy": strategy}
@@ -67,6 +68,8 @@ def node_options(
         options["cluster"] = True
     if heartbeat is not None:
         options["heartbeat"] = heartbeat
+    if strict:
+        options["strict"] = True
     return options
 
 
@@ -238,6 +241,8 @@ def command(url: str, options: dict[str, Any]) -> list[str]:
         args += ["--heartbeat", repr(options["heartbeat"])]
     if options.get("cluster"):
         args.append("--cluster")
+    if options.get("strict"):
+        args.append("--strict")
     return args
 
 

@@ -75,6 +75,7 @@ class RunConfig:
     settle_timeout: float = 20.0
     progress: bool = True
     cluster: bool = False
+    strict: bool = False
 
     @property
     def shared_server(self) -> bool:
@@ -110,6 +111,7 @@ class RunResult:
     faults: dict[str, int] = field(default_factory=dict)
     server: str = ""
     clock_offset: float = 0.0
+    strict: bool = False
 
     @property
     def ops_per_second(self) -> float:
@@ -130,6 +132,7 @@ class RunResult:
             "after_reads": self.after_reads,
             "faults": self.faults,
             "clock_offset": self.clock_offset,
+            "strict": self.strict,
         }
         whole = {"report": self.report.to_dict(), "run": run, "nodes": self.nodes}
         finite: dict[str, Any] = _finite(whole)
@@ -240,7 +243,10 @@ def _start_nodes(
 ) -> list[NodeLink]:
     """Every node, closed by ``stack`` on the way out."""
     options = [
-        node_options(name, namespace, config.strategy, config.stripes, cluster=config.cluster)
+        node_options(
+            name, namespace, config.strategy, config.stripes,
+            cluster=config.cluster, strict=config.strict,
+        )
         for name in node_names(config.procs)
     ]
     local = url is None  # the embedded fakeredis: one node, in this process
@@ -369,6 +375,7 @@ def _finish(
         injected,
         where,
         config.clock_offset,
+        config.strict,
     )
 
 

@@ -83,6 +83,9 @@ class MemoryStore:
         self._stream: deque[Entry] = deque()
         self._last_id = 0  # the last stream id given; it survives a restart, as time does
 
+    def fence(self) -> None:
+        """Nothing to wait for: the simulated network delivers each message itself."""
+
     def meta(self) -> Meta:
         """The current incarnation and sequence number (created when absent)."""
         if not self._inc:
