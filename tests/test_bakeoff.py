@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bakeoff
-from benchmarks.bakeoff import CONTENDERS, Row, Workload, markdown, run_row, table
+from benchmarks.bakeoff import CONTENDERS, Made, Row, Workload, markdown, run_row, table
 from cachelab.harness.servers import ServerProcess
 from tests.helpers import require_server
 
@@ -66,8 +66,10 @@ def test_the_table_and_the_document_show_every_row() -> None:
     assert len(text.splitlines()) == 2 + len(rows)
     assert "| 3 | 0.003 | 2.000 ms | 1 | 99.00% | 0.15 µs | 0 |" in text
     assert "| 0.003 | 2.000 ms | n/a | n/a |" in text
-    doc = markdown(rows, {"redis8": "8.2.1"}, TINY, "python -m benchmarks.bakeoff", 60.0)
+    made = Made("python -m benchmarks.bakeoff", 60.0, (0.5, 1.25))
+    doc = markdown(rows, {"redis8": "8.2.1"}, TINY, made)
     assert text in doc and "redis8 8.2.1" in doc and "one run" in doc
+    assert "`python -m benchmarks.bakeoff`" in doc and "load average 0.50 before, 1.25 after" in doc
 
 
 # -- on a real server ----------------------------------------------------------------------
@@ -88,7 +90,7 @@ def test_every_contender_gets_a_row_and_the_checker_catches_the_stale_one(
         assert rows[name].killed == TINY.readers
     never = rows["none"]  # never invalidated: after a key's next write every read of it is old
     assert never.killed == 0 and never.stale > 0
-    doc = markdown(list(rows.values()), {"redis8": "8.2"}, TINY, "pytest", 1.0)
+    doc = markdown(list(rows.values()), {"redis8": "8.2"}, TINY, Made("pytest", 1.0, (0, 0)))
     assert all(f"| redis8 | {CONTENDERS[name].label} |" in doc for name in names)
 
 
