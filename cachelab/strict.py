@@ -38,20 +38,22 @@ def _buffered(connection: Any) -> bool:
 
 
 def _socket_probe(sock: Any) -> tuple[Probe, Callable[[float], bool]]:
-    """A probe and a wait over a real socket, by poll(2) (select can't take fds >= 1024)."""
+    """A probe and a wait over a real socket, by poll(2) (select can't take fds >= 1024).
+    The listener waits on a poll object of its own: two threads can't use one at once."""
     fd = sock.fileno()
-    shared = select.poll()
+    shared, listener = select.poll(), select.poll()
     shared.register(fd, select.POLLIN)
+    listener.register(fd, select.POLLIN)
 
-    def ready(timeout: float) -> bool:
+    def waiting() -> bool:
         try:
-            return bool(shared.poll(timeout * 1000))
-        except RuntimeError:  # another thread is polling the shared object right now
+            return bool(shared.poll(0))
+        except RuntimeError:  # another reader is polling the shared object right now
             own = select.poll()
             own.register(fd, select.POLLIN)
-            return bool(own.poll(timeout * 1000))
+            return bool(own.poll(0))
 
-    return (lambda: ready(0)), ready
+    return waiting, lambda timeout: bool(listener.poll(timeout * 1000))
 
 
 def _queue_probe(connection: Any) -> tuple[Probe, Callable[[float], bool]]:
@@ -86,11 +88,11 @@ def async_probe(connection: Any) -> Probe:
     raw = connection._writer.get_extra_info("socket")
     if stream is None or raw is None:
         raise TypeError(f"strict=True can't watch {type(connection).__name__}: no socket")
-    ready = _socket_probe(raw)[0]
+    in_socket = _socket_probe(raw)[0]
 
     def waiting() -> bool:
         unread = getattr(stream, "_buffer", True)  # asyncio keeps it private: assume bytes
-        return bool(unread) or stream.at_eof() or _buffered(connection) or ready()
+        return bool(unread) or stream.at_eof() or _buffered(connection) or in_socket()
 
     return waiting
 
