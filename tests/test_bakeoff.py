@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bakeoff
-from benchmarks.bakeoff import CONTENDERS, Made, Row, Workload, markdown, run_row, table
+from benchmarks.bakeoff import run_row
+from benchmarks.bakeoff_report import Made, Row, markdown, table
+from benchmarks.bakeoff_sides import CONTENDERS, Workload
 from cachelab.harness.servers import ServerProcess
 from tests.helpers import require_server
 
 TINY = Workload(seconds=0.6, fault_every=0.3, quiet=0.3, after=0.1, readers=2, keys=3)
 """Two readers, three keys, 0.6 s, one fault (a kill, at 0.3 s)."""
-TRACKING = "tracking-strict" if bakeoff.strict_supported() else "tracking"
-LISTENING = ("invalidate", "redis-py", TRACKING)  # (each row takes seconds: four in all)
+LISTENING = ("invalidate", "redis-py", "tracking-strict")  # (each row takes seconds: four in all)
 
 
 def _row(**changes: object) -> Row:
@@ -34,16 +35,6 @@ def test_the_defaults_are_issue_17s_and_leave_a_quiet_tail() -> None:
     assert (workload.readers, workload.keys, workload.rate, workload.seconds) == (4, 20, 200, 20)
     assert workload.fault_times() == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0]
     assert TINY.fault_times() == [0.3]
-
-
-def test_strict_rows_wait_for_cachelab_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    said: list[str] = []
-    monkeypatch.setattr(bakeoff, "strict_supported", lambda: False)
-    chosen = bakeoff.choose(["invalidate", "invalidate-strict", "redis-py"], said.append)
-    assert [c.name for c in chosen] == ["invalidate", "redis-py"]
-    assert said == ["skipped invalidate-strict: this cachelab's CacheNode takes no strict= yet"]
-    monkeypatch.setattr(bakeoff, "strict_supported", lambda: True)
-    assert len(bakeoff.choose(["invalidate", "invalidate-strict"], said.append)) == 2
 
 
 def test_redis_pys_cache_runs_on_redis_74_and_later_only() -> None:
