@@ -55,6 +55,10 @@ class AsyncListener(Protocol):
         """The subscription is down: messages are being lost (no round trip: sync)."""
         ...
 
+    def doubting(self) -> bool:
+        """Whether a claimed gap waits for a marker (the bus then beats at once)."""
+        ...
+
 
 class AsyncRedisBus:
     """A pub/sub subscription served by one asyncio task, with a heartbeat."""
@@ -172,6 +176,8 @@ class AsyncRedisBus:
         """Subscribe if need be, beat, and hand on one pub/sub event."""
         if self._pubsub is None:
             await self._subscribe()
+        if self._listener is not None and self._listener.doubting():
+            self.heartbeat.hurry()
         token = self.heartbeat.due()  # raises if the last beat never came back
         if token is not None and self._listener is not None:
             await self._listener.send_beat(self.beat_channel, token)

@@ -128,6 +128,7 @@ class AsyncCacheNode(NodeFace):
                 strict=self._strict,
             )
             self._gate = bus.gate
+            self._core.defer_gaps = self._heartbeat is not None  # see CacheNode._start_bus
             await bus.start(self._listener)  # raises (and leaves no task) if it cannot subscribe
             self._bus = bus
         self._started = True
@@ -161,7 +162,7 @@ class AsyncCacheNode(NodeFace):
         """Whether a hit may be served: always, unless strict=True and a message may wait
         unread (the task runs on this thread: nothing moves while this looks)."""
         gate = self._gate
-        return gate is None or gate.quiet(gate.turn)
+        return gate is None or (gate.quiet(gate.turn) and not self._core.seq.doubted)
 
     def peek(self, key: str, default: Any = None) -> Any:
         """The local value of ``key``, or ``default``: never a round trip, never a load.

@@ -71,6 +71,10 @@ class Listener(Protocol):
         """The subscription is down: messages are being lost."""
         ...
 
+    def doubting(self) -> bool:
+        """Whether a claimed gap waits for a marker (the bus then beats at once)."""
+        ...
+
 
 class Bus(Protocol):
     """The channel a node listens on: started once, stopped once.
@@ -146,6 +150,11 @@ class Heartbeat:
         self._deadline = float("inf")
         self._sent = 0.0
         self.lag = Lag()
+
+    def hurry(self) -> None:
+        """Beat at the next chance, unless a beat is already on its way."""
+        if self.interval is not None and self._waiting is None:
+            self._next = min(self._next, self.timer())
 
     def restart(self) -> None:
         """Start beating from now (the subscription was just confirmed)."""
@@ -452,6 +461,8 @@ class RedisBus(ListenerThread):
 
     def _beat(self) -> None:
         """Send a heartbeat when one is due (raises if the last one never came back)."""
+        if self._listener is not None and self._listener.doubting():
+            self.heartbeat.hurry()
         token = self.heartbeat.due()
         if token is not None and self._listener is not None:
             self._listener.send_beat(self.beat_channel, token)

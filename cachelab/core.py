@@ -95,6 +95,7 @@ class NodeCore(Recovery):
         self.held = False  # every suspect waits for the stream's replay, none for repair
         self.replaying: int | None = None  # the store's seq at a stream reconnect
         self.asking = False  # a questioned message awaits the store's answer
+        self.defer_gaps = False  # a gap a message claims waits for a marker (heartbeats on)
         self.synced = ""
         self.hits = self.misses = 0
         self.counts = dict.fromkeys(NodeStats.COUNTERS, 0)
@@ -258,7 +259,8 @@ class NodeCore(Recovery):
         marker read in a stream's replay may come before the gap's repair)."""
         if not self.strategy.subscribes:
             return True
-        return self.coherent and self.synced == nonce and not self.local.suspects
+        doubt = self.seq.doubted
+        return self.coherent and self.synced == nonce and not self.local.suspects and not doubt
 
     def invalidated_all(self, keys: Sequence[str]) -> None:
         """The server says each of ``keys`` changed, in this order."""
@@ -286,6 +288,9 @@ class NodeCore(Recovery):
                 self.asking = True
                 return True
             self._marked(msg)
+            return False
+        if self.questions and self.seq.covered(msg):
+            self._drop(msg)  # a gap in doubt: its marker decides, this message drops a key
             return False
         if self.questions and not self.seq.trusted(msg):
             self.asking = True
@@ -315,10 +320,23 @@ class NodeCore(Recovery):
             self._doubt(self.seq.numbers.key(msg.seq), msg.seq)
             self.seq.last = min(self.seq.last, meta.seq)
             self._drop(msg)
+        elif verdict is Verdict.GAP and self.defer_gaps:
+            self._defer(msg, meta)
         else:
             if verdict is Verdict.GAP:
                 self._gap(msg.seq)
             self._apply(msg)
+
+    def _defer(self, msg: Message, meta: Meta) -> None:
+        """A message skipped numbers the store issued. They may be lost, or be on their
+        way behind a forgery that overtook them: every one was published before the
+        store answered, so a marker sent now comes after them. Until it comes (the bus
+        hurries a heartbeat) the message only drops its key; a true loss is repaired then,
+        and a false gap costs no repair."""
+        self.counts["gaps_deferred"] += 1
+        self._emit("doubt", msg.key, msg.seq)
+        self.seq.doubt(meta.seq)
+        self._drop(msg)
 
     def _answer_marker(self, marker: Message, meta: Meta) -> None:
         """Finish a questioned marker: the store's (incarnation, seq) against ours."""

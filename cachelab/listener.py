@@ -49,6 +49,10 @@ class NodeListener:
         """The subscription is down (synchronous on either driver)."""
         self.driver.disconnected()
 
+    def doubting(self) -> bool:
+        """Whether a claimed gap waits for a marker."""
+        return bool(self.driver.core.seq.doubted)
+
     def maintain(self) -> Any:
         """Between messages: finish any repair still owed."""
         return self.driver.repair()

@@ -159,6 +159,8 @@ class CacheNode(NodeFace):
                 bus = RedisBus(
                     r, channel(self.namespace), name=name, heartbeat=heartbeat, strict=strict
                 )
+        # A claimed gap can wait for a marker only where heartbeats come (RedisBus hurries one).
+        self._core.defer_gaps = heartbeat is not None and isinstance(bus, RedisBus)
         bus.start(self._listener)
         return bus
 
@@ -191,7 +193,7 @@ class CacheNode(NodeFace):
                 pass
         elif self._gate is not None:  # strict=True: the same hit, once the gate is quiet
             gate = self._gate
-            if self._lean and gate.quiet(gate.turn):
+            if self._lean and gate.quiet(gate.turn) and not self._core.seq.doubted:
                 try:
                     entry = self._entries[key]
                     if entry[2] > self._timer():
@@ -231,7 +233,7 @@ class CacheNode(NodeFace):
         validate.key(key)
         start = self._timer() if self._recorder is not None else 0.0
         gate = self._gate
-        fresh = gate is not None and not gate.quiet(gate.turn)
+        fresh = gate is not None and (not gate.quiet(gate.turn) or bool(self._core.seq.doubted))
         plan = self._driver.plans.read(key, loader, threading.get_ident(), fresh)
         value, version, inc, hit = self._driver.run(plan)
         if hit and self._sampler is not None and self._sampler.hit():

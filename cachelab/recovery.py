@@ -119,6 +119,7 @@ class Recovery:
     def _recover(self) -> None:
         """Stop trusting every entry (suspect or flush) and every load in flight."""
         self.epoch += 1
+        self.seq.doubted = 0  # every entry is rechecked: no gap left to decide
         if self.switches.repair:
             self._suspect(0)
         else:

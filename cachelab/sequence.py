@@ -72,6 +72,7 @@ class Sequencer:
     received: int = 0  # the newest number received on the current subscription
     retired: tuple[str, ...] = ()  # the last few incarnations this node left
     numbers: NumberLog = field(default_factory=NumberLog)
+    doubted: int = 0  # a gap was claimed up to this issued number: the next marker decides
 
     def rebase(self, meta: Meta) -> None:
         """Start again from the store's meta (a new subscription, or a new incarnation)."""
@@ -79,6 +80,7 @@ class Sequencer:
             self.retired = (self.inc, *self.retired[:3])
         self.inc, self.last, self.received = meta.inc, meta.seq, 0
         self.numbers.keys.clear()  # the numbers to come may name other keys
+        self.doubted = 0
 
     def trusted(self, msg: Message) -> bool:
         """Whether ``msg`` follows what came before, with no question to ask."""
@@ -94,6 +96,18 @@ class Sequencer:
         self.received = max(self.received, seq)
         if key:
             self.numbers.add(seq, key)
+        if self.doubted and self.last >= self.doubted:
+            self.doubted = 0  # every number in doubt came, in order: the gap was false
+
+    def doubt(self, upto: int) -> None:
+        """A message claimed numbers up to ``upto`` this node has not received (a gap, or a
+        forgery that overtook them): wait for them, or for a marker to show them lost."""
+        self.doubted = max(self.doubted, upto)
+
+    def covered(self, msg: Message) -> bool:
+        """A jump within a gap already in doubt: the next marker decides it, no question."""
+        jump = self.last + 1 < msg.seq <= self.doubted
+        return bool(self.doubted) and msg.inc == self.inc and jump
 
     def message_verdict(self, msg: Message, meta: Meta) -> Verdict:
         """Judge a message that was not ``trusted``, knowing the store's ``meta``."""

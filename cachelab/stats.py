@@ -46,6 +46,8 @@ class NodeStats:
     ``verify_errors`` counts those round trips). ``stale_estimate`` and ``stale_interval``
     (95 %, Wilson) estimate the stale fraction of this node's hits. ``fences_failed``
     counts strict writes whose closing round trip failed (the write itself took effect).
+    ``gaps_deferred`` counts messages that skipped numbers, left to the next marker to
+    decide (``gaps`` counts the gaps found true).
     """
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
@@ -69,6 +71,7 @@ class NodeStats:
         "restored",
         "hook_errors",
         "fences_failed",
+        "gaps_deferred",
     )
 
     hits: int = 0
@@ -95,6 +98,7 @@ class NodeStats:
     restored: int = 0
     hook_errors: int = 0
     fences_failed: int = 0
+    gaps_deferred: int = 0
     suspects: int = 0
     sampled: int = 0
     verified: int = 0

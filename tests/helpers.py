@@ -300,3 +300,63 @@ any_nodes = contextlib.contextmanager(_any_nodes)
 """``with any_nodes(request, client, flavour) as make:`` where a test makes its own client."""
 
 
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll a condition that a background thread will make true (bounded, no timing claim)."""
+    for _ in range(5000):
+        if condition():
+            return
+        threading.Event().wait(0.002)
+    raise AssertionError(f"never happened: {what}")
+
+
+HOLD_WAIT = 10.0  # seconds a held listener or a test waits at most, so a failure never hangs
+
+
+class Hold:
+    """Stop every listener of a node at its next ``method`` call, until ``release``."""
+
+    def __init__(self, node: Any, method: str) -> None:
+        self.aio: LoopThread | None = node.aio if isinstance(node, BlockingNode) else None
+        self.entered: list[threading.Event] = []
+        self.released = threading.Event()
+        self.wake = asyncio.Event()  # the asyncio listener's, set on its loop
+        for one in _listeners(node):
+            self.entered.append(threading.Event())
+            setattr(one, method, self._held(getattr(one, method), self.entered[-1]))
+
+    def _held(self, original: Any, entered: threading.Event) -> Any:
+        if self.aio is not None:
+
+            async def held_async(*args: Any) -> Any:
+                if not self.released.is_set():
+                    entered.set()
+                    await asyncio.wait_for(self.wake.wait(), HOLD_WAIT)
+                return await original(*args)
+
+            return held_async
+
+        def held(*args: Any) -> Any:
+            if not self.released.is_set():
+                entered.set()
+                self.released.wait(HOLD_WAIT)
+            return original(*args)
+
+        return held
+
+    def reached(self) -> None:
+        """Wait until every listener is held."""
+        assert all(event.wait(HOLD_WAIT) for event in self.entered), "a listener was never held"
+
+    def release(self) -> None:
+        self.released.set()
+        if self.aio is not None:
+            self.aio.loop.call_soon_threadsafe(self.wake.set)
+
+
+def _listeners(node: Any) -> list[Any]:
+    """Every listener object a node's buses call (a striped node has one per stripe)."""
+    if isinstance(node, BlockingNode):
+        return [listener_of(node.node)]
+    if isinstance(node, StripedNode):
+        return [listener_of(stripe) for stripe in node.nodes]
+    return [listener_of(node)]

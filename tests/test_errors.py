@@ -19,8 +19,7 @@ from redis.retry import Retry
 from cachelab import CacheNode, ReentrantLoad, store
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.helpers import AnyNodeFactory, NodeFactory, listener, settle
-from tests.test_failures import wait_for
+from tests.helpers import AnyNodeFactory, NodeFactory, listener, settle, wait_for
 from tests.test_node import redis_value
 
 _FILL_SHA = hashlib.sha1(store._FILL.encode()).hexdigest()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import fakeredis
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from cachelab import CacheNode, Cluster, messages
 from cachelab.harness.servers import ServerProcess
 from cachelab.store import RedisStore
-from tests.helpers import AnyNodeFactory, any_nodes, settle, settle_nodes
+from tests.helpers import AnyNodeFactory, any_nodes, settle, settle_nodes, wait_for
 
 
 def write_while_subscribers_are_killed(client: redis.Redis, namespace: str, value: Any) -> None:
@@ -173,13 +172,6 @@ def test_close_while_the_server_is_killing_connections_prints_nothing(
     assert capfd.readouterr().err == ""
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll a condition that a background thread will make true (bounded, no timing claim)."""
-    for _ in range(5000):
-        if condition():
-            return
-        threading.Event().wait(0.002)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.mark.needs("fakeredis", "one-namespace")  # a striped node has a subscription per stripe

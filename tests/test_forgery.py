@@ -13,7 +13,17 @@ from benchmarks.message_cost import server_work
 from cachelab import AuthenticationMismatch, CacheNode, Cluster, messages
 from cachelab.auth import Signer
 from cachelab.store import RedisStore
-from tests.helpers import AnyNode, AnyNodeFactory, NodeFactory, listener, settle, settle_nodes
+from tests.helpers import (
+    AnyNode,
+    AnyNodeFactory,
+    Hold,
+    NodeFactory,
+    listener,
+    phases,
+    settle,
+    settle_nodes,
+    wait_for,
+)
 
 SECRET = b"a shared secret of the fleet"
 
@@ -221,3 +231,61 @@ def test_a_replayed_genuine_message_costs_a_question_not_a_revalidation_of_every
         assert all(len(node.snapshot()) >= entries - 1 for node in (b, c))
     listener.close()
 
+
+
+@pytest.mark.needs("versions", "one-namespace")
+def test_a_forged_gap_waits_for_the_numbers_it_claims_and_costs_no_repair(
+    client: redis.Redis, make_any_node: AnyNodeFactory
+) -> None:
+    """Without a secret, a forgery can claim a number the store issued before the genuine
+    message reaches a node: that looked like a gap, and cost every entry a revalidation."""
+    a, b = make_any_node("a"), make_any_node("b")
+    for i in range(20):
+        a.set(f"k{i}", i)
+    assert [b.get(f"k{i}") for i in range(20)] == list(range(20))
+    settle(a, b)
+    hold = Hold(b, "maintain")
+    hold.reached()
+    a.set("k1", "new1")
+    a.set("k2", "new2")  # both genuine messages wait in b's socket
+    inc, seq = store_of(client, "t").meta()
+    phases(b).handle(messages.Message("t", "set", "k7", "intruder#1", seq, None, inc))
+    assert (b.stats.gaps_deferred, b.stats.gaps, b.stats.suspected) == (1, 0, 0)
+    hold.release()
+    settle(a, b)  # the two genuine messages came, in order: no gap
+    stats = b.stats
+    assert (stats.gaps, stats.suspected, stats.repair_checks) == (0, 0, 0)
+    assert (b.get("k1"), b.get("k2"), b.get("k7")) == ("new1", "new2", 7)
+
+
+@pytest.mark.needs("versions", "one-namespace")
+def test_a_claimed_gap_that_is_true_is_repaired_after_a_hurried_heartbeat(
+    client: redis.Redis, make_any_node: AnyNodeFactory
+) -> None:
+    a, b = make_any_node("a"), make_any_node("b", heartbeat=60.0)
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    settle(a, b)
+    store_of(client, "t").write("set", "k", messages.encode_value("outside"), None)  # no message
+    a.set("other", 1)  # its number skips the silent write's: b defers, then beats at once
+    wait_for(lambda: b.stats.gaps == 1, "a heartbeat long before its 60 s interval")
+    assert b.stats.gaps_deferred == 1
+    settle(a, b)
+    assert b.get("k") == "outside"
+
+
+def test_a_strict_node_reads_through_while_a_claimed_gap_is_in_doubt(
+    client: redis.Redis,
+) -> None:
+    with CacheNode(client, "b", namespace="t", strict=True, heartbeat=60.0) as b:
+        store = store_of(client, "t")
+        store.write("set", "k", messages.encode_value("old"), None)
+        assert b.get("k") == "old" and b.get("k") == "old"
+        hold = Hold(b, "maintain")  # no heartbeat can settle the doubt meanwhile
+        hold.reached()
+        store.write("set", "k", messages.encode_value("new"), None)  # a number, no message
+        inc, seq = store.meta()
+        phases(b).handle(messages.Message("t", "inv", "x", "intruder#1", seq, None, inc))
+        assert b.stats.gaps_deferred == 1  # nothing waits in the socket: only the doubt
+        assert b.get("k") == "new"
+        hold.release()

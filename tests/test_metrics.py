@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import fakeredis
@@ -19,16 +17,7 @@ from cachelab.bus import Heartbeat
 from cachelab.metrics.otel import instrument
 from cachelab.metrics.prometheus import NodeCollector
 from cachelab.stats import LagStats
-from tests.helpers import NodeFactory, phases, settle
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll a condition that a background thread will make true (bounded, no timing claim)."""
-    for _ in range(5000):
-        if condition():
-            return
-        threading.Event().wait(0.002)
-    raise AssertionError(f"never happened: {what}")
+from tests.helpers import NodeFactory, phases, settle, wait_for
 
 
 def beats(node: CacheNode, count: int) -> LagStats:

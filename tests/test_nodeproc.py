@@ -30,7 +30,7 @@ from cachelab.harness.nodeproc import (
 from cachelab.harness.servers import ServerProcess
 from cachelab.history import Recorder
 from cachelab.node import CacheNode
-from tests.test_failures import wait_for
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ import redis
 
 from cachelab import messages
 from cachelab.store import RedisStore
-from tests.helpers import AnyNode, AnyNodeFactory, phases, settle, settle_nodes
-from tests.test_failures import wait_for, write_while_subscribers_are_killed
+from tests.helpers import AnyNode, AnyNodeFactory, phases, settle, settle_nodes, wait_for
+from tests.test_failures import write_while_subscribers_are_killed
 
 
 def _warm(nodes: list[AnyNode], keys: int) -> None:

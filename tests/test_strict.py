@@ -8,7 +8,6 @@ held the same way serves the old value, which is what makes each test able to fa
 from __future__ import annotations
 
 import asyncio
-import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,63 +17,11 @@ import redis
 
 from cachelab import AsyncCacheNode, CacheNode, validate
 from cachelab.coherence import strategy_for
-from cachelab.listener import listener_of
 from cachelab.messages import channel
 from cachelab.strict import Gate, probes
-from cachelab.stripes import StripedNode
-from tests.helpers import AnyNodeFactory, BlockingNode, LoopThread, settle
+from tests.helpers import AnyNodeFactory, Hold, LoopThread, settle
 
 WAIT = 10.0  # seconds a held listener or a test waits at most, so a failure never hangs
-
-
-class Hold:
-    """Stop every listener of a node at its next ``method`` call, until ``release``."""
-
-    def __init__(self, node: Any, method: str) -> None:
-        self.aio: LoopThread | None = node.aio if isinstance(node, BlockingNode) else None
-        self.entered: list[threading.Event] = []
-        self.released = threading.Event()
-        self.wake = asyncio.Event()  # the asyncio listener's, set on its loop
-        for one in _listeners(node):
-            self.entered.append(threading.Event())
-            setattr(one, method, self._held(getattr(one, method), self.entered[-1]))
-
-    def _held(self, original: Any, entered: threading.Event) -> Any:
-        if self.aio is not None:
-
-            async def held_async(*args: Any) -> Any:
-                if not self.released.is_set():
-                    entered.set()
-                    await asyncio.wait_for(self.wake.wait(), WAIT)
-                return await original(*args)
-
-            return held_async
-
-        def held(*args: Any) -> Any:
-            if not self.released.is_set():
-                entered.set()
-                self.released.wait(WAIT)
-            return original(*args)
-
-        return held
-
-    def reached(self) -> None:
-        """Wait until every listener is held."""
-        assert all(event.wait(WAIT) for event in self.entered), "a listener was never held"
-
-    def release(self) -> None:
-        self.released.set()
-        if self.aio is not None:
-            self.aio.loop.call_soon_threadsafe(self.wake.set)
-
-
-def _listeners(node: Any) -> list[Any]:
-    """Every listener object a node's buses call (a striped node has one per stripe)."""
-    if isinstance(node, BlockingNode):
-        return [listener_of(node.node)]
-    if isinstance(node, StripedNode):
-        return [listener_of(stripe) for stripe in node.nodes]
-    return [listener_of(node)]
 
 
 def _filled(make: AnyNodeFactory, **options: Any) -> tuple[Any, Any, Any]:

@@ -22,8 +22,7 @@ from cachelab.history import READ, WRITE, Op
 from cachelab.messages import NO_VALUE
 from cachelab.stripes import make_node, node_class
 from cachelab.tracking_redis import INVALIDATE_CHANNEL, resp2_client
-from tests.helpers import phases, require_server, settle
-from tests.test_failures import wait_for
+from tests.helpers import phases, require_server, settle, wait_for
 
 MODES = [pytest.param(False, id="default"), pytest.param(True, id="bcast")]
 

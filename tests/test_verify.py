@@ -24,8 +24,7 @@ from cachelab.sim.store import MemoryStore
 from cachelab.sim.workloads import zipf
 from cachelab.stats import NodeStats, wilson
 from cachelab.store import RedisStore
-from tests.helpers import NodeFactory, listener, phases, settle
-from tests.test_failures import wait_for
+from tests.helpers import NodeFactory, listener, phases, settle, wait_for
 
 META = Meta("inc-1", 100)
 

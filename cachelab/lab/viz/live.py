@@ -87,6 +87,10 @@ class Gate:
         assert self._listener is not None
         self._listener.send_beat(channel, token)
 
+    def doubting(self) -> bool:
+        """Whether the node waits for a marker to decide a claimed gap."""
+        return self._listener is not None and self._listener.doubting()
+
     def maintain(self) -> None:
         """Let the node finish owed work."""
         if self._listener is not None:
