@@ -14,7 +14,10 @@ message changed something, False when it was ignored.
 
 Every challenge is graded by the same scenarios as the lab (``cachelab.sim``), and
 is itself tested: its reference answer, the library's own safeguard switched on,
-must pass, and the safeguard switched off must fail.
+must pass, and the safeguard switched off must fail. A safeguard is also judged by what
+it costs: each challenge's ``cost`` check allows at most 1.5 times the Redis reads of the
+library's answer, so ``store.flush(); return True``, safe and useless, fails. An answer
+that raises is graded in one line, naming the exception and the message.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from cachelab.coherence import Invalidate, Strategy, Update
 from cachelab.local import LocalStore
-from cachelab.messages import Message
+from cachelab.messages import NO_VALUE, Message
 from cachelab.sim.engine import Simulation
 from cachelab.sim.network import Network, Partition
 from cachelab.sim.result import SimResult
@@ -39,6 +42,22 @@ Apply = Callable[[LocalStore, Message, dict[str, Any]], bool]
 Script = Callable[[], Iterable[Request]]
 MAX_SHRINK_RUNS = 400
 """The most runs the grader spends shrinking a failing script to a short counterexample."""
+COST_SLACK = 1.5
+"""A cost check's bound: this many times the library's answer's value on the same run."""
+
+
+class AnswerRaised(Exception):
+    """The student's ``apply`` raised: carries the one line the grade shows instead."""
+
+    def __init__(self, error: Exception, msg: Message) -> None:
+        super().__init__(f"your apply raised {type(error).__name__} on message "
+                         f"{describe(msg)}: {error}")
+
+
+def describe(msg: Message) -> str:
+    """A message in one line: ``op='set' key='k' seq=2``, with its value if it carries one."""
+    words = f"op={msg.op!r} key={msg.key!r} seq={msg.seq}"
+    return words if msg.value is NO_VALUE else f"{words} value={msg.value!r}"
 
 
 class AnswerStrategy(Strategy):
@@ -54,7 +73,10 @@ class AnswerStrategy(Strategy):
     def apply(self, store: LocalStore, msg: Message) -> bool:
         """Hand the message to the answer, with this node's memo."""
         memo = self._memos.setdefault(id(store), {})
-        return bool(self._apply(store, msg, memo))
+        try:
+            return bool(self._apply(store, msg, memo))
+        except Exception as error:  # a student's typo: one line, not the library's frames
+            raise AnswerRaised(error, msg) from None
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,8 @@ class Check:
     options: Mapping[str, Any]
     metric: str
     bound: float
+    relative: bool = False
+    """When set, ``bound`` is a multiple of the library's answer's value on this check."""
 
     def run(self, answer: Answer, carries_value: bool, script: Script | None = None) -> SimResult:
         """Run the script with the answer's strategy (a fresh one: memos start empty)."""
@@ -94,17 +118,34 @@ class Outcome:
     check: Check
     value: float
     result: SimResult
+    bound: float
+    reference: SimResult | None = None
+    """The library's answer's run, for a check whose bound is relative to it."""
 
     @property
     def passed(self) -> bool:
         """Whether the metric stayed within the bound."""
-        return self.value <= self.check.bound + 1e-9
+        return self.value <= self.bound + 1e-9
 
     def row(self) -> tuple[str, str, str, str]:
         """``(check, metric, value, bound)`` in words."""
         metric = METRICS[self.check.metric]
-        return (self.check.name, metric.label, metric.format(self.value),
-                "≤ " + metric.format(self.check.bound))
+        bound = "≤ " + metric.format(self.bound)
+        if self.reference is not None:
+            library = metric.format(self.check.value(self.reference))
+            bound += f" ({COST_SLACK:g} times the library's {library})"
+        return (self.check.name, metric.label, metric.format(self.value), bound)
+
+    def why(self) -> str:
+        """Why a failed cost check failed, in words ("" when it passed or is not a cost)."""
+        if self.passed or self.reference is None:
+            return ""
+        metric, ref = METRICS[self.check.metric], self.check.value(self.reference)
+        mine, theirs = self.result.report.hit_rate, self.reference.report.hit_rate
+        return (f"too costly: {metric.format(self.value)} {metric.label} where the library's "
+                f"answer needs {metric.format(ref)} (hit rate {mine:.0%} against {theirs:.0%}). "
+                "Your apply throws away entries the library's answer keeps: flushing "
+                "everything is safe, but every entry flushed is paid for in reloads.")
 
 
 @dataclass(frozen=True)
@@ -115,23 +156,33 @@ class Grade:
     answer: str
     outcomes: tuple[Outcome, ...]
     counterexample: SimResult | None
+    error: str = ""
+    """The one line shown when the answer raised (then there are no outcomes)."""
 
     @property
     def passed(self) -> bool:
-        """Every check passed."""
-        return all(o.passed for o in self.outcomes)
+        """Every check passed, and the answer never raised."""
+        return not self.error and all(o.passed for o in self.outcomes)
+
+    def notes(self) -> list[str]:
+        """The lines that say why it failed beyond the table: an error, a cost."""
+        return [self.error] if self.error else [o.why() for o in self.outcomes if o.why()]
 
     def __str__(self) -> str:
         lines = [f"{self.challenge}: {self.answer}: {'PASS' if self.passed else 'FAIL'}"]
         for o in self.outcomes:
             name, metric, value, bound = o.row()
             lines.append(f"  {'ok  ' if o.passed else 'FAIL'} {name}: {metric} {value} ({bound})")
+        lines += [f"  {note}" for note in self.notes()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         head = f"<b>{html.escape(self.challenge)}</b>: {html.escape(self.answer)}: "
         verdict = '<b style="color:#17622d">PASS</b>' if self.passed else (
             '<b style="color:#8f1414">FAIL</b>')
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in self.notes())
+        if not self.outcomes:
+            return f'<div class="cachelab-grade">{head}{verdict}{notes}</div>'
         rows = "".join(
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in o.row())
             + f"<td>{'✓' if o.passed else '✗'}</td></tr>"
@@ -139,7 +190,19 @@ class Grade:
         )
         table = ("<table><tr><th>check</th><th>metric</th><th>value</th><th>bound</th><th></th>"
                  f"</tr>{rows}</table>")
-        return f'<div class="cachelab-grade">{head}{verdict}{table}</div>'
+        return f'<div class="cachelab-grade">{head}{verdict}{table}{notes}</div>'
+
+    def parts(self) -> list[Any]:
+        """What a notebook shows: the table, then the counterexample's viewer if it failed."""
+        viewer = self.viewer()
+        return [_Table(self._repr_html_())] + ([] if viewer is None else [viewer])
+
+    def _ipython_display_(self) -> None:
+        """Show the counterexample with the verdict, so a failing cell explains itself."""
+        from IPython import display as ipython
+
+        show: Callable[..., None] = ipython.display
+        show(*self.parts())
 
     def viewer(self) -> Any:
         """The shortest failing run the grader found, in the trace viewer (None if passed)."""
@@ -152,9 +215,30 @@ class Grade:
         failed = next(o for o in self.outcomes if not o.passed)
         words = f"{failed.check.name}: {failed.row()[1]} {failed.row()[2]} ({failed.row()[3]})"
         viewer = TraceViewer()
-        viewer.show([pane(result.trace, nodes=result.nodes, carries_value=result.carries_value,
-                          title="COUNTEREXAMPLE", verdict=words, ok=False)])
+        viewer.show([pane(answer_trace(result.trace), nodes=result.nodes,
+                          carries_value=result.carries_value, title="COUNTEREXAMPLE",
+                          verdict=words, ok=False)])
         return viewer
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A grade's table, displayed as HTML on its own."""
+
+    data: str
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+
+def answer_trace(trace: Iterable[Any]) -> list[Any]:
+    """The trace in the answer's words: a message its apply declined is ``ignored``.
+
+    The node calls any declined message outdated, which for the library's strategies means
+    "a newer version was known"; a student's apply may decline for any reason, or none.
+    """
+    return [e._replace(detail=e.detail.replace(":outdated", ":ignored"))
+            if e.kind == "deliver" and e.detail.endswith(":outdated") else e for e in trace]
 
 
 @dataclass(frozen=True)
@@ -172,27 +256,52 @@ class Challenge:
     def grade(self, answer: Apply | Answer, *, shrink: bool = True) -> Grade:
         """Run every check with ``answer``; shrink the first failure to a short trace."""
         given = answer if isinstance(answer, Answer) else Answer(answer, label=_name(answer))
-        outcomes = []
-        for check in self.checks:
-            result = check.run(given, self.carries_value)
-            outcomes.append(Outcome(check, check.value(result), result))
+        try:
+            outcomes = tuple(self._outcome(check, given) for check in self.checks)
+        except AnswerRaised as raised:
+            return Grade(self.title, given.label, (), None, str(raised))
         failed = next((o for o in outcomes if not o.passed), None)
         example = None
-        if failed is not None:
-            example = self._shrunk(failed, given) if shrink else failed.result
-        return Grade(self.title, given.label, tuple(outcomes), example)
+        if failed is not None:  # a cost's bound holds for the whole run: show it whole
+            relative = failed.reference is not None
+            example = self._shrunk(failed, given) if shrink and not relative else failed.result
+        return Grade(self.title, given.label, outcomes, example)
+
+    def _outcome(self, check: Check, answer: Answer) -> Outcome:
+        """Run one check; a relative bound is scaled by the library's answer on the same run."""
+        result = check.run(answer, self.carries_value)
+        if not check.relative:
+            return Outcome(check, check.value(result), result, check.bound)
+        reference = self._reference_run(check)
+        bound = check.bound * check.value(reference)
+        return Outcome(check, check.value(result), result, bound, reference)
+
+    def _reference_run(self, check: Check) -> SimResult:
+        """The library's answer on ``check`` (runs are deterministic: computed once)."""
+        key = (self.name, check.name)
+        if key not in _REFERENCE_RUNS:
+            _REFERENCE_RUNS[key] = check.run(self.reference, self.carries_value)
+        return _REFERENCE_RUNS[key]
 
     def _shrunk(self, failed: Outcome, answer: Answer) -> SimResult:
         """The failing check's run on the shortest script that still fails it."""
-        check = failed.check
-        requests = shrink(list(check.script()), lambda r: _fails(check, answer, self, r))
+        check, bound = failed.check, failed.bound
+        requests = shrink(list(check.script()), lambda r: _fails(check, bound, answer, self, r))
         return check.run(answer, self.carries_value, lambda: requests)
 
 
-def _fails(check: Check, answer: Answer, challenge: Challenge, requests: list[Request]) -> bool:
-    """Whether ``check`` fails on this script."""
-    result = check.run(answer, challenge.carries_value, lambda: requests)
-    return check.value(result) > check.bound + 1e-9
+_REFERENCE_RUNS: dict[tuple[str, str], SimResult] = {}
+
+
+def _fails(
+    check: Check, bound: float, answer: Answer, challenge: Challenge, requests: list[Request]
+) -> bool:
+    """Whether ``check`` fails on this script (an answer that raises on it fails it)."""
+    try:
+        result = check.run(answer, challenge.carries_value, lambda: requests)
+    except AnswerRaised:
+        return True
+    return check.value(result) > bound + 1e-9
 
 
 def shrink(
@@ -228,6 +337,18 @@ def _name(apply: Apply) -> str:
 def silent(store: LocalStore, msg: Message, memo: dict[str, Any]) -> bool:
     """Ignore every message: the cache that is never told (the starting point)."""
     return False
+
+
+def drop(store: LocalStore, msg: Message, memo: dict[str, Any]) -> bool:
+    """Drop the key the message is about, and nothing else (challenge 1's worked answer)."""
+    store.discard(msg.key)
+    return True
+
+
+def flush_everything(store: LocalStore, msg: Message, memo: dict[str, Any]) -> bool:
+    """Safe and useless: forget the whole cache on every message (the cost checks' target)."""
+    store.flush()
+    return True
 
 
 def evict(store: LocalStore, msg: Message, memo: dict[str, Any]) -> bool:
@@ -294,6 +415,14 @@ def _cut() -> Iterable[Request]:
     return merge(script, every(0.05, 0.5, 3.0, B, "read", "k"))
 
 
+def _many_keys() -> Iterable[Request]:
+    """a writes one of ten keys every 50 ms; b and c read all ten, one every 10 ms."""
+    keys = [f"k{i}" for i in range(10)]
+    writes = [Request(0.005 + i * 0.05, A, "write", keys[i % 10]) for i in range(20)]
+    reads = [Request(0.01 + i * 0.01, n, "read", keys[i % 10]) for i in range(100) for n in (B, C)]
+    return merge(writes, reads)
+
+
 _SHAKY = Network(delay=0.002, jitter=0.001, duplicate=0.3, reorder=0.3, reorder_delay=0.02)
 _LOSSY = Network(delay=0.002, loss=0.1)
 _CUT = Network(partitions=(Partition(B, 1.0, 1.2),))
@@ -303,6 +432,12 @@ _NO_GAPS = MappingProxyType({"gap_detection": False, "reconnect_flush": False})
 def _check(name: str, script: Script, metric: str, bound: float, **options: Any) -> Check:
     """A check with its Simulation options."""
     return Check(name, script, MappingProxyType(options), metric, bound)
+
+
+def _cost(**options: Any) -> Check:
+    """What the safeguard costs on ten keys: Redis reads, against the library's answer's."""
+    return Check("cost", _many_keys, MappingProxyType({"nodes": 3, **options}), "store_reads",
+                 COST_SLACK, relative=True)
 
 
 CHALLENGES: dict[str, Challenge] = {
@@ -318,6 +453,7 @@ CHALLENGES: dict[str, Challenge] = {
                 _check("propagation", _propagation, "staleness_max", 0.01, nodes=3),
                 _check("two writers", _two_writers, "stale_reads", 0.0, nodes=3,
                        network=Network(delay=0.005)),
+                _cost(),
             ),
             Answer(evict, label="the library's invalidation"),
             Answer(silent, label="no invalidation (silent)"),
@@ -334,6 +470,7 @@ CHALLENGES: dict[str, Challenge] = {
                 _check("stale set", _stale_set, "stale_reads", 0.0, nodes=2, fill_guard=False),
                 _check("propagation", _propagation, "staleness_max", 0.01, nodes=3,
                        fill_guard=False),
+                _cost(fill_guard=False),
             ),
             Answer(evict, {"fill_guard": True, "tombstones": False},
                    label="the library's fill guard"),
@@ -350,6 +487,7 @@ CHALLENGES: dict[str, Challenge] = {
                        network=_SHAKY, seed=5, ordering=False),
                 _check("two writers", _two_writers, "stale_reads", 0.0, nodes=3,
                        network=Network(delay=0.005), ordering=False),
+                _cost(ordering=False),
             ),
             Answer(replace, {"ordering": True}, label="the library's ordering"),
             Answer(replace, label="ordering off"),
@@ -368,6 +506,7 @@ CHALLENGES: dict[str, Challenge] = {
                        **_NO_GAPS),
                 _check("silent cut", _cut, "staleness_max", 0.95, nodes=2, network=_CUT,
                        **_NO_GAPS),
+                _cost(**_NO_GAPS),
             ),
             Answer(evict, {"gap_detection": True}, label="the library's gap detection"),
             Answer(evict, label="gap detection off"),

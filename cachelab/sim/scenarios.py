@@ -192,10 +192,9 @@ TWO_WRITERS = Scenario(
     "a writes version 2 and b writes version 3 a millisecond later, while messages "
     "take 5 ms. b caches its own version 3 at once; then a's older message arrives "
     "and, without versions (push the new value, ordering=False), overwrites it with "
-    "version 2. Redis holds version 3. In the naive recipe, where a node skips its own "
-    "messages, that lasts for good; cachelab applies its own messages too, so here b "
-    "serves version 2 only until its own message lands 1 ms later, and b's reads in "
-    "that millisecond are stale. With versions, a message older than what a node "
+    "version 2. Redis holds version 3. When b's own message comes back it changes "
+    "nothing (set:own: b filled itself when it wrote), so b serves version 2 until the "
+    "end of the run, as the naive recipe would. With versions, a message older than what a node "
     "already has is ignored; with invalidation, a node never takes a value from a "
     "message, it reloads from Redis. Either fixes it.",
     "stale_reads",
@@ -292,9 +291,10 @@ LOST_MESSAGE = Scenario(
     "Pub/Sub is at-most-once: b's connection drops from 1.0 s to 1.2 s and a's write at "
     "1.1 s never reaches it. redis-py resubscribes silently, so the naive subscriber "
     "(modelled as a silent cut) serves the old value until the end. cachelab's bus "
-    "reports the reconnect and the node flushes (no stale read at all). Gap detection "
-    "needs no notice: the next message (a write of x at 2.0 s) carries a sequence "
-    "number that skips one, and the node flushes then, so staleness lasts until the "
+    "reports the reconnect, and the node serves nothing it holds until it has repaired "
+    "(checked each entry against Redis and dropped the changed ones): no stale read at "
+    "all. Gap detection needs no notice: the next message (a write of x at 2.0 s) carries "
+    "a sequence number that skips one, and the node repairs then, so staleness lasts until the "
     f"next message. A TTL of {_LOST_TTL * 1000:.0f} ms bounds staleness by the TTL "
     "without any of that.",
     "staleness_max",
@@ -304,7 +304,7 @@ LOST_MESSAGE = Scenario(
         ("naive", "silent resubscribe, no gap detection, no TTL", True, None, {}),
         (
             "reconnect_flush",
-            "the bus reports the reconnect; the node flushes",
+            "the bus reports the reconnect; the node repairs",
             False,
             0.0,
             {"reconnect_flush": True, "network": Network(), "faults": _TOLD},
@@ -381,9 +381,9 @@ TOMBSTONES = Scenario(
     "Meta's 'cache made consistent' bug. b starts a slow read of k (version 1), then "
     "writes k itself (version 2, cached at once). Its cache holds two entries, so two "
     "more fills evict k. Then the slow read returns version 1, and with k gone there "
-    "is no newer entry to compare with: b serves version 1 until its own message comes "
-    "back (150 ms after its write; in the naive recipe, which skips a node's own "
-    "messages, for good). A tombstone keeps the evicted version as the "
+    "is no newer entry to compare with. b's own message, when it comes back, changes "
+    "nothing (set:own: b filled itself when it wrote), so b serves version 1 until the "
+    "end of the run. A tombstone keeps the evicted version as the "
     "minimum a fill must carry. (The fill guard catches this one too: b's own write "
     "marks its load in flight. It is off here in both variants, to isolate the "
     "tombstone, which also covers newer versions no ticket saw, such as a value "

@@ -158,6 +158,26 @@ print("b is stale:", stale)
 assert stale, "the naive recipe should have lost the invalidation"
 
 # %% [markdown]
+# ## Redis restarts empty
+#
+# A Redis restart without persistence, or a `FLUSHALL`, empties Redis and publishes
+# nothing. We delete the key behind the nodes' backs, as the restart would for this key
+# (the notebook never flushes your server).
+
+# %%
+admin.delete(KEY)  # what a restart or a FLUSHALL does to the key: gone, and nobody told
+for n in nodes.values():
+    n.pump()
+print("Redis holds:", admin.get(KEY))
+show("after Redis lost the key")
+served = {n.name: n.get(KEY) for n in nodes.values()}
+assert admin.get(KEY) is None and all(v is not None for v in served.values())
+
+# %% [markdown]
+# Every node keeps serving a value Redis no longer has, and will until the process
+# restarts: no message was sent, and nothing in the recipe ever asks Redis again.
+
+# %% [markdown]
 # ## The same blow, to cachelab nodes
 #
 # A cachelab node carries a sequence number in every message and treats every
@@ -235,7 +255,7 @@ assert all(s["reconnects"] >= 1 for s in rows.values())
 # |---|---|---|
 # | subscriber reconnects, messages lost in between | stale until restart, no error | detects the resubscription, repairs |
 # | a message lost without a reconnect | stale until restart | detects the sequence gap, repairs |
-# | Redis restarts empty, or FLUSHALL | later writes look old, ignored | a new incarnation: re-bases and repairs |
+# | Redis restarts empty, or FLUSHALL | keeps serving values Redis no longer has, until restart | a new incarnation: re-bases and repairs |
 # | dead connection, no traffic | deaf forever | the heartbeat's missing echo notices |
 #
 # ## Exercises

@@ -88,8 +88,9 @@ plt.show()
 # ## What the catalogue teaches
 #
 # - **Versions fix ordering.** Out-of-order, duplicated and concurrent writes all reduce to
-#   "apply only if newer". None of the JVM near caches carries a version; cachelab puts the
-#   global sequence number in every message and every entry.
+#   "apply only if newer". cachelab puts the global sequence number in every message and
+#   every entry. (Hazelcast's near cache also numbers its invalidations, per partition and
+#   with a partition UUID, to notice the ones it missed.)
 # - **Tickets fix the stale set; tombstones fix eviction.** Both remember something about a
 #   key the cache *does not hold*: a read in flight, or a version that was evicted.
 # - **Loss is only survivable if detected.** Reconnect handling and gap detection turn a

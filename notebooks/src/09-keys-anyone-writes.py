@@ -3,7 +3,7 @@
 #
 # Every notebook so far had cachelab write every key. Real keys have other writers: a
 # service in another language, a nightly script, someone at `redis-cli`. Broadcast
-# pub/sub never hears of them. This notebook puts three answers side by side:
+# pub/sub never hears of them. This notebook puts four answers side by side:
 #
 # 1. **`tracking`**: the server itself tells each node which keys changed
 #    (`CLIENT TRACKING`), whoever wrote them;

@@ -30,8 +30,9 @@ def variant_pane(scenario: Scenario, variant: Variant, result: SimResult) -> dic
     """One variant's run as a viewer pane titled BROKEN or FIXED."""
     words, ok = verdict(scenario, variant, result)
     title = f"{'BROKEN' if variant.broken else 'FIXED'}: {variant.label}"
+    off = [name for name, value in variant.options.items() if value is False]
     return pane(result.trace, nodes=result.nodes, carries_value=result.carries_value,
-                title=title, verdict=words, ok=ok)
+                title=title, verdict=words, ok=ok, off=off)
 
 
 def side_by_side(

@@ -17,6 +17,7 @@ and detail (``kind_of``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -29,6 +30,17 @@ class Kind:
     role: str
     explain: str
     safeguard: str = ""
+    off: str = ""
+    """The explanation in a run whose safeguard is switched off ("" when ``explain`` fits both)."""
+
+    def is_off(self, off: Collection[str]) -> bool:
+        """Whether every safeguard this kind names is switched off in the run (``off``)."""
+        names = {name.strip() for name in self.safeguard.split(",") if name.strip()}
+        return bool(names) and names <= set(off)
+
+    def words(self, off: Collection[str] = ()) -> str:
+        """The explanation that fits a run with the safeguards ``off`` switched off."""
+        return self.off if self.off and self.is_off(off) else self.explain
 
 
 _GREEN, _BLUE, _ORANGE, _RED, _PURPLE, _GREY = (
@@ -58,7 +70,10 @@ KINDS: dict[str, Kind] = {
                           "(its ticket was marked), or a tombstone or a newer entry knew better.",
                           "fill_guard, tombstones, ordering"),
     "evict": Kind("evicted", _GREY, "mark", "The LRU pushed {key} v{version} out of {node}; a "
-                  "tombstone remembers its version.", "tombstones"),
+                  "tombstone remembers its version.", "tombstones",
+                  "The LRU pushed {key} v{version} out of {node}. Tombstones are off in this "
+                  "run, so {node} forgets that v{version} existed: a later fill of an older "
+                  "version finds nothing to compare with."),
     "flush": Kind("flush", _ORANGE, "mark", "{node} dropped its whole local cache: it may have "
                   "missed messages, so nothing it holds can be trusted.",
                   "gap_detection, reconnect_flush"),
@@ -110,6 +125,7 @@ OUTCOMES: dict[str, str] = {
     "applied": "applied: it dropped its copy (invalidate) or took the new value (update).",
     "outdated": "ignored: the strategy did not apply it (normally because the node already "
     "knew a newer version).",
+    "ignored": "ignored: the answer's apply returned False, so the node changed nothing.",
     "own": "own: its own write coming back; it already holds that version, so nothing changes "
     "(were its write's reply lost, this is what would tell it).",
     "loss": "the network lost it.",

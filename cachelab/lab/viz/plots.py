@@ -215,14 +215,15 @@ def consistency_within(series: Series, *, ceiling: float = 6.0, ax: Axes | None 
     """Polaris-style: nines of writes every node reflects within M seconds, against M.
 
     Where every sampled write was reflected (infinite nines), the line stops at
-    ``ceiling`` with a triangle: the sample cannot tell more.
+    ``ceiling`` with a triangle: the sample cannot tell more. Pass the nines the sample
+    supports (``cachelab.lab.facts.supported_nines``), not a round number.
     """
     ax = _axes(ax, size=(8.0, 4.8))
     for label, points in series.items():
         ordered = sorted(points)
         ys = [min(_nines(1.0 - share), ceiling) for _, share in ordered]
         (line,) = ax.plot([m for m, _ in ordered], ys, marker="o", markersize=3, label=label)
-        full = [(m, y) for (m, _), y in zip(ordered, ys, strict=True) if y >= ceiling]
+        full = [(m, y) for (m, share), y in zip(ordered, ys, strict=True) if share >= 1.0]
         if full:
             ax.plot(*zip(*full[:1], strict=True), marker="^", markersize=10, color=line.get_color())
     ax.axhline(TAO_NINES, color="tab:purple", linestyle="--", label=TAO_LABEL)

@@ -9,7 +9,7 @@ only adds effects up, so the drawing never disagrees with this replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,9 +124,9 @@ def _diff(old: dict[str, int], new: dict[str, int]) -> dict[str, Any]:
     return {"cache": changed} if changed else {}
 
 
-def explain(e: Event) -> str:
-    """One event in words: what happened, and why."""
-    words = kind_of(e.kind).explain.format(
+def explain(e: Event, off: Collection[str] = ()) -> str:
+    """One event in words: what happened, and why (in a run with the safeguards ``off``)."""
+    words = kind_of(e.kind).words(off).format(
         node=e.node, key=e.key or "-", version=e.version, detail=e.detail or "-",
         outcome=outcome(e.detail),
     )
@@ -152,14 +152,18 @@ def pane(
     verdict: str = "",
     ok: bool | None = None,
     limit: int = LIMIT,
+    off: Collection[str] = (),
 ) -> dict[str, Any]:
-    """One trace as the viewer draws it: nodes, events with effects, kinds, verdict."""
+    """One trace as the viewer draws it: nodes, events with effects, kinds, verdict.
+
+    ``off`` names the safeguards switched off in the run, so no caption credits them.
+    """
     events = normalise(trace)
     names = tuple(nodes) if nodes is not None else node_names(events)
     cut = len(events) > limit
     events = events[:limit]
     replay = Replay(names, carries_value)
-    rows = [_row(e, replay.apply(e)) for e in events]
+    rows = [_row(e, replay.apply(e), off) for e in events]
     note = f" (first {limit} events of a longer trace)" if cut else ""
     return {
         "title": title,
@@ -167,24 +171,24 @@ def pane(
         "ok": ok,
         "nodes": list(names),
         "events": rows,
-        "kinds": {k: _kind_json(k) for k in sorted({e.kind for e in events})},
+        "kinds": {k: _kind_json(k, off) for k in sorted({e.kind for e in events})},
     }
 
 
-def _row(e: Event, effect: dict[str, Any]) -> dict[str, Any]:
+def _row(e: Event, effect: dict[str, Any], off: Collection[str] = ()) -> dict[str, Any]:
     """One event as the viewer's JSON."""
     row: dict[str, Any] = {"t": e.t, "kind": e.kind, "node": e.node, "key": e.key}
-    row.update(v=e.version, detail=e.detail, head=headline(e), why=explain(e), **effect)
+    row.update(v=e.version, detail=e.detail, head=headline(e), why=explain(e, off), **effect)
     if e.since is not None and e.since < e.t:
         row["since"] = e.since
     return row
 
 
-def _kind_json(name: str) -> dict[str, str]:
+def _kind_json(name: str, off: Collection[str] = ()) -> dict[str, str]:
     """A kind's look, for the viewer's legend and markers."""
     kind = kind_of(name)
-    return {"label": kind.label, "color": kind.color, "role": kind.role,
-            "safeguard": kind.safeguard}
+    guard = f"{kind.safeguard} (off in this run)" if kind.is_off(off) else kind.safeguard
+    return {"label": kind.label, "color": kind.color, "role": kind.role, "safeguard": guard}
 
 
 def stops(panes: Sequence[dict[str, Any]]) -> list[float]:
