@@ -176,7 +176,8 @@ def run_row(url: str, server: str, contender: Contender, workload: Workload) -> 
         admin = stack.enter_context(redis.Redis.from_url(url, client_name=f"{tag}-admin"))
         latest = SPAWN.RawArray(ctypes.c_longlong, workload.keys)
         children = _start(stack, url, tag, contender, workload, latest)
-        cost = children[1].ask({"cmd": "hitcost"}, READY_TIMEOUT)["seconds"]
+        answer = children[1].ask({"cmd": "hitcost"}, READY_TIMEOUT)
+        cost = (answer["seconds"], answer["baseline"])
         gets = _gets(admin)
         start = time.monotonic() + 0.2
         for child in children:
@@ -207,7 +208,7 @@ def _gets(admin: redis.Redis) -> int:
 
 
 def judge(server: str, contender: Contender, workload: Workload,
-          results: list[tuple[Recorded, int | None]], faults: Faults, cost: float,
+          results: list[tuple[Recorded, int | None]], faults: Faults, cost: tuple[float, float],
           misses: int) -> Row:  # fmt: skip
     """The checker's verdict on the merged histories, and the row's figures."""
     names = workload.names
@@ -221,7 +222,7 @@ def judge(server: str, contender: Contender, workload: Workload,
     return Row(
         server, contender.label, reads, writer.count, len(found),
         percentile(sorted(s for _, s in found), 0.99), _after(found, faults, workload), hits,
-        cost, writer.errors + sum(out.errors for out, _ in readers), faults.injected,
+        *cost, writer.errors + sum(out.errors for out, _ in readers), faults.injected,
         faults.killed, sum(len(out.keys) for out, _ in readers),
         next((out.last_error for out, _ in results if out.last_error), ""),
     )  # fmt: skip

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import cachetools
 import redis
 from redis.cache import CacheConfig
 
@@ -304,6 +305,13 @@ def hit_cost(side: Side, batch: int = 500, rounds: int = 10) -> float:
     return best / batch
 
 
+def lru_side() -> Side:
+    """The baseline of a hit: ``cachetools.LRUCache.get`` on one warm key."""
+    lru: cachetools.LRUCache[str, int] = cachetools.LRUCache(maxsize=10)
+    lru["k"] = 1
+    return Side(["k"], lru.get, lru.__setitem__, lambda: None)
+
+
 def child_main(text: str, conn: Connection, latest: Any) -> None:
     """A child process: build its side, say ready, obey the parent until it says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's: it stops us
@@ -323,7 +331,7 @@ def _obey(conn: Connection, spec: Spec, side: Side, latest: Any, seeded: Recorde
     with suppress(EOFError):
         while (request := hear(conn, None))["cmd"] != "stop":
             if request["cmd"] == "hitcost":
-                say(conn, {"seconds": hit_cost(side)})
+                say(conn, {"seconds": hit_cost(side), "baseline": hit_cost(lru_side())})
             else:
                 _run(conn, spec, side, latest, seeded, (request["start"], request["until"]))
 

@@ -22,7 +22,9 @@ LISTENING = ("invalidate", "redis-py", "tracking-strict")  # (each row takes sec
 
 def _row(**changes: object) -> Row:
     """A made-up row, for the pure tests."""
-    row = Row("redis8", "cachelab invalidate", 1000, 50, 3, 0.002, 1, 990, 1.5e-7, 0, 1, 2, 40)
+    row = Row(
+        "redis8", "cachelab invalidate", 1000, 50, 3, 0.002, 1, 990, 1.5e-7, 1e-7, 0, 1, 2, 40
+    )
     return replace(row, **changes)  # type: ignore[arg-type]
 
 
@@ -55,7 +57,7 @@ def test_the_table_and_the_document_show_every_row() -> None:
     rows = [_row(), _row(contender="redis-py CacheConfig()", hits=None, stale_after=None)]
     text = table(rows, TINY)
     assert len(text.splitlines()) == 2 + len(rows)
-    assert "| 3 | 0.003 | 2.000 ms | 1 | 99.00% | 0.15 µs | 0 |" in text
+    assert "| 3 | 0.003 | 2.000 ms | 1 | 99.00% | 0.15 µs (1.5x) | 0 |" in text
     assert "| 0.003 | 2.000 ms | n/a | n/a |" in text
     made = Made("python -m benchmarks.bakeoff", 60.0, (0.5, 1.25))
     doc = markdown(rows, {"redis8": "8.2.1"}, TINY, made)
@@ -77,6 +79,7 @@ def test_every_contender_gets_a_row_and_the_checker_catches_the_stale_one(
         assert 0 <= row.stale <= row.recorded <= row.reads and row.writes > TINY.keys
         assert row.stale_after is not None and row.stale_after <= row.stale
         assert row.hits is not None and 0 <= row.hits <= row.reads and row.hit_cost > 0
+        assert row.lru_cost > 0
     for name in LISTENING:  # each reader's one connection that hears invalidations
         assert rows[name].killed == TINY.readers
     never = rows["none"]  # never invalidated: after a key's next write every read of it is old
