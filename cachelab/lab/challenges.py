@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cachelab.coherence import Invalidate, Strategy, Update
+from cachelab.errors import CachelabError
 from cachelab.local import LocalStore
 from cachelab.messages import NO_VALUE, Message
 from cachelab.sim.engine import Simulation
@@ -46,7 +47,7 @@ COST_SLACK = 1.5
 """A cost check's bound: this many times the library's answer's value on the same run."""
 
 
-class AnswerRaised(Exception):
+class AnswerRaised(CachelabError, RuntimeError):
     """The student's ``apply`` raised: carries the one line the grade shows instead."""
 
     def __init__(self, error: Exception, msg: Message) -> None:
