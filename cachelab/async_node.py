@@ -158,29 +158,6 @@ class AsyncCacheNode(NodeFace):
         value = await self._read(key, None)
         return default if value is ABSENT else value
 
-    def _quiet(self) -> bool:
-        """Whether a hit may be served: always, unless strict=True and a message may wait
-        unread (the task runs on this thread: nothing moves while this looks)."""
-        gate = self._gate
-        return gate is None or (gate.quiet(gate.turn) and not self._core.seq.doubted)
-
-    def peek(self, key: str, default: Any = None) -> Any:
-        """The local value of ``key``, or ``default``: never a round trip, never a load.
-
-        A hit counts in ``stats.hits`` (and is recorded) as ``get``'s would; a miss counts
-        nothing, since the load that usually follows it counts it. Under strict=True it
-        answers ``default`` while a message may wait unread.
-        """
-        entry = self._entries.get(key)
-        if entry is None or not entry[2] > self._timer() or not self._quiet():
-            return default
-        self._entries.move_to_end(key)
-        self._hits += 1
-        if self._recorder is not None:
-            self._record("read", key, self._timer(), entry[1], True, self._core.seq.inc)
-        value = entry[0]
-        return default if value is ABSENT else value
-
     async def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
         """Return the cached value, else Redis's, else ``loader()``'s (stored for all nodes).
 

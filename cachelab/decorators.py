@@ -68,7 +68,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypedDict, TypeVar, cast, overload
 
 from cachelab import validate
 from cachelab.callkeys import CallKey, KeySpec
@@ -359,6 +359,15 @@ class CachedMethod:
     def cache_info(self) -> CacheInfo:
         """The counts of this method, over every instance."""
         return self._engine.info()
+
+
+class CacheOptions(TypedDict, total=False):
+    """The options of ``cached`` and ``cached_method``, as ``node.cached`` takes them."""
+
+    key: KeySpec
+    ttl: float | None
+    clock: Callable[[], float]
+    asynchronous: bool | None
 
 
 @overload

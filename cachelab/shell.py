@@ -5,23 +5,28 @@ signer and log refused messages through these, so no shell holds a second copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from cachelab import decorators, validate
 from cachelab.auth import Signer
 from cachelab.bus import Heartbeat
 from cachelab.coherence import Strategy, strategy_for
 from cachelab.core import NodeCore, Switches
-from cachelab.decorators import Cached, CachedMethod
+from cachelab.decorators import Cached, CachedMethod, CacheOptions
 from cachelab.hooks import Hooks, Recorder
 from cachelab.local import LocalStore, Timer
-from cachelab.messages import InvalidMessage, WrongVersion, message_prefix
+from cachelab.messages import ABSENT, InvalidMessage, WrongVersion, message_prefix
 from cachelab.plans import Plans
 from cachelab.stats import LagStats
+from cachelab.strict import Gate
+
+if TYPE_CHECKING:  # Python 3.10 has no typing.Unpack; annotations are never evaluated
+    from typing_extensions import Unpack
 
 log = logging.getLogger("cachelab.node")
 
@@ -111,6 +116,10 @@ class NodeFace:
     strategy: Strategy
     _timer: Timer
     _recorder: Recorder | None
+    _record: Callable[..., None]
+    _entries: Any  # the local store's dict, which the hit path reads directly
+    _hits: int
+    _gate: Gate | None  # strict=True's
 
     def _name(
         self, name: str, namespace: str, strategy: str | Strategy, timer: Any, recorder: Any
@@ -159,30 +168,63 @@ class NodeFace:
         """Whether the sync marker ``nonce`` reached this node, and no repair is owed."""
         return self._core.has_synced(nonce)
 
+    # The decorators' options are typed (no ``**options: Any``), so that a type checker
+    # catches a misspelt one, as it does for ``decorators.cached``.
+
     @overload
-    def cached(self, func: Callable[P, R], **options: Any) -> Cached[P, R]: ...
+    def cached(self, func: Callable[P, R], **options: Unpack[CacheOptions]) -> Cached[P, R]: ...
 
     @overload
     def cached(
-        self, func: None = None, **options: Any
+        self, func: None = None, **options: Unpack[CacheOptions]
     ) -> Callable[[Callable[P, R]], Cached[P, R]]: ...
 
-    def cached(self, func: Callable[P, R] | None = None, **options: Any) -> Any:
+    def cached(
+        self, func: Callable[P, R] | None = None, **options: Unpack[CacheOptions]
+    ) -> Any:
         """Cache a function's results through this node: ``@node.cached(key="user:{0}",
         ttl=60)``, or ``@node.cached``. See ``cachelab.decorators``."""
         return decorators.cached(self, func, **options)
 
     @overload
-    def cached_method(self, func: Callable[..., Any], **options: Any) -> CachedMethod: ...
+    def cached_method(
+        self, func: Callable[..., Any], **options: Unpack[CacheOptions]
+    ) -> CachedMethod: ...
 
     @overload
     def cached_method(
-        self, func: None = None, **options: Any
+        self, func: None = None, **options: Unpack[CacheOptions]
     ) -> Callable[[Callable[..., Any]], CachedMethod]: ...
 
-    def cached_method(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    def cached_method(
+        self, func: Callable[..., Any] | None = None, **options: Unpack[CacheOptions]
+    ) -> Any:
         """As ``cached``, for methods (``self`` is not in the key unless the key names it)."""
         return decorators.cached_method(self, func, **options)
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        """The local value of ``key``, or ``default``: never a round trip, never a load.
+
+        A hit counts in ``stats.hits`` (and is recorded) as ``get``'s would; a miss counts
+        nothing, since the load that usually follows it counts it. Under strict=True it
+        answers ``default`` while a message may wait unread.
+        """
+        entry = self._entries.get(key)
+        if entry is None or not entry[2] > self._timer() or not self._quiet():
+            return default
+        with contextlib.suppress(KeyError):  # evicted meanwhile: still a read before that
+            self._entries.move_to_end(key)
+        self._hits += 1
+        if self._recorder is not None:
+            self._record("read", key, self._timer(), entry[1], True, self._core.seq.inc)
+        value = entry[0]
+        return default if value is ABSENT else value
+
+    def _quiet(self) -> bool:
+        """Whether a hit may be served: always, unless strict=True and a message may wait
+        unread, or a claimed gap is in doubt."""
+        gate = self._gate
+        return gate is None or (gate.quiet(gate.turn) and not self._core.seq.doubted)
 
     @property
     def propagation_lag(self) -> LagStats | None:

@@ -167,6 +167,10 @@ class StripedNode(NodeFace):
             get = self.node_of(key).get
         return get(key, default)
 
+    def peek(self, key: str, default: Any = None) -> Any:
+        """The local value of ``key``, or ``default`` (see ``CacheNode.peek``)."""
+        return self.node_of(key).peek(key, default)
+
     def get_or_load(self, key: str, loader: Callable[..., Any]) -> Any:
         """Return the cached value, else Redis's, else ``loader()``'s."""
         return self.node_of(key).get_or_load(key, loader)

@@ -7,9 +7,11 @@ import inspect
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fakeredis
+import mypy.api
 import pytest
 import redis
 
@@ -199,7 +201,7 @@ def test_bad_keys_and_bad_specs_are_refused_clearly(node: CacheNode) -> None:
     with pytest.raises(ValueError, match="key format"):
         node.cached(key="u:{0")(lambda x: x)
     with pytest.raises(TypeError, match="key must be a format str or a callable"):
-        node.cached(key=3)(lambda x: x)
+        node.cached(key=3)(lambda x: x)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="ttl"):
         node.cached(ttl=0)(lambda x: x)
     missing = node.cached(key="u:{1}")(lambda x: x)
@@ -634,3 +636,16 @@ def test_a_method_calling_super_and_a_function_capturing_nothing_keep_their_defa
         return -x
 
     assert Shop().price(4) == 8 and node.cached(nested)(2) == -2
+
+
+def test_a_misspelt_option_fails_the_type_check_before_it_runs(tmp_path: Path) -> None:
+    # ``**options: Any`` let ``tll=3`` through mypy, to fail only at run time.
+    snippet = tmp_path / "typo.py"
+    snippet.write_text(
+        "import cachelab\n\n\ndef f(node: cachelab.CacheNode) -> None:\n"
+        "    node.cached(key='x', tll=3)\n    node.cached_method(ttl=3)\n"
+    )
+    out, _, status = mypy.api.run([str(snippet), "--no-error-summary"])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert status == 1 and any('keyword argument "tll"' in line for line in errors)
+    assert all(":5:" in line for line in errors), "the correct call must type-check"

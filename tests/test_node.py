@@ -57,6 +57,16 @@ def test_random_concurrent_traffic_converges_to_redis(client: redis.Redis, strat
 
 
 @pytest.mark.needs("strategies")
+def test_peek_reads_the_local_copy_only(make_any_node: AnyNodeFactory) -> None:
+    a, b = make_any_node("a"), make_any_node("b")
+    a.set("k", "v")
+    assert b.peek("k", "none") == "none"  # in Redis, not here: peek neither asks nor loads
+    assert b.get("k") == "v"
+    hits = b.stats.hits
+    assert b.peek("k") == "v" and b.stats.hits == hits + 1
+    assert b.peek("missing", 0) == 0 and b.stats.hits == hits + 1
+
+
 def test_without_coherence_a_peer_serves_the_old_value(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a", strategy="none"), make_any_node("b", strategy="none")
     a.set("user:1", "alice")

@@ -237,3 +237,18 @@ def test_a_strict_write_returns_after_one_more_round_trip(real_client: redis.Red
 def _pings(client: redis.Redis) -> int:
     stats = client.info("commandstats").get("cmdstat_ping", {"calls": 0})
     return int(stats["calls"])
+
+
+def test_a_strict_peek_answers_the_default_while_a_message_waits(
+    make_any_node: AnyNodeFactory,
+) -> None:
+    writer, strict, plain = _filled(make_any_node)
+    holds = [Hold(node, "maintain") for node in (strict, plain)]
+    for hold in holds:
+        hold.reached()
+    writer.set("k", "v2")
+    assert (plain.peek("k"), strict.peek("k", "unsure")) == ("v1", "unsure")
+    for hold in holds:
+        hold.release()
+    settle(writer, strict, plain)
+    assert strict.get("k") == "v2" and strict.peek("k") == "v2"
