@@ -56,7 +56,6 @@ def test_random_concurrent_traffic_converges_to_redis(client: redis.Redis, strat
         assert sum(n.stats.invalidations_received for n in cluster.nodes) > 0
 
 
-@pytest.mark.needs("strategies")
 def test_peek_reads_the_local_copy_only(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a"), make_any_node("b")
     a.set("k", "v")
@@ -67,6 +66,7 @@ def test_peek_reads_the_local_copy_only(make_any_node: AnyNodeFactory) -> None:
     assert b.peek("missing", 0) == 0 and b.stats.hits == hits + 1
 
 
+@pytest.mark.needs("strategies")
 def test_without_coherence_a_peer_serves_the_old_value(make_any_node: AnyNodeFactory) -> None:
     a, b = make_any_node("a", strategy="none"), make_any_node("b", strategy="none")
     a.set("user:1", "alice")
