@@ -490,11 +490,18 @@ class RedisBus(ListenerThread):
             log.debug("closing pubsub of %s failed", self.name, exc_info=True)
 
 
-def private_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
-    """A client of the same server as ``client``, with a pool of its own and ``overrides``."""
+def private_client(
+    client: redis.Redis, drop: tuple[str, ...] = (), **overrides: Any
+) -> redis.Redis:
+    """A client of the same server as ``client``, with a pool of its own and ``overrides``;
+    the connection options named with a prefix in ``drop`` are left out."""
     pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "himport_registry"}
-    kwargs.update(overrides)  # the registry of HIMPORT field sets is the client's own
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name != "himport_registry" and not name.startswith(drop)  # the registry is per client
+    }
+    kwargs.update(overrides)
     return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
 
 

@@ -192,8 +192,7 @@ class CacheNode(NodeFace):
             except KeyError:  # a miss (or just invalidated): the general path decides
                 pass
         elif self._gate is not None:  # strict=True: the same hit, once the gate is quiet
-            gate = self._gate
-            if self._lean and gate.quiet(gate.turn) and not self._core.seq.doubted:
+            if self._lean and self._quiet():
                 try:
                     entry = self._entries[key]
                     if entry[2] > self._timer():
@@ -232,9 +231,7 @@ class CacheNode(NodeFace):
         """The general read: the read plan, then the sample and the record."""
         validate.key(key)
         start = self._timer() if self._recorder is not None else 0.0
-        gate = self._gate
-        fresh = gate is not None and (not gate.quiet(gate.turn) or bool(self._core.seq.doubted))
-        plan = self._driver.plans.read(key, loader, threading.get_ident(), fresh)
+        plan = self._driver.plans.read(key, loader, threading.get_ident(), not self._quiet())
         value, version, inc, hit = self._driver.run(plan)
         if hit and self._sampler is not None and self._sampler.hit():
             self._sampler.offer(key)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import redis
 
-from cachelab.bus import NO_RETRY, RedisBus
+from cachelab.bus import NO_RETRY, RedisBus, private_client
 from cachelab.errors import CachelabError
 
 log = logging.getLogger(__name__)
@@ -70,15 +70,9 @@ class TrackingListener(Protocol):
 
 
 def resp2_client(client: redis.Redis, **overrides: Any) -> redis.Redis:
-    """A client of the same server as ``client`` that speaks RESP2, with its own pool."""
-    pool = client.connection_pool
-    kwargs = {
-        name: value
-        for name, value in pool.connection_kwargs.items()
-        if not name.startswith(_RESP3_ONLY)  # redis-py 8's RESP3 maintenance push handling
-    }
-    kwargs.update(protocol=2, **overrides)
-    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    """A client of the same server as ``client`` that speaks RESP2, with its own pool (less
+    redis-py 8's RESP3 maintenance push handling)."""
+    return private_client(client, drop=_RESP3_ONLY, protocol=2, **overrides)
 
 
 def require_tracking(client: redis.Redis) -> None:
