@@ -68,6 +68,9 @@ class Ticket:
     event: Any = None  # the driver's way to wake waiters (a threading.Event, an asyncio.Future)
 
 
+DOUBT_LIMIT = 1.0
+"""Seconds a claimed gap may wait for a marker before it is repaired as a true one."""
+
 _INSIDE: ContextVar[tuple[Ticket, ...]] = ContextVar("cachelab_inside_loaders", default=())
 """The loads whose loader this context runs in. Child tasks (``asyncio.gather``),
 ``asyncio.to_thread`` and ``contextvars.copy_context()`` inherit it; a plain thread does not."""
@@ -96,6 +99,7 @@ class NodeCore(Recovery):
         self.replaying: int | None = None  # the store's seq at a stream reconnect
         self.asking = False  # a questioned message awaits the store's answer
         self.defer_gaps = False  # a gap a message claims waits for a marker (heartbeats on)
+        self.doubt_since = 0.0  # when the claimed gap in doubt began (the node's timer)
         self.synced = ""
         self.hits = self.misses = 0
         self.counts = dict.fromkeys(NodeStats.COUNTERS, 0)
@@ -335,8 +339,16 @@ class NodeCore(Recovery):
         and a false gap costs no repair."""
         self.counts["gaps_deferred"] += 1
         self._emit("doubt", msg.key, msg.seq)
+        if not self.seq.doubted:
+            self.doubt_since = self.timer()
         self.seq.doubt(meta.seq)
         self._drop(msg)
+
+    def expire_doubt(self) -> None:
+        """A gap in doubt for longer than ``DOUBT_LIMIT`` is taken as true: no marker has
+        settled it (a store rolled back under the doubt leaves its numbers unreachable)."""
+        if self.seq.doubted and self.timer() - self.doubt_since > DOUBT_LIMIT:
+            self._gap(self.seq.doubted)
 
     def _answer_marker(self, marker: Message, meta: Meta) -> None:
         """Finish a questioned marker: the store's (incarnation, seq) against ours."""

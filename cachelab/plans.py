@@ -265,6 +265,7 @@ class Plans:
     def repair(self) -> Plan[None]:
         """Revalidate suspect entries against the store, one batch per round trip."""
         core = self.core
+        core.expire_doubt()
         while (batch := core.repair_batch(self.repair_size)) is not None:
             digests = yield Compute(self._digests, (batch.items,))
             meta, checks = yield StoreCall("check", (batch.keys,))

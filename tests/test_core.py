@@ -443,3 +443,22 @@ def test_a_load_in_flight_across_a_rollback_cannot_fill_a_lost_version(how: str)
     node.loaded(reader, Reply(b'[0,"lost"]', 18, INC, 20), "lost", 0.0)
     assert not node.guard_fill(reader)
     assert node.local.get("k") is None
+
+
+def test_a_claimed_gap_no_marker_settles_is_repaired_as_true_after_a_second() -> None:
+    now = [0.0]
+    node = NodeCore(
+        "me#1", strategy_for("invalidate"), LocalStore(100, timer=lambda: now[0]), Switches(), True
+    )
+    node.subscribed(True, Meta(INC, 10))
+    node.defer_gaps = True
+    fill(node, "a", "x", 10)
+    assert node.handle(msg(13))  # a jump: the store is asked
+    node.answer(msg(13), Meta(INC, 13))
+    assert (node.counts["gaps_deferred"], node.counts["gaps"], node.seq.doubted) == (1, 0, 13)
+    now[0] = 0.9
+    node.expire_doubt()
+    assert node.seq.doubted == 13 and node.counts["gaps"] == 0  # still waiting for its marker
+    now[0] = 1.1
+    node.expire_doubt()
+    assert (node.counts["gaps"], node.seq.doubted, node.counts["suspected"]) == (1, 0, 1)
