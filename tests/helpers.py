@@ -313,16 +313,24 @@ HOLD_WAIT = 10.0  # seconds a held listener or a test waits at most, so a failur
 
 
 class Hold:
-    """Stop every listener of a node at its next ``method`` call, until ``release``."""
+    """Stop every listener of ``nodes`` at its next ``method`` call, until ``release``: at
+    the end of a ``with`` block at the latest, so a failing test leaves none held."""
 
-    def __init__(self, node: Any, method: str) -> None:
-        self.aio: LoopThread | None = node.aio if isinstance(node, BlockingNode) else None
+    def __init__(self, method: str, *nodes: Any) -> None:
+        first = nodes[0]  # the nodes of one test share its event loop, if any
+        self.aio: LoopThread | None = first.aio if isinstance(first, BlockingNode) else None
         self.entered: list[threading.Event] = []
         self.released = threading.Event()
         self.wake = asyncio.Event()  # the asyncio listener's, set on its loop
-        for one in _listeners(node):
+        for one in (listener for node in nodes for listener in _listeners(node)):
             self.entered.append(threading.Event())
             setattr(one, method, self._held(getattr(one, method), self.entered[-1]))
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def _held(self, original: Any, entered: threading.Event) -> Any:
         if self.aio is not None:

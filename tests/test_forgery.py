@@ -244,14 +244,13 @@ def test_a_forged_gap_waits_for_the_numbers_it_claims_and_costs_no_repair(
         a.set(f"k{i}", i)
     assert [b.get(f"k{i}") for i in range(20)] == list(range(20))
     settle(a, b)
-    hold = Hold(b, "maintain")
-    hold.reached()
-    a.set("k1", "new1")
-    a.set("k2", "new2")  # both genuine messages wait in b's socket
-    inc, seq = store_of(client, "t").meta()
-    phases(b).handle(messages.Message("t", "set", "k7", "intruder#1", seq, None, inc))
-    assert (b.stats.gaps_deferred, b.stats.gaps, b.stats.suspected) == (1, 0, 0)
-    hold.release()
+    with Hold("maintain", b) as hold:
+        hold.reached()
+        a.set("k1", "new1")
+        a.set("k2", "new2")  # both genuine messages wait in b's socket
+        inc, seq = store_of(client, "t").meta()
+        phases(b).handle(messages.Message("t", "set", "k7", "intruder#1", seq, None, inc))
+        assert (b.stats.gaps_deferred, b.stats.gaps, b.stats.suspected) == (1, 0, 0)
     settle(a, b)  # the two genuine messages came, in order: no gap
     stats = b.stats
     assert (stats.gaps, stats.suspected, stats.repair_checks) == (0, 0, 0)
@@ -281,11 +280,10 @@ def test_a_strict_node_reads_through_while_a_claimed_gap_is_in_doubt(
         store = store_of(client, "t")
         store.write("set", "k", messages.encode_value("old"), None)
         assert b.get("k") == "old" and b.get("k") == "old"
-        hold = Hold(b, "maintain")  # no heartbeat can settle the doubt meanwhile
-        hold.reached()
-        store.write("set", "k", messages.encode_value("new"), None)  # a number, no message
-        inc, seq = store.meta()
-        phases(b).handle(messages.Message("t", "inv", "x", "intruder#1", seq, None, inc))
-        assert b.stats.gaps_deferred == 1  # nothing waits in the socket: only the doubt
-        assert b.get("k") == "new"
-        hold.release()
+        with Hold("maintain", b) as hold:  # no heartbeat can settle the doubt meanwhile
+            hold.reached()
+            store.write("set", "k", messages.encode_value("new"), None)  # a number, no message
+            inc, seq = store.meta()
+            phases(b).handle(messages.Message("t", "inv", "x", "intruder#1", seq, None, inc))
+            assert b.stats.gaps_deferred == 1  # nothing waits in the socket: only the doubt
+            assert b.get("k") == "new"

@@ -46,15 +46,12 @@ def test_a_strict_node_reads_through_while_a_message_waits_in_its_socket(
     writer, strict, plain = _filled(make_any_node)
     hits = _hits(strict)
     assert strict.get("k") == "v1" and _hits(strict) == hits + 1  # quiet: a hit
-    holds = [Hold(node, "maintain") for node in (strict, plain)]
-    for hold in holds:
+    with Hold("maintain", strict, plain) as hold:
         hold.reached()
-    writer.set("k", "v2")  # returned: its message is in both sockets, unread
-    assert plain.get("k") == "v1"  # the default node serves its copy
-    assert strict.get("k") == "v2"  # the strict one goes to Redis
-    assert _hits(strict) == hits + 1
-    for hold in holds:
-        hold.release()
+        writer.set("k", "v2")  # returned: its message is in both sockets, unread
+        assert plain.get("k") == "v1"  # the default node serves its copy
+        assert strict.get("k") == "v2"  # the strict one goes to Redis
+        assert _hits(strict) == hits + 1
     settle(writer, strict, plain)
     assert plain.get("k") == strict.get("k") == "v2"
     assert strict.get("k") == "v2" and _hits(strict) >= hits + 2  # hits resume once applied
@@ -65,13 +62,10 @@ def test_a_strict_update_node_does_not_serve_the_value_it_has_not_yet_applied(
     make_any_node: AnyNodeFactory,
 ) -> None:
     writer, strict, plain = _filled(make_any_node, strategy="update")
-    holds = [Hold(node, "maintain") for node in (strict, plain)]
-    for hold in holds:
+    with Hold("maintain", strict, plain) as hold:
         hold.reached()
-    writer.set("k", "v2")
-    assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
-    for hold in holds:
-        hold.release()
+        writer.set("k", "v2")
+        assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
     settle(writer, strict, plain)
     assert strict.get("k") == "v2"
 
@@ -84,14 +78,11 @@ def test_a_strict_node_reads_through_while_its_listener_applies_a_message(
     settle(writer, strict, plain)
     assert str(strict.get("other")) == str(plain.get("other")) == "1"  # tracked by the server too
     method = "invalidated" if flavour == "tracking" else "receive"
-    holds = [Hold(node, method) for node in (strict, plain)]
-    writer.set("other", 2)  # each listener reads this one and stops inside its handling
-    for hold in holds:
+    with Hold(method, strict, plain) as hold:
+        writer.set("other", 2)  # each listener reads this one and stops inside its handling
         hold.reached()
-    writer.set("k", "v2")
-    assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
-    for hold in holds:
-        hold.release()
+        writer.set("k", "v2")
+        assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
     settle(writer, strict, plain)
     assert strict.get("k") == plain.get("k") == "v2"
 
@@ -100,14 +91,11 @@ def test_a_strict_node_reads_through_once_its_subscription_is_killed(
     make_real_node: AnyNodeFactory, real_client: redis.Redis
 ) -> None:
     writer, strict, plain = _filled(make_real_node)
-    holds = [Hold(node, "maintain") for node in (strict, plain)]
-    for hold in holds:
+    with Hold("maintain", strict, plain) as hold:
         hold.reached()
-    real_client.client_kill_filter(_type="pubsub")  # every subscriber: its message is lost
-    writer.set("k", "v2")
-    assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
-    for hold in holds:
-        hold.release()
+        real_client.client_kill_filter(_type="pubsub")  # every subscriber: its message is lost
+        writer.set("k", "v2")
+        assert (plain.get("k"), strict.get("k")) == ("v1", "v2")
     settle(writer, strict, plain)
     assert strict.get("k") == plain.get("k") == "v2"
     assert strict.stats.disconnects >= 1
@@ -243,12 +231,9 @@ def test_a_strict_peek_answers_the_default_while_a_message_waits(
     make_any_node: AnyNodeFactory,
 ) -> None:
     writer, strict, plain = _filled(make_any_node)
-    holds = [Hold(node, "maintain") for node in (strict, plain)]
-    for hold in holds:
+    with Hold("maintain", strict, plain) as hold:
         hold.reached()
-    writer.set("k", "v2")
-    assert (plain.peek("k"), strict.peek("k", "unsure")) == ("v1", "unsure")
-    for hold in holds:
-        hold.release()
+        writer.set("k", "v2")
+        assert (plain.peek("k"), strict.peek("k", "unsure")) == ("v1", "unsure")
     settle(writer, strict, plain)
     assert strict.get("k") == "v2" and strict.peek("k") == "v2"
