@@ -181,8 +181,8 @@ class CacheNode(NodeFace):
         # than cachetools.LRUCache.get. Each dict call is atomic; a hit racing an
         # invalidation returns the value it saw, a read ordered before that change. It is
         # deliberate duplication (as in cachetools): AsyncCacheNode.get inlines the same.
-        if self._bare:
-            try:
+        if self._bare or (self._gate is not None and self._lean and self._quiet()):
+            try:  # (strict=True: the same hit, once nothing waits unread)
                 entry = self._entries[key]
                 if entry[2] > self._timer():
                     self._entries.move_to_end(key)
@@ -191,18 +191,7 @@ class CacheNode(NodeFace):
                     return default if value is ABSENT else value
             except KeyError:  # a miss (or just invalidated): the general path decides
                 pass
-        elif self._gate is not None:  # strict=True: the same hit, once the gate is quiet
-            if self._lean and self._quiet():
-                try:
-                    entry = self._entries[key]
-                    if entry[2] > self._timer():
-                        self._entries.move_to_end(key)
-                        self._hits += 1
-                        value = entry[0]
-                        return default if value is ABSENT else value
-                except KeyError:
-                    pass
-        elif self._recorder is None:  # verify=: the same hit, plus one comparison
+        elif self._recorder is None and self._gate is None:  # verify=: plus one comparison
             try:
                 entry = self._entries[key]
                 if entry[2] > self._timer():
